@@ -1,0 +1,11 @@
+"""whipup: `fab -l` lists the tasks.
+
+Tasks are thin: they load roles.yaml once, open one cloud session, and hand
+both to the modules that do the work.
+"""
+from invoke import Collection
+
+from .sandbox import tasks as sandbox_tasks
+
+ns = Collection()
+ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))

@@ -1,0 +1,62 @@
+"""Where the local cloud keeps its state and how it is reached.
+
+Everything is derived from environment variables with sane defaults, read when
+asked (never at import time), so tests can point a sandbox at a temp directory.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCOUNT_ID = "123456789012"  # moto's account: the owner of images we register
+IMAGE_NAME = "debian-12-amd64-whipup-sandbox"
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    state_dir: Path          # hosts' disks, pid files, logs (kept across restarts)
+    cache_dir: Path          # the debootstrap image, built once
+    port: int                # moto server port on 127.0.0.1
+    region: str
+    bridge: str              # Linux bridge name
+    bridge_address: str      # the bridge's address: the proxy listens here
+    proxy_port: int
+    mirror: str              # Debian mirror debootstrap and apt use (through the proxy inside hosts)
+    poll_interval: float     # materializer poll period, seconds
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{self.bridge_address}:{self.proxy_port}"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.cache_dir / "images" / "debian-12"
+
+    @property
+    def hosts_dir(self) -> Path:
+        return self.state_dir / "hosts"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> SandboxSettings:
+    env = os.environ if environ is None else environ
+    return SandboxSettings(
+        state_dir=Path(env.get("WHIPUP_SANDBOX_STATE", "/var/lib/whipup/sandbox")),
+        cache_dir=Path(env.get("WHIPUP_CACHE", "/var/cache/whipup")),
+        port=int(env.get("WHIPUP_SANDBOX_PORT", "4590")),
+        region=env.get("WHIPUP_SANDBOX_REGION", DEFAULT_REGION),
+        bridge=env.get("WHIPUP_SANDBOX_BRIDGE", "whipbr0"),
+        bridge_address=env.get("WHIPUP_SANDBOX_BRIDGE_ADDRESS", "10.255.255.254"),
+        proxy_port=int(env.get("WHIPUP_SANDBOX_PROXY_PORT", "8888")),
+        mirror=env.get("WHIPUP_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
+        poll_interval=float(env.get("WHIPUP_SANDBOX_POLL", "0.2")),
+    )
