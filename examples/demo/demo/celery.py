@@ -1,0 +1,10 @@
+"""The Celery app: `celery -A demo worker` (settings prefixed CELERY_)."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
+
+app = Celery("demo")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

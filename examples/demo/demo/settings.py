@@ -1,0 +1,126 @@
+"""Settings for the whipup demo app. Everything comes from the environment.
+
+whipup writes the variables to /srv/demo/shared/.env (mode 0600), which the
+process manager loads. Set WHIPUP_ENV_FILE to that path to have the settings
+read it themselves (e.g. for `manage.py migrate` from a shell); variables
+already in the environment take precedence over the file.
+"""
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import get_bool, get_int, get_list, load_env_file
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+if os.environ.get("WHIPUP_ENV_FILE"):
+    load_env_file(os.environ["WHIPUP_ENV_FILE"])
+
+DEBUG = get_bool("DJANGO_DEBUG", False)
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false")
+    SECRET_KEY = "django-insecure-local-development-only"
+
+ALLOWED_HOSTS = get_list("DJANGO_ALLOWED_HOSTS", "*")
+CSRF_TRUSTED_ORIGINS = get_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+WHIPUP_RELEASE = os.environ.get("WHIPUP_RELEASE", "dev")
+
+INSTALLED_APPS = [
+    "django.contrib.staticfiles",
+    "notes",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo.urls"
+WSGI_APPLICATION = "demo.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.debug",
+                "django.template.context_processors.request",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL in production; DB_ENGINE=sqlite for local runs and tests.
+DB_ENGINE = os.environ.get("DB_ENGINE", "postgresql").strip().lower()
+if DB_ENGINE in ("postgresql", "postgres"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("DB_NAME", "demo"),
+            "USER": os.environ.get("DB_USER", "demo"),
+            "PASSWORD": os.environ.get("DB_PASSWORD", ""),
+            "HOST": os.environ.get("DB_HOST", "127.0.0.1"),
+            "PORT": get_int("DB_PORT", 5432),
+            "CONN_MAX_AGE": get_int("DB_CONN_MAX_AGE", 60),
+            "CONN_HEALTH_CHECKS": True,
+        }
+    }
+elif DB_ENGINE in ("sqlite", "sqlite3"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("DB_NAME") or BASE_DIR / "db.sqlite3",
+        }
+    }
+else:
+    raise ImproperlyConfigured(f"DB_ENGINE={DB_ENGINE!r}: use 'postgresql' or 'sqlite'")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# Static files are collected into a per-release STATIC_ROOT and served by nginx.
+STATIC_URL = "/static/"
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or BASE_DIR / "static_collected"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT") or BASE_DIR / "media"
+
+# Celery (read by demo/celery.py through the CELERY_ namespace).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = get_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s"},
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    # Replace Django's default handlers (console only under DEBUG, mail_admins).
+    "loggers": {
+        "django": {"handlers": ["stderr"], "level": LOG_LEVEL, "propagate": False},
+    },
+}

@@ -1,0 +1,15 @@
+import logging
+
+from celery import shared_task
+
+from .models import Note
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def add_note(text):
+    """Create a Note; returns its id."""
+    note = Note.objects.create(text=text)
+    logger.info("note %s added by a worker", note.pk)
+    return note.pk
