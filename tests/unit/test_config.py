@@ -1,0 +1,211 @@
+"""roles.yaml loading: the shipped file, and one test per kind of error."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fabfile.config import (
+    AmiSpec,
+    ConfigError,
+    PortRule,
+    TemplateSpec,
+    load_config,
+    with_target,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "roles.yaml"
+
+
+def minimal() -> dict:
+    return {
+        "cluster": {"name": "t"},
+        "app": {"name": "demo", "repo": "src"},
+        "roles": {
+            "app": {"instance_type": "t3.small", "ports": [{"port": 8000, "from": "proxy"}]},
+            "proxy": {"instance_type": "t3.micro", "ports": [{"port": 80, "from": "0.0.0.0/0"}]},
+        },
+    }
+
+
+def write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "roles.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def error_of(tmp_path: Path, data) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, data))
+    return str(info.value)
+
+
+def test_shipped_roles_yaml_loads_with_its_defaults():
+    cfg = load_config(SHIPPED)
+    assert cfg.root == REPO
+    assert cfg.cluster.name == "whipup-demo"
+    assert cfg.cluster.target == "sandbox"
+    assert cfg.cluster.admin_cidr == "10.255.255.254/32"
+    assert cfg.cluster.ami == AmiSpec(name="debian-12-amd64-*", owner="self")
+    assert cfg.cluster.state_dir == REPO / ".whipup"
+    assert cfg.cluster.ssh.user == "admin" and cfg.cluster.ssh.connect == "auto"
+    assert cfg.app.repo_path == REPO / "examples" / "demo"
+    assert cfg.packages == ("git", "supervisor", "python3-venv", "curl")
+    assert cfg.role_names == ("proxy", "app", "db", "worker")
+    proxy = cfg.role("proxy")
+    assert proxy.elastic_ip and proxy.instance_type == "t3.micro"
+    assert proxy.ports == (PortRule(80, ("0.0.0.0/0",), ()), PortRule(443, ("0.0.0.0/0",), ()))
+    assert proxy.templates == (TemplateSpec(
+        src="etc/nginx/sites-available/whipup.conf.j2", dest="/etc/nginx/sites-available/whipup.conf",
+        notify="nginx", action="reload", owner="root", mode="0644"),)
+    db = cfg.role("db")
+    assert db.termination_protection and db.root_volume_gb == 20
+    assert db.ports == (PortRule(5432, (), ("app", "worker")),)
+    assert [t.action for t in db.templates] == ["restart", "reload"]
+    assert cfg.role("worker").services == ("supervisor", "redis-server")
+    assert cfg.role("app").ports == (PortRule(8000, (), ("proxy",)),)
+
+
+def test_defaults_and_overrides(tmp_path):
+    data = minimal()
+    data["roles"]["app"]["ami"] = {"id": "ami-0123456789abcdef0"}
+    data["roles"]["app"]["templates"] = [{"src": "a/b.conf.j2", "dest": "/srv/b.conf", "mode": "600"}]
+    data["roles"]["app"]["services"] = ["x"]
+    cfg = load_config(write(tmp_path, data))
+    app = cfg.role("app")
+    assert app.count == 1 and app.root_volume_gb == 8 and not app.elastic_ip
+    assert app.ami == AmiSpec(id="ami-0123456789abcdef0")
+    assert cfg.role("proxy").ami == cfg.cluster.ami
+    assert app.templates[0] == TemplateSpec("a/b.conf.j2", "/srv/b.conf", None, "restart", "root", "0600")
+    assert cfg.app.django_settings == "demo.settings"
+    assert cfg.app.repo_path == tmp_path / "src"
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d["roles"]["app"]["ports"][0].update({"from": "ap"}),
+         "roles.yaml: roles.app.ports[0].from: unknown role 'ap' (roles: app, proxy)"),
+        (lambda d: d["roles"]["app"]["ports"][0].update({"from": ["proxy", "wrker"]}),
+         "roles.yaml: roles.app.ports[0].from[1]: unknown role 'wrker'"),
+        (lambda d: d["roles"]["app"]["ports"][0].update({"port": 70000}),
+         "roles.yaml: roles.app.ports[0].port: expected an integer 1-65535, got 70000"),
+        (lambda d: d["roles"]["app"]["ports"][0].update({"port": "80"}),
+         "roles.yaml: roles.app.ports[0].port: expected an integer 1-65535, got '80'"),
+        (lambda d: d["roles"]["app"]["ports"][0].update({"port": True}),
+         "roles.yaml: roles.app.ports[0].port: expected an integer 1-65535, got True"),
+        (lambda d: d["roles"]["app"]["ports"][0].update({"port": 22}),
+         "roles.yaml: roles.app.ports[0].port: port 22 is managed by whipup"),
+        (lambda d: d["roles"]["app"].update({"instnce_type": "t3.small"}),
+         "roles.yaml: roles.app.instnce_type: unknown key (did you mean 'instance_type'?)"),
+        (lambda d: d["cluster"].update({"zzz": 1}),
+         "roles.yaml: cluster.zzz: unknown key (expected one of: name, region"),
+        (lambda d: d["app"].pop("repo"),
+         "roles.yaml: app.repo: required"),
+        (lambda d: d["roles"]["app"].update({"count": -1}),
+         "roles.yaml: roles.app.count: expected an integer 0-50, got -1"),
+        (lambda d: d["roles"]["app"].update({"elastic_ip": "yes please"}),
+         "roles.yaml: roles.app.elastic_ip: expected true or false, got 'yes please'"),
+        (lambda d: d["roles"]["app"].update({"packages": "nginx"}),
+         "roles.yaml: roles.app.packages: expected a list, got a string"),
+        (lambda d: d["roles"]["app"].update({"packages": ["x; whoami"]}),
+         "roles.yaml: roles.app.packages[0]: expected a Debian package name, got 'x; whoami'"),
+        (lambda d: d["roles"].update({"Bad_Role": {"instance_type": "t3.micro"}}),
+         "roles.yaml: roles.Bad_Role: role names must match [a-z][a-z0-9-]*"),
+        (lambda d: d["cluster"].update({"name": "Whip Up"}),
+         "roles.yaml: cluster.name: expected a name of [a-z0-9-]"),
+        (lambda d: d["cluster"].update({"target": "gcp"}),
+         "roles.yaml: cluster.target: expected one of sandbox, aws, got 'gcp'"),
+        (lambda d: d["cluster"].update({"admin_cidr": "10.0.0.1/8"}),
+         "roles.yaml: cluster.admin_cidr: not a valid CIDR"),
+        (lambda d: d["cluster"].update({"admin_cidr": "10.0.0.1"}),
+         "roles.yaml: cluster.admin_cidr: expected a CIDR like 203.0.113.7/32, got '10.0.0.1'"),
+        (lambda d: d["cluster"].update({"ssh": {"public_key": "k.pub"}}),
+         "roles.yaml: cluster.ssh.private_key: required when public_key is set"),
+        (lambda d: d["cluster"].update({"ssh": {"public_key": "k.pub", "private_key": "k"}}),
+         "roles.yaml: cluster.ssh.public_key: file not found:"),
+        (lambda d: d["cluster"].update({"ssh": {"connect": "wifi"}}),
+         "roles.yaml: cluster.ssh.connect: expected one of auto, public, private, got 'wifi'"),
+        (lambda d: d["cluster"].update({"ami": {"id": "ami-0123456789abcdef0", "name": "x"}}),
+         "roles.yaml: cluster.ami: give either id, or name (with owner), not both"),
+        (lambda d: d["cluster"].update({"vpc": "my-vpc"}),
+         "roles.yaml: cluster.vpc: expected 'default' or a vpc id"),
+        (lambda d: d["app"].update({"strategy": "git"}),
+         "roles.yaml: app.repo: strategy git needs a git URL"),
+        (lambda d: d["app"].update({"keep_releases": 0}),
+         "roles.yaml: app.keep_releases: expected an integer 1-100, got 0"),
+        (lambda d: d["roles"]["app"].update({"templates": [{"src": "a.conf"}]}),
+         "roles.yaml: roles.app.templates[0].src: expected a template name ending in .j2"),
+        (lambda d: d["roles"]["app"].update({"templates": [{"src": "../a.j2"}]}),
+         "roles.yaml: roles.app.templates[0].src: expected a path inside the project"),
+        (lambda d: d["roles"]["app"].update({"templates": [{"src": "a.j2", "notify": "nginx"}]}),
+         "roles.yaml: roles.app.templates[0].notify: 'nginx' is not one of this role's services"),
+        (lambda d: d["roles"]["app"].update({"templates": [{"src": "a.j2", "mode": 420}]}),
+         "roles.yaml: roles.app.templates[0].mode: expected a quoted octal string like '0644', got 420"),
+        (lambda d: d["roles"]["app"].update({"templates": [{"src": "a.j2", "action": "bounce"}]}),
+         "roles.yaml: roles.app.templates[0].action: expected one of reload, restart, got 'bounce'"),
+        (lambda d: d["roles"]["app"].pop("instance_type"),
+         "roles.yaml: roles.app.instance_type: required"),
+        (lambda d: d.update({"roles": {}}),
+         "roles.yaml: roles: expected a mapping of role names to roles"),
+    ],
+)
+def test_errors_name_file_and_key_path(tmp_path, mutate, expected):
+    data = minimal()
+    mutate(data)
+    assert error_of(tmp_path, data).startswith(expected)
+
+
+def test_not_valid_yaml_names_the_line(tmp_path):
+    message = error_of(tmp_path, "cluster:\n  name: t\napp: [unclosed\nroles: {}\n")
+    assert message.startswith("roles.yaml: not valid YAML: ")
+    assert message.endswith("line 4")
+
+
+def test_duplicate_role_is_an_error(tmp_path):
+    text = (
+        "cluster: {name: t}\n"
+        "app: {name: demo, repo: src}\n"
+        "roles:\n"
+        "  app:\n"
+        "    instance_type: t3.small\n"
+        "  app:\n"
+        "    instance_type: t3.large\n"
+    )
+    assert error_of(tmp_path, text) == "roles.yaml: roles.app: duplicate key (lines 4 and 6)"
+
+
+def test_empty_file(tmp_path):
+    assert error_of(tmp_path, "").startswith("roles.yaml: empty file")
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"^nope.yaml: cannot read"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_ssh_key_paths_resolve_against_the_file(tmp_path):
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "k.pub").write_text("ssh-ed25519 AAAA x\n")
+    (tmp_path / "keys" / "k").write_text("private\n")
+    data = minimal()
+    data["cluster"]["ssh"] = {"public_key": "keys/k.pub", "private_key": "keys/k", "user": "ubuntu"}
+    ssh = load_config(write(tmp_path, data)).cluster.ssh
+    assert (ssh.public_key, ssh.private_key, ssh.user) == (tmp_path / "keys/k.pub", tmp_path / "keys/k", "ubuntu")
+
+
+def test_role_lookup_lists_roles():
+    cfg = load_config(SHIPPED)
+    with pytest.raises(ConfigError) as info:
+        cfg.role("x")
+    assert str(info.value) == "unknown role 'x' (roles: app, db, proxy, worker)"
+
+
+def test_with_target_overrides_and_validates():
+    cfg = load_config(SHIPPED)
+    assert with_target(cfg, "aws").cluster.target == "aws"
+    assert with_target(cfg, None) is cfg
+    with pytest.raises(ConfigError, match=r"^--target: unknown target 'gcp'"):
+        with_target(cfg, "gcp")
