@@ -1,0 +1,232 @@
+"""Bringing the local cloud up and down: image, moto server, bridge, proxy, materializer.
+
+Every step looks first and acts only when something differs, so `up` twice
+changes nothing and `down` with nothing up is a no-op.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+from . import hosts, image, net, procs
+from .errors import SandboxError
+from .settings import ACCOUNT_ID, IMAGE_NAME, SandboxSettings
+
+REQUIRED = {  # command -> Debian package
+    "ip": "iproute2",
+    "unshare": "util-linux",
+    "mount": "mount",
+    "pivot_root": "util-linux",
+    "debootstrap": "debootstrap",
+    "tinyproxy": "tinyproxy",
+    "chroot": "coreutils",
+}
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def tinyproxy_conf(settings: SandboxSettings) -> str:
+    allow = "".join(f"Allow {r}\n" for r in net.PRIVATE_RANGES)
+    return (
+        "# whipup sandbox forward proxy: the only way out for sandbox hosts\n"
+        "User nobody\nGroup nogroup\n"
+        f"Port {settings.proxy_port}\nListen {settings.bridge_address}\n"
+        "Timeout 600\nMaxClients 200\nLogLevel Warning\n"
+        f"{allow}ConnectPort 443\nDisableViaHeader Yes\n"
+    )
+
+
+def preflight(settings: SandboxSettings) -> None:
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("the local cloud needs root (network namespaces, mounts): run as root")
+    missing = sorted({pkg for cmd, pkg in REQUIRED.items() if shutil.which(cmd) is None})
+    if missing:
+        problems.append(f"missing commands; install them with: apt-get install -y {' '.join(missing)}")
+    if "overlay" not in Path("/proc/filesystems").read_text():
+        subprocess.run(["modprobe", "overlay"], capture_output=True)
+        if "overlay" not in Path("/proc/filesystems").read_text():
+            problems.append("the kernel has no overlay filesystem (modprobe overlay failed)")
+    if problems:
+        raise SandboxError("sandbox.up cannot start:\n  - " + "\n  - ".join(problems))
+
+
+def ec2(settings: SandboxSettings):
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                         region_name=settings.region).client("ec2", endpoint_url=settings.endpoint)
+
+
+def api_answers(settings: SandboxSettings) -> bool:
+    try:
+        with urllib.request.urlopen(settings.endpoint + "/moto-api/", timeout=1) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def pidfile(settings: SandboxSettings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def _env(settings: SandboxSettings) -> dict:
+    env = dict(os.environ)
+    env.update(sandbox_environ(settings))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["WHIPUP_SANDBOX_STATE"] = str(settings.state_dir)
+    env["WHIPUP_CACHE"] = str(settings.cache_dir)
+    env["WHIPUP_SANDBOX_PORT"] = str(settings.port)
+    return env
+
+
+def sandbox_environ(settings: SandboxSettings) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": settings.endpoint,
+        "AWS_DEFAULT_REGION": settings.region,
+        "AWS_REGION": settings.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
+def start_api(settings: SandboxSettings, log) -> None:
+    if procs.read_pidfile(pidfile(settings, "moto")) and api_answers(settings):
+        return log(f"api: already up at {settings.endpoint}")
+    procs.stop_pidfile(pidfile(settings, "moto"))
+    procs.spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(settings.port)],
+                settings.state_dir / "logs" / "moto.log", pidfile(settings, "moto"), env=_env(settings))
+    deadline = time.monotonic() + 30
+    while not api_answers(settings):
+        if not procs.read_pidfile(pidfile(settings, "moto")):
+            raise SandboxError(f"moto server exited; see {settings.state_dir / 'logs' / 'moto.log'}")
+        if time.monotonic() > deadline:
+            raise SandboxError(f"moto server did not answer on {settings.endpoint} within 30 s")
+        time.sleep(0.1)
+    log(f"api: started at {settings.endpoint}")
+
+
+def register_image(settings: SandboxSettings, log) -> str:
+    client = ec2(settings)
+    found = client.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [IMAGE_NAME]}])["Images"]
+    if found:
+        log(f"image: {found[0]['ImageId']} ({IMAGE_NAME}) already registered")
+        return found[0]["ImageId"]
+    ami = client.register_image(
+        Name=IMAGE_NAME, Description="Debian 12 (bookworm) minbase, whipup local cloud",
+        Architecture="x86_64", RootDeviceName="/dev/xvda", VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "VolumeType": "gp3"}}],
+    )["ImageId"]
+    log(f"image: registered {ami} ({IMAGE_NAME}, owner {ACCOUNT_ID})")
+    return ami
+
+
+def start_bridge(settings: SandboxSettings, log) -> None:
+    if net.link_exists(settings.bridge):
+        return log(f"bridge: {settings.bridge} already up")
+    net.run_all(net.bridge_up_cmds(settings.bridge, settings.bridge_address))
+    log(f"bridge: {settings.bridge} {settings.bridge_address}")
+
+
+def start_proxy(settings: SandboxSettings, log) -> None:
+    conf = settings.run_dir / "tinyproxy.conf"
+    wanted = tinyproxy_conf(settings)
+    running = procs.read_pidfile(pidfile(settings, "proxy"))
+    if running and conf.exists() and conf.read_text() == wanted:
+        return log(f"proxy: already up at {settings.proxy_url}")
+    procs.stop_pidfile(pidfile(settings, "proxy"))
+    conf.write_text(wanted)
+    procs.spawn(["tinyproxy", "-d", "-c", str(conf)], settings.state_dir / "logs" / "proxy.log",
+                pidfile(settings, "proxy"))
+    time.sleep(0.2)
+    if not procs.read_pidfile(pidfile(settings, "proxy")):
+        raise SandboxError(f"tinyproxy exited; see {settings.state_dir / 'logs' / 'proxy.log'}")
+    log(f"proxy: started at {settings.proxy_url}")
+
+
+def start_materializer(settings: SandboxSettings, log) -> None:
+    if procs.read_pidfile(pidfile(settings, "materializer")):
+        return log("materializer: already running")
+    procs.spawn([sys.executable, "-m", "fabfile.sandbox.materializer"],
+                settings.state_dir / "logs" / "materializer.log", pidfile(settings, "materializer"),
+                env=_env(settings), cwd=str(PROJECT_ROOT))
+    log("materializer: started")
+
+
+def up(settings: SandboxSettings, log=print) -> None:
+    preflight(settings)
+    for d in (settings.state_dir, settings.run_dir, settings.hosts_dir, settings.state_dir / "logs"):
+        d.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.state_dir, 0o700)
+    info = image.build_image(settings, log)
+    if info:
+        log(f"image: {settings.image_dir} (Debian {info['suite']}, {info['size_bytes'] / 1e6:.0f} MB)")
+    start_api(settings, log)
+    register_image(settings, log)
+    start_bridge(settings, log)
+    start_proxy(settings, log)
+    start_materializer(settings, log)
+
+
+def down(settings: SandboxSettings, log=print) -> None:
+    """Stop everything of ours: materializer, hosts, network, proxy, API. Disks of hosts go too."""
+    did = procs.stop_pidfile(pidfile(settings, "materializer"))
+    if did:
+        log("materializer: stopped")
+    for iid in hosts.known_hosts(settings):
+        hosts.destroy(settings, iid)
+        log(f"host {iid}: removed")
+    for ns in net.our_netns():  # leftovers of a crash: namespaces without a host dir
+        net.run(["ip", "netns", "del", ns], check=False)
+        log(f"netns {ns}: removed")
+    for veth in net.our_veths():
+        net.run(["ip", "link", "del", veth], check=False)
+        log(f"veth {veth}: removed")
+    if net.link_exists(settings.bridge):
+        net.run_all(net.bridge_down_cmds(settings.bridge))
+        log(f"bridge {settings.bridge}: removed")
+    if procs.stop_pidfile(pidfile(settings, "proxy")):
+        log("proxy: stopped")
+    if procs.stop_pidfile(pidfile(settings, "moto")):
+        log("api: stopped")
+    if settings.hosts_dir.exists():
+        image.remove_tree(settings.hosts_dir)
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    instance_id: str
+    state: str
+    private_ip: str
+    pid: int | None
+
+
+def status(settings: SandboxSettings) -> dict:
+    out = {"endpoint": settings.endpoint, "region": settings.region,
+           "api": api_answers(settings),
+           "materializer": procs.read_pidfile(pidfile(settings, "materializer")),
+           "proxy": settings.proxy_url if procs.read_pidfile(pidfile(settings, "proxy")) else None,
+           "image": None, "image_id": None, "hosts": []}
+    if image.image_ready(settings):
+        info = image.image_info(settings)
+        out["image"] = f"{settings.image_dir} (Debian {info['suite']}, {info['size_bytes'] / 1e6:.0f} MB)"
+    api_states = {}
+    if out["api"]:
+        client = ec2(settings)
+        imgs = client.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [IMAGE_NAME]}])["Images"]
+        out["image_id"] = imgs[0]["ImageId"] if imgs else None
+        for res in client.describe_instances()["Reservations"]:
+            for inst in res["Instances"]:
+                api_states[inst["InstanceId"]] = (inst["State"]["Name"], inst.get("PrivateIpAddress", ""))
+    ids = sorted(set(api_states) | set(hosts.known_hosts(settings)))
+    for iid in ids:
+        st = hosts.read_state(settings, iid) or {}
+        state, ip = api_states.get(iid, ("unknown to the API", st.get("private_ip", "")))
+        out["hosts"].append(HostStatus(iid, state, ip or st.get("private_ip", ""), hosts.host_pid(settings, iid)))
+    return out

@@ -1,0 +1,139 @@
+"""The materializer: makes moto's instance list real, one host per instance.
+
+It polls the local cloud's DescribeInstances and reconciles:
+  pending/running        -> host created (first time) and booted
+  stopping/stopped       -> host's processes stopped, disk kept
+  shutting-down/terminated, or unknown to the API -> host and disk removed
+State lives on disk (hosts/<id>/host.json, launcher.pid), so a restarted
+materializer picks up the hosts that are already running.
+
+Run: python -m fabfile.sandbox.materializer   (sandbox.up does it)
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from . import hosts
+from .errors import SandboxError
+from .settings import SandboxSettings, load_settings
+
+log = logging.getLogger("whipup.materializer")
+
+RUN = ("pending", "running")
+STOP = ("stopping", "stopped")
+GONE = ("shutting-down", "terminated")
+
+
+def desired_actions(instances: list[dict], present: set[str], running: set[str]) -> list[tuple[str, dict | str]]:
+    """Pure reconcile: API view + host view -> [(action, instance-or-id)]."""
+    actions: list[tuple[str, dict | str]] = []
+    seen = set()
+    for inst in instances:
+        iid, state = inst["InstanceId"], inst["State"]["Name"]
+        seen.add(iid)
+        if state in RUN and iid not in running:
+            actions.append(("start", inst))
+        elif state in STOP and iid in running:
+            actions.append(("stop", iid))
+        elif state in GONE and iid in present:
+            actions.append(("destroy", iid))
+    for iid in sorted(present - seen):
+        actions.append(("destroy", iid))
+    return actions
+
+
+def ec2_client(settings: SandboxSettings):
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                         region_name=settings.region).client(
+        "ec2", endpoint_url=settings.endpoint,
+        config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10))
+
+
+def list_instances(ec2) -> list[dict]:
+    out = []
+    for page in ec2.get_paginator("describe_instances").paginate():
+        for res in page["Reservations"]:
+            out.extend(res["Instances"])
+    return out
+
+
+class Materializer:
+    def __init__(self, settings: SandboxSettings, ec2):
+        self.settings = settings
+        self.ec2 = ec2
+        self.stopping = threading.Event()
+        self.children = []  # Popen of launchers we started: reaped as they exit
+        self.pool = ThreadPoolExecutor(max_workers=8)
+
+    def spec(self, inst: dict) -> hosts.HostSpec:
+        ip = inst.get("PrivateIpAddress")
+        if not ip:
+            raise SandboxError(f"{inst['InstanceId']}: the API reports no private IP")
+        return hosts.HostSpec(inst["InstanceId"], ip, inst.get("PrivateDnsName") or inst["InstanceId"])
+
+    def user_data(self, instance_id: str) -> bytes | None:
+        attr = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+        return hosts.decode_user_data(attr.get("UserData", {}).get("Value"))
+
+    def apply(self, action: str, target) -> None:
+        s = self.settings
+        if action == "start":
+            spec = self.spec(target)
+            ud = None if hosts.read_state(s, spec.instance_id) else self.user_data(spec.instance_id)
+            p = hosts.start(s, spec, ud, log=lambda m: log.info("%s: %s", spec.instance_id, m))
+            if p is not None:
+                self.children.append(p)
+                log.info("%s: booted (%s, %s)", spec.instance_id, spec.private_ip, spec.hostname)
+        elif action == "stop":
+            hosts.stop(s, target)
+            log.info("%s: stopped (disk kept)", target)
+        elif action == "destroy":
+            hosts.destroy(s, target)
+            log.info("%s: terminated (host and disk removed)", target)
+
+    def step(self) -> None:
+        instances = list_instances(self.ec2)
+        present = set(hosts.known_hosts(self.settings))
+        running = {i for i in present if hosts.is_running(self.settings, i)}
+        actions = desired_actions(instances, present, running)
+        futures = [(a, t, self.pool.submit(self.apply, a, t)) for a, t in actions]
+        for action, target, fut in futures:
+            try:
+                fut.result()
+            except Exception as exc:
+                iid = target["InstanceId"] if isinstance(target, dict) else target
+                log.error("%s: %s failed: %s", iid, action, exc)
+        self.children = [p for p in self.children if p.poll() is None]
+
+    def run(self) -> None:
+        log.info("materializer up: endpoint %s, region %s", self.settings.endpoint, self.settings.region)
+        while not self.stopping.is_set():
+            try:
+                self.step()
+            except Exception as exc:  # the API may be restarting: keep trying
+                log.warning("reconcile failed: %s", exc)
+                self.stopping.wait(1.0)
+            self.stopping.wait(self.settings.poll_interval)
+        log.info("materializer stopped (hosts keep running)")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    settings = load_settings()
+    m = Materializer(settings, ec2_client(settings))
+    signal.signal(signal.SIGTERM, lambda *_: m.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: m.stopping.set())
+    m.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The sandbox's network, as pure command builders (argv lists) plus a thin runner.
+
+One bridge in this machine's namespace carries the proxy address. Every host
+gets a network namespace with a veth whose outer end is on the bridge. A host
+has no default route: the private ranges are on-link (so hosts reach each
+other on their private IPs, whatever address the API gave them) and the bridge
+address is routed to; so the only way out is the forward proxy.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+
+from .errors import SandboxError
+
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+NETNS_PREFIX = "whip-"
+VETH_PREFIX = "wv"
+
+
+def netns_name(instance_id: str) -> str:
+    return NETNS_PREFIX + instance_id
+
+
+def veth_name(instance_id: str) -> str:
+    # interface names are at most 15 characters
+    return VETH_PREFIX + hashlib.sha1(instance_id.encode()).hexdigest()[:12]
+
+
+def bridge_up_cmds(bridge: str, address: str) -> list[list[str]]:
+    return [
+        ["ip", "link", "add", bridge, "type", "bridge"],
+        ["ip", "addr", "add", f"{address}/32", "dev", bridge],
+        ["ip", "link", "set", bridge, "up"],
+    ]
+
+
+def bridge_down_cmds(bridge: str) -> list[list[str]]:
+    return [["ip", "link", "del", bridge]]
+
+
+def host_net_cmds(instance_id: str, ip: str, bridge: str, bridge_address: str) -> list[list[str]]:
+    ns, veth = netns_name(instance_id), veth_name(instance_id)
+    cmds = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+        ["ip", "link", "set", veth, "master", bridge, "up"],
+        ["ip", "-n", ns, "link", "set", "lo", "up"],
+        ["ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", "eth0"],
+        ["ip", "-n", ns, "link", "set", "eth0", "up"],
+        ["ip", "-n", ns, "route", "add", f"{bridge_address}/32", "dev", "eth0"],
+    ]
+    cmds += [["ip", "-n", ns, "route", "add", net, "dev", "eth0"] for net in PRIVATE_RANGES]
+    cmds.append(["ip", "route", "replace", f"{ip}/32", "dev", bridge, "src", bridge_address])
+    return cmds
+
+
+def host_net_down_cmds(instance_id: str, ip: str | None, bridge: str) -> list[list[str]]:
+    cmds = []
+    if ip:
+        cmds.append(["ip", "route", "del", f"{ip}/32", "dev", bridge])
+    cmds += [
+        ["ip", "link", "del", veth_name(instance_id)],
+        ["ip", "netns", "del", netns_name(instance_id)],
+    ]
+    return cmds
+
+
+def parse_netns_list(output: str) -> list[str]:
+    """`ip netns list` prints `name` or `name (id: N)` per line."""
+    return [line.split()[0] for line in output.splitlines() if line.strip()]
+
+
+def parse_link_names(output: str) -> list[str]:
+    """`ip -o link show` lines: `N: name@peer: <...> ...`."""
+    names = []
+    for line in output.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) >= 2:
+            names.append(parts[1].strip().split("@")[0])
+    return names
+
+
+def run(cmd: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise SandboxError(f"{' '.join(cmd)}: {p.stderr.strip() or p.stdout.strip()}")
+    return p
+
+
+def run_all(cmds: list[list[str]], *, check: bool = True) -> None:
+    for cmd in cmds:
+        run(cmd, check=check)
+
+
+def our_netns() -> list[str]:
+    return [n for n in parse_netns_list(run(["ip", "netns", "list"]).stdout) if n.startswith(NETNS_PREFIX)]
+
+
+def link_exists(name: str) -> bool:
+    return run(["ip", "link", "show", name], check=False).returncode == 0
+
+
+def our_veths() -> list[str]:
+    out = run(["ip", "-o", "link", "show"]).stdout
+    return [n for n in parse_link_names(out) if n.startswith(VETH_PREFIX)]

@@ -1,0 +1,56 @@
+"""`fab sandbox.*`: the local cloud on this machine."""
+from __future__ import annotations
+
+import json
+import shlex
+
+from invoke import Exit, task
+
+from . import control
+from .errors import SandboxError
+from .settings import load_settings
+
+
+@task
+def up(c):
+    """Start the local cloud (build/reuse image, API, bridge, proxy, materializer)."""
+    try:
+        control.up(load_settings())
+    except SandboxError as exc:
+        raise Exit(f"sandbox.up: {exc}", code=1)
+
+
+@task
+def down(c):
+    """Stop the local cloud and remove its hosts, namespaces, bridge and processes."""
+    try:
+        control.down(load_settings())
+    except SandboxError as exc:
+        raise Exit(f"sandbox.down: {exc}", code=1)
+
+
+@task(help={"json": "print JSON instead of a table"})
+def status(c, json_=False):
+    """Show the local cloud: endpoint, region, image and every host."""
+    st = control.status(load_settings())
+    if json_:
+        print(json.dumps({**st, "hosts": [h.__dict__ for h in st["hosts"]]}, indent=2))
+        return
+    print(f"endpoint:     {st['endpoint']} ({'up' if st['api'] else 'down'})")
+    print(f"region:       {st['region']}")
+    print(f"image:        {st['image_id'] or '-'} {st['image'] or '(not built)'}")
+    print(f"proxy:        {st['proxy'] or 'down'}")
+    print(f"materializer: {'pid ' + str(st['materializer']) if st['materializer'] else 'down'}")
+    if st["hosts"]:
+        print(f"{'INSTANCE':<21} {'STATE':<14} {'PRIVATE IP':<16} PID")
+        for h in st["hosts"]:
+            print(f"{h.instance_id:<21} {h.state:<14} {h.private_ip:<16} {h.pid or '-'}")
+    else:
+        print("hosts:        none")
+
+
+@task
+def env(c):
+    """Print shell exports so plain boto3 and the aws CLI use the local cloud."""
+    for key, value in control.sandbox_environ(load_settings()).items():
+        print(f"export {key}={shlex.quote(value)}")
