@@ -1,0 +1,38 @@
+"""Wait until a node answers SSH with its pinned host key and accepts the cluster key."""
+from __future__ import annotations
+
+import socket
+import time
+
+from paramiko.ssh_exception import SSHException
+
+from ..config import Config
+from ..nodes import Node, connect_address
+from ..ssh import connect
+from .errors import ProvisionError
+from .timing import Timing
+
+
+def wait_for_ssh(cfg: Config, node: Node, timing: Timing, *, port: int = 22) -> None:
+    """Return once an authenticated SSH session opens; ProvisionError naming node, address and last error."""
+    address = connect_address(cfg, node)
+    deadline = time.monotonic() + timing.ssh_timeout
+    last: Exception | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        conn = connect(cfg, node, port=port, connect_timeout=max(1.0, min(timing.ssh_connect_timeout, remaining)))
+        try:
+            conn.open()
+            return
+        except (SSHException, OSError, socket.timeout, EOFError) as exc:
+            last = exc
+        finally:
+            conn.close()
+        time.sleep(min(timing.ssh_interval, max(0.0, deadline - time.monotonic())))
+    raise ProvisionError(
+        f"{node.name} ({node.instance_id}) at {address}:{port}: no SSH after {timing.ssh_timeout:g}s; "
+        f"last error: {type(last).__name__}: {last}" if last else
+        f"{node.name} ({node.instance_id}) at {address}:{port}: no SSH attempt fit in {timing.ssh_timeout:g}s"
+    )

@@ -1,0 +1,40 @@
+"""SSH to cluster nodes, pinned: our known_hosts only, our key only, no TOFU.
+
+`connect(cfg, node)` is what configuration and deploy code uses; a host key
+that is not in `<state_dir>/<cluster>/known_hosts` is refused, and neither
+~/.ssh/known_hosts, ~/.ssh/config, the agent nor ~/.ssh keys are consulted.
+"""
+from __future__ import annotations
+
+from fabric import Config as FabricConfig
+from fabric import Connection, ThreadingGroup
+from paramiko import RejectPolicy, SSHConfig
+
+from .config import Config
+from .nodes import Node, connect_address
+from .provision.errors import ProvisionError
+from .state import identity_paths, known_hosts_path
+
+
+def connect(cfg: Config, node: Node, *, port: int = 22, connect_timeout: float | None = 10) -> Connection:
+    """A (not yet opened) Connection to `node` as the cluster's SSH user with the cluster key."""
+    known_hosts = known_hosts_path(cfg)
+    if not known_hosts.is_file():
+        raise ProvisionError(f"{known_hosts}: missing; run `fab provision` to write it")
+    private_key = identity_paths(cfg)[0]
+    conn = Connection(
+        host=connect_address(cfg, node),
+        user=cfg.cluster.ssh.user,
+        port=port,
+        config=FabricConfig(ssh_config=SSHConfig()),   # explicit and empty: no ~/.ssh/config
+        connect_timeout=connect_timeout,
+        connect_kwargs={"key_filename": [str(private_key)], "look_for_keys": False, "allow_agent": False},
+    )
+    conn.client.set_missing_host_key_policy(RejectPolicy())
+    conn.client.load_host_keys(str(known_hosts))
+    return conn
+
+
+def group(cfg: Config, nodes: list[Node], *, port: int = 22) -> ThreadingGroup:
+    """Pinned connections to `nodes`, run in parallel (fabric's ThreadingGroup)."""
+    return ThreadingGroup.from_connections([connect(cfg, node, port=port) for node in nodes])
