@@ -182,10 +182,10 @@ def down(settings: SandboxSettings, log=print) -> None:
     for iid in hosts.known_hosts(settings):
         hosts.destroy(settings, iid)
         log(f"host {iid}: removed")
-    for ns in net.our_netns():  # leftovers of a crash: namespaces without a host dir
+    for ns in net.our_netns(settings.bridge):  # leftovers of a crash: namespaces without a host dir
         net.run(["ip", "netns", "del", ns], check=False)
         log(f"netns {ns}: removed")
-    for veth in net.our_veths():
+    for veth in net.bridge_ports(settings.bridge):
         net.run(["ip", "link", "del", veth], check=False)
         log(f"veth {veth}: removed")
     if net.link_exists(settings.bridge):

@@ -53,7 +53,7 @@ def configure_surroundings(meta):
     write("/etc/apt/apt.conf.d/80whipup-proxy",
           'Acquire::http::Proxy "%s";\nAcquire::https::Proxy "%s";\n' % (proxy, proxy))
     no_proxy = "localhost,127.0.0.1,::1,.internal," + ",".join(meta.get("no_proxy", []))
-    env = "http_proxy=%s\nhttps_proxy=%s\nHTTP_PROXY=%s\nHTTPS_PROXY=%s\nno_proxy=%s\nNO_PROXY=%s\n"
+    env = ("http_proxy=%s\nhttps_proxy=%s\nHTTP_PROXY=%s\nHTTPS_PROXY=%s\nno_proxy=%s\nNO_PROXY=%s\n"
            "REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt\n"
            "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt\n") % (
         proxy, proxy, proxy, proxy, no_proxy, no_proxy)

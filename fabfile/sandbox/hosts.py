@@ -68,7 +68,7 @@ def decode_user_data(value: str | None) -> bytes | None:
 def boot_argv(settings: SandboxSettings, spec: HostSpec) -> list[str]:
     """The command that becomes the host: namespaces around init.sh."""
     return [
-        "ip", "netns", "exec", net.netns_name(spec.instance_id),
+        "ip", "netns", "exec", net.netns_name(settings.bridge, spec.instance_id),
         "unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child", "--propagation", "private",
         "/bin/sh", str(HERE / "init.sh"),
         str(host_dir(settings, spec.instance_id)), str(settings.image_dir), spec.hostname,
@@ -130,11 +130,17 @@ def is_running(settings: SandboxSettings, instance_id: str) -> bool:
     return procs.read_pidfile(host_dir(settings, instance_id) / "launcher.pid") is not None
 
 
+RETRY_AFTER = 10.0  # a host whose boot died is booted again at most this often
+
+
 def start(settings: SandboxSettings, spec: HostSpec, user_data: bytes | None, log=print) -> subprocess.Popen | None:
-    """Create (first time) and boot the host; no-op if it already runs."""
+    """Create (first time) and boot the host; no-op if it runs or its last boot died moments ago."""
     if is_running(settings, spec.instance_id):
         return None
     d = host_dir(settings, spec.instance_id)
+    booted = d / "launcher.pid"
+    if booted.exists() and time.time() - booted.stat().st_mtime < RETRY_AFTER:
+        return None  # it crashed: its console.log says why; retry later rather than spin
     for sub in ("upper", "work", "merged"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     state = read_state(settings, spec.instance_id) or {}

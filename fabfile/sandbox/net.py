@@ -14,17 +14,17 @@ import subprocess
 from .errors import SandboxError
 
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
-NETNS_PREFIX = "whip-"
 VETH_PREFIX = "wv"
 
 
-def netns_name(instance_id: str) -> str:
-    return NETNS_PREFIX + instance_id
+def netns_name(bridge: str, instance_id: str) -> str:
+    """Namespaces carry their sandbox's bridge name, so two sandboxes never touch each other's."""
+    return f"{bridge}-{instance_id}"
 
 
-def veth_name(instance_id: str) -> str:
+def veth_name(bridge: str, instance_id: str) -> str:
     # interface names are at most 15 characters
-    return VETH_PREFIX + hashlib.sha1(instance_id.encode()).hexdigest()[:12]
+    return VETH_PREFIX + hashlib.sha1(f"{bridge}/{instance_id}".encode()).hexdigest()[:12]
 
 
 def bridge_up_cmds(bridge: str, address: str) -> list[list[str]]:
@@ -40,7 +40,7 @@ def bridge_down_cmds(bridge: str) -> list[list[str]]:
 
 
 def host_net_cmds(instance_id: str, ip: str, bridge: str, bridge_address: str) -> list[list[str]]:
-    ns, veth = netns_name(instance_id), veth_name(instance_id)
+    ns, veth = netns_name(bridge, instance_id), veth_name(bridge, instance_id)
     cmds = [
         ["ip", "netns", "add", ns],
         ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
@@ -60,8 +60,8 @@ def host_net_down_cmds(instance_id: str, ip: str | None, bridge: str) -> list[li
     if ip:
         cmds.append(["ip", "route", "del", f"{ip}/32", "dev", bridge])
     cmds += [
-        ["ip", "link", "del", veth_name(instance_id)],
-        ["ip", "netns", "del", netns_name(instance_id)],
+        ["ip", "link", "del", veth_name(bridge, instance_id)],
+        ["ip", "netns", "del", netns_name(bridge, instance_id)],
     ]
     return cmds
 
@@ -81,6 +81,24 @@ def parse_link_names(output: str) -> list[str]:
     return names
 
 
+def parse_route_get(output: str) -> str | None:
+    """The device of `ip route get ADDR` output (`10.1.2.3 dev whipbr0 src ...`)."""
+    fields = output.split()
+    return fields[fields.index("dev") + 1] if "dev" in fields[:-1] else None
+
+
+def routed_via(address: str) -> str | None:
+    """Which interface traffic to `address` would leave by (None if unroutable).
+
+    Callers check this before connecting to a sandbox host: until the
+    materializer has routed an address to the bridge, a packet to it would
+    follow this machine's default route out, and the sandbox must never send
+    traffic anywhere but to its own hosts.
+    """
+    p = run(["ip", "route", "get", address], check=False)
+    return parse_route_get(p.stdout) if p.returncode == 0 else None
+
+
 def run(cmd: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, capture_output=True, text=True)
     if check and p.returncode != 0:
@@ -93,14 +111,14 @@ def run_all(cmds: list[list[str]], *, check: bool = True) -> None:
         run(cmd, check=check)
 
 
-def our_netns() -> list[str]:
-    return [n for n in parse_netns_list(run(["ip", "netns", "list"]).stdout) if n.startswith(NETNS_PREFIX)]
+def our_netns(bridge: str) -> list[str]:
+    return [n for n in parse_netns_list(run(["ip", "netns", "list"]).stdout) if n.startswith(bridge + "-")]
 
 
 def link_exists(name: str) -> bool:
     return run(["ip", "link", "show", name], check=False).returncode == 0
 
 
-def our_veths() -> list[str]:
-    out = run(["ip", "-o", "link", "show"]).stdout
-    return [n for n in parse_link_names(out) if n.startswith(VETH_PREFIX)]
+def bridge_ports(bridge: str) -> list[str]:
+    p = run(["ip", "-o", "link", "show", "master", bridge], check=False)
+    return parse_link_names(p.stdout) if p.returncode == 0 else []

@@ -1,0 +1,54 @@
+"""End-to-end tests run against a real local cloud on this machine (root needed)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "end-to-end tests need root (network namespaces, mounts)"
+    missing = [c for c in ("ip", "unshare", "debootstrap", "tinyproxy", "ssh") if shutil.which(c) is None]
+    if missing:
+        return f"end-to-end tests need: {', '.join(missing)} (./setup.sh --test installs them)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _why_not()
+    if reason is None:
+        return
+    if os.environ.get("CI"):  # in CI a missing prerequisite is a failure, not a skip
+        raise pytest.UsageError(reason)
+    for item in items:
+        if "e2e" in item.keywords or "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def fab(*args: str, env: dict, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run `fab` as a user would, from the repository root."""
+    p = subprocess.run([sys.executable, "-m", "fabric", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"fab {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def sandbox_env(tmp: Path, n: int) -> dict:
+    """Settings for a private sandbox: its own API port, bridge, address and state dir."""
+    env = dict(os.environ)
+    env.update({
+        "WHIPUP_SANDBOX_STATE": str(tmp / "sandbox-state"),
+        "WHIPUP_SANDBOX_PORT": str(4600 + n),
+        "WHIPUP_SANDBOX_BRIDGE": f"whiptest{n}",
+        "WHIPUP_SANDBOX_BRIDGE_ADDRESS": f"10.255.{250 - n}.254",
+        "WHIPUP_SANDBOX_PROXY_PORT": str(8900 + n),
+    })
+    return env

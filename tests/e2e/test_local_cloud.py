@@ -1,0 +1,207 @@
+"""The local cloud, driven with plain boto3 and ssh only (no whipup code).
+
+Proves that an instance launched through the API is a real, isolated host:
+SSH with the host key from user-data, sudo, private files, host-to-host
+traffic, apt through the proxy, stop/start keeping the disk, terminate
+removing the host, and `fab sandbox.down` leaving nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from .conftest import fab, sandbox_env
+
+pytestmark = pytest.mark.e2e
+IMAGE_NAME = "debian-12-amd64-whipup-sandbox"
+
+
+def keygen(path: Path) -> tuple[str, str]:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)], check=True)
+    return path.read_text(), path.with_suffix(".pub").read_text().strip()
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting for this machine's init to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+class Cloud:
+    def __init__(self, tmp: Path, env: dict):
+        self.tmp, self.env = tmp, env
+        self.ec2 = boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.user_key, self.user_pub = keygen(tmp / "user")
+        self.known_hosts = tmp / "known_hosts"
+
+    def ssh_argv(self, ip: str, command: str, timeout: int = 5) -> list[str]:
+        return ["ssh", "-i", str(self.tmp / "user"), "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}", f"admin@{ip}", command]
+
+    def ssh(self, ip: str, command: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        assert self.routed_to_sandbox(ip), f"{ip} is not a host of this sandbox"
+        p = subprocess.run(self.ssh_argv(ip, command), capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"ssh {ip} {command!r}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def routed_to_sandbox(self, ip: str) -> bool:
+        """Only addresses routed to our bridge are ever contacted (the network rule)."""
+        out = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True).stdout
+        return f" dev {self.env['WHIPUP_SANDBOX_BRIDGE']} " in out
+
+    def wait_ssh(self, ip: str, limit: float) -> float:
+        start = time.monotonic()
+        last = None
+        while time.monotonic() - start < limit:
+            if not self.routed_to_sandbox(ip):
+                time.sleep(0.05)
+                continue
+            last = subprocess.run(self.ssh_argv(ip, "true", timeout=2), capture_output=True, text=True)
+            if last.returncode == 0:
+                return time.monotonic() - start
+            time.sleep(0.1)
+        raise AssertionError(f"{ip}: no SSH within {limit} s: {last.stderr if last else ''}")
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("localcloud")
+    env = sandbox_env(tmp, 1)
+    fab("sandbox.up", env=env)
+    exports = fab("sandbox.env", env=env).stdout
+    for line in exports.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value.strip("'")
+    c = Cloud(tmp, env)
+    c.state = {}
+    yield c
+    fab("sandbox.down", env=env, check=False)
+
+
+def test_sandbox_up_is_idempotent(cloud):
+    again = fab("sandbox.up", env=cloud.env).stdout
+    for part in ("api: already up", "already registered", "bridge: whiptest1 already up",
+                 "proxy: already up", "materializer: already running"):
+        assert part in again
+
+
+def test_three_instances_answer_ssh_with_pinned_host_keys(cloud):
+    ami = cloud.ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [IMAGE_NAME]}])["Images"]
+    assert ami, "the sandbox registers its image as an AMI"
+    started = time.monotonic()
+    ips, ids, lines = [], [], []
+    for n in range(3):  # one user-data per instance: each gets its own host key
+        host_key, host_pub = keygen(cloud.tmp / f"host{n}")
+        user_data = "#cloud-config\n" + yaml.safe_dump({
+            "ssh_authorized_keys": [cloud.user_pub],
+            "ssh_keys": {"ed25519_private": host_key, "ed25519_public": host_pub},
+        })
+        inst = cloud.ec2.run_instances(ImageId=ami[0]["ImageId"], MinCount=1, MaxCount=1,
+                                       InstanceType="t3.micro", UserData=user_data)["Instances"][0]
+        ips.append(inst["PrivateIpAddress"])
+        ids.append(inst["InstanceId"])
+        lines.append(f"{inst['PrivateIpAddress']} {' '.join(host_pub.split()[:2])}\n")
+    cloud.known_hosts.write_text("".join(lines))
+    for ip in ips:
+        cloud.wait_ssh(ip, 60 - (time.monotonic() - started))
+    print(f"\n3 instances: run_instances to SSH ready on all: {time.monotonic() - started:.2f} s")
+    for ip, iid in zip(ips, ids):
+        out = cloud.ssh(ip, "sudo -n id -u && hostname && ip -4 -o addr show dev eth0").stdout.split("\n")
+        assert out[0] == "0"
+        assert out[1].startswith("ip-") or out[1] == iid
+        assert f"inet {ip}/32" in out[2]
+    cloud.state.update(ips=ips, ids=ids)
+
+
+def test_a_file_written_on_one_host_stays_there(cloud):
+    ips = cloud.state["ips"]
+    token = uuid.uuid4().hex
+    path = f"/tmp/whipup-isolation-{token}"
+    cloud.ssh(ips[0], f"echo {token} > {path}")
+    assert cloud.ssh(ips[0], f"cat {path}").stdout.strip() == token
+    for ip in ips[1:]:
+        assert cloud.ssh(ip, f"test -e {path}", check=False).returncode == 1
+    assert not os.path.exists(path)
+    cloud.state["token"] = token
+    cloud.state["path"] = path
+
+
+def test_hosts_reach_each_other_on_private_ips(cloud):
+    a, b, _ = cloud.state["ips"]
+    probe = f"python3 -c 'import socket; s = socket.create_connection((\"{b}\", 22), 3); print(s.recv(64).decode())'"
+    assert cloud.ssh(a, probe).stdout.startswith("SSH-2.0-OpenSSH")
+
+
+def test_hosts_have_no_way_out_but_the_proxy(cloud):
+    a = cloud.state["ips"][0]
+    out = cloud.ssh(a, "ip route show; ip route get 192.0.2.1 2>&1 || true").stdout
+    assert "default" not in out
+    assert "unreachable" in out
+
+
+def test_apt_get_install_works_through_the_proxy(cloud):
+    a = cloud.state["ips"][0]
+    cloud.ssh(a, "sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hello")
+    assert "Hello, world!" in cloud.ssh(a, "hello").stdout
+
+
+def test_stop_and_start_keep_the_disk(cloud):
+    ip, iid = cloud.state["ips"][0], cloud.state["ids"][0]
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    cloud.ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid], WaiterConfig={"Delay": 1})
+    deadline = time.monotonic() + 15
+    while cloud.routed_to_sandbox(ip):  # a stopped host is unplugged: nothing answers there
+        assert time.monotonic() < deadline, "a stopped instance must not answer SSH"
+        time.sleep(0.2)
+    cloud.ec2.start_instances(InstanceIds=[iid])
+    cloud.ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig={"Delay": 1})
+    cloud.wait_ssh(ip, 60)
+    assert cloud.ssh(ip, f"cat {cloud.state['path']}").stdout.strip() == cloud.state["token"]
+    assert "Hello, world!" in cloud.ssh(ip, "hello").stdout
+
+
+def test_terminate_removes_the_host(cloud):
+    ip, iid = cloud.state["ips"][2], cloud.state["ids"][2]
+    cloud.ec2.terminate_instances(InstanceIds=[iid])
+    cloud.ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig={"Delay": 1})
+    host_dir = Path(cloud.env["WHIPUP_SANDBOX_STATE"]) / "hosts" / iid
+    deadline = time.monotonic() + 15
+    while host_dir.exists() or iid in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, "terminated host still present"
+        time.sleep(0.2)
+    assert not cloud.routed_to_sandbox(ip)
+    assert cloud.state["ips"][0] != ip and cloud.routed_to_sandbox(cloud.state["ips"][0])
+
+
+def test_sandbox_down_leaves_nothing(cloud):
+    status = json.loads(fab("sandbox.status", "--json", env=cloud.env).stdout)
+    pids = [h["pid"] for h in status["hosts"] if h["pid"]]
+    assert len(pids) == 2
+    state = Path(cloud.env["WHIPUP_SANDBOX_STATE"])
+    daemons = [int(p.read_text().split()[0]) for p in (state / "run").glob("*.pid")]
+    assert len(daemons) == 3  # api, proxy, materializer
+    fab("sandbox.down", env=cloud.env)
+    bridge = cloud.env["WHIPUP_SANDBOX_BRIDGE"]
+    assert bridge not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert bridge not in links
+    for veth in (cloud.state["ids"]):
+        assert veth not in links
+    assert str(state) not in Path("/proc/mounts").read_text()
+    for pid in pids + daemons:
+        assert not alive(pid), f"process {pid} survived sandbox.down"
+    assert "already" not in fab("sandbox.down", env=cloud.env).stdout  # a no-op, and says nothing
