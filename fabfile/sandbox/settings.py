@@ -56,7 +56,7 @@ def load_settings(environ: dict[str, str] | None = None) -> SandboxSettings:
         region=env.get("WHIPUP_SANDBOX_REGION", DEFAULT_REGION),
         bridge=env.get("WHIPUP_SANDBOX_BRIDGE", "whipbr0"),
         bridge_address=env.get("WHIPUP_SANDBOX_BRIDGE_ADDRESS", "10.255.255.254"),
-        proxy_port=int(env.get("WHIPUP_SANDBOX_PROXY_PORT", "8888")),
+        proxy_port=int(env.get("WHIPUP_SANDBOX_PROXY_PORT", "8899")),
         mirror=env.get("WHIPUP_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
         poll_interval=float(env.get("WHIPUP_SANDBOX_POLL", "0.2")),
     )

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install whipup on a Debian/Ubuntu machine, as root: the system packages the
+# local cloud needs, then a virtualenv (.venv) holding whipup and its
+# dependencies.  `--test` adds the test dependencies.  Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: run as root (the local cloud makes network namespaces and mounts)" >&2
+    exit 1
+fi
+
+packages=(python3 python3-venv python3-pip git openssh-client curl ca-certificates
+          debootstrap tinyproxy iproute2 util-linux mount)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e ".${extras}"
+echo "setup.sh: whipup installed in .venv (run .venv/bin/fab -l)"
