@@ -21,6 +21,13 @@ class MutationCounter:
         self.operations: Counter[str] = Counter()
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, client) -> "MutationCounter":
+        """A new counter attached to `client`."""
+        counter = cls()
+        counter.attach(client)
+        return counter
+
     def attach(self, client):
         client.meta.events.register("before-call", self._before_call)
         return client

@@ -1,0 +1,185 @@
+"""Pinned SSH against a real (paramiko) server on loopback: our host key, our user key, nothing else."""
+from __future__ import annotations
+
+import io
+import socket
+import threading
+
+import paramiko
+import pytest
+from fabric import ThreadingGroup
+
+from fabfile.nodes import Node
+from fabfile.provision.errors import ProvisionError
+from fabfile.provision.keys import ensure_host_key, ensure_identity, generate_ed25519, known_hosts_line
+from fabfile.provision.ready import wait_for_ssh
+from fabfile.ssh import connect, group
+from fabfile.state import identity_paths, known_hosts_path, write_public
+
+NODE = Node(role="app", index=0, name="whipup-demo-app-0", instance_id="i-0123", state="running",
+            private_ip="127.0.0.1", public_ip=None, security_group="sg-1")
+
+
+class _Server(paramiko.ServerInterface):
+    def __init__(self, user: str, authorized: str, seen: list):
+        self.user, self.authorized, self.seen = user, authorized, seen
+
+    def get_allowed_auths(self, username):
+        return "publickey"
+
+    def check_auth_publickey(self, username, key):
+        if username == self.user and key.get_base64() == self.authorized:
+            self.seen.append(("auth", username))
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_exec_request(self, channel, command):
+        self.seen.append(("exec", command.decode()))
+
+        def reply():  # EOF, not close: a close could overtake the exec request's success reply
+            channel.sendall(b"ok\n")
+            channel.send_exit_status(0)
+            channel.shutdown_write()
+
+        threading.Thread(target=reply, daemon=True).start()
+        return True
+
+
+@pytest.fixture
+def sshd():
+    """start(host_key_text, user, authorized_b64) -> (port, seen): an SSH server on 127.0.0.1."""
+    sockets, transports = [], []
+
+    def start(host_private: str, user: str, authorized: str):
+        host_key = paramiko.Ed25519Key.from_private_key(io.StringIO(host_private))
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        sockets.append(listener)
+        seen: list = []
+
+        def serve():
+            while True:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                transport = paramiko.Transport(client)
+                transports.append(transport)
+                transport.add_server_key(host_key)
+                try:
+                    transport.start_server(server=_Server(user, authorized, seen))
+                except (paramiko.SSHException, EOFError):
+                    continue
+
+        threading.Thread(target=serve, daemon=True).start()
+        return listener.getsockname()[1], seen
+
+    yield start
+    for s in sockets:
+        s.close()
+    for t in transports:
+        t.close()
+
+
+def _pin(cfg, port: int, public_line: str) -> None:
+    write_public(known_hosts_path(cfg), known_hosts_line(NODE.private_ip, public_line, port) + "\n")
+
+
+def _server_for(cfg, sshd):
+    user_public = ensure_identity(cfg)
+    host = ensure_host_key(cfg, NODE.name)
+    port, seen = sshd(host.private, cfg.cluster.ssh.user, user_public.split()[1])
+    return port, seen, host
+
+
+def test_connect_runs_commands_as_the_ssh_user_with_the_pinned_key(cfg, sshd):
+    port, seen, host = _server_for(cfg, sshd)
+    _pin(cfg, port, host.public)
+    with connect(cfg, NODE, port=port) as conn:
+        result = conn.run("echo hi", hide=True, in_stream=False)
+    assert result.stdout == "ok\n"
+    assert seen == [("auth", "admin"), ("exec", "echo hi")]
+
+
+def test_unpinned_host_key_is_refused(cfg, sshd):
+    port, seen, _ = _server_for(cfg, sshd)
+    _pin(cfg, port, generate_ed25519("impostor").public)
+    before = known_hosts_path(cfg).read_text()
+    conn = connect(cfg, NODE, port=port)
+    with pytest.raises(paramiko.BadHostKeyException):
+        conn.open()
+    conn.close()
+    assert seen == []
+    assert known_hosts_path(cfg).read_text() == before
+
+
+def test_host_missing_from_known_hosts_is_refused_not_trusted(cfg, sshd):
+    port, seen, _ = _server_for(cfg, sshd)
+    write_public(known_hosts_path(cfg), "")
+    conn = connect(cfg, NODE, port=port)
+    with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
+        conn.open()
+    conn.close()
+    assert seen == [] and known_hosts_path(cfg).read_text() == ""
+
+
+def test_connect_ignores_the_users_ssh_config_agent_and_keys(cfg, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text("Host *\n  User evil\n  Port 2222\n  IdentityFile ~/.ssh/evil\n")
+    monkeypatch.setenv("HOME", str(home))
+    ensure_identity(cfg)
+    write_public(known_hosts_path(cfg), "")
+    conn = connect(cfg, NODE)
+    assert (conn.host, conn.user, conn.port) == ("127.0.0.1", "admin", 22)
+    assert conn.connect_kwargs == {"key_filename": [str(identity_paths(cfg)[0])], "look_for_keys": False,
+                                   "allow_agent": False}
+    assert isinstance(conn.client._policy, paramiko.RejectPolicy)
+
+
+def test_connect_without_known_hosts_is_an_error(cfg):
+    with pytest.raises(ProvisionError, match=r"known_hosts: missing; run `fab provision`"):
+        connect(cfg, NODE)
+
+
+def test_connect_on_aws_uses_the_public_address(cfg):
+    from fabfile.config import with_target
+    aws = with_target(cfg, "aws")
+    write_public(known_hosts_path(aws), "")
+    node = Node("proxy", 0, "p", "i-1", "running", "172.31.0.4", "203.0.113.9", None)
+    assert connect(aws, node).host == "203.0.113.9"
+    with pytest.raises(ProvisionError, match=r"p \(i-1, running\) has no public IP address"):
+        connect(aws, Node("proxy", 0, "p", "i-1", "running", "172.31.0.4", None, None))
+
+
+def test_group_connects_to_every_node(cfg):
+    write_public(known_hosts_path(cfg), "")
+    other = Node("db", 0, "whipup-demo-db-0", "i-2", "running", "127.0.0.2", None, None)
+    g = group(cfg, [NODE, other])
+    assert isinstance(g, ThreadingGroup)
+    assert [c.host for c in g] == ["127.0.0.1", "127.0.0.2"]
+
+
+def test_wait_for_ssh_returns_once_the_node_answers(cfg, sshd, fast):
+    port, seen, host = _server_for(cfg, sshd)
+    _pin(cfg, port, host.public)
+    wait_for_ssh(cfg, NODE, fast, port=port)
+    assert seen == [("auth", "admin")]
+
+
+def test_wait_for_ssh_times_out_naming_node_address_and_last_error(cfg, fast):
+    ensure_identity(cfg)
+    write_public(known_hosts_path(cfg), "")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(ProvisionError) as info:
+        wait_for_ssh(cfg, NODE, fast, port=port)
+    message = str(info.value)
+    assert message.startswith(f"whipup-demo-app-0 (i-0123) at 127.0.0.1:{port}: no SSH after 1s; last error: ")
+    assert "NoValidConnectionsError" in message
