@@ -329,7 +329,8 @@ def _cluster(value: Any, path: str, root: Path) -> ClusterConfig:
         ssh=_ssh(m.get("ssh", {}), f"{path}.ssh", root),
         admin_cidr=_cidr(m.get("admin_cidr", "10.255.255.254/32"), f"{path}.admin_cidr"),
         vpc=_vpc(m.get("vpc", "default"), f"{path}.vpc"),
-        subnet=None if subnet is None else _str(subnet, f"{path}.subnet", _SUBNET_ID, "a subnet id like subnet-0abc1234"),
+        subnet=None if subnet is None else _str(subnet, f"{path}.subnet", _SUBNET_ID,
+                                                "a subnet id like subnet-0abc1234"),
         ami=_ami(m.get("ami", {"name": "debian-12-amd64-*", "owner": "self"}), f"{path}.ami"),
         state_dir=root / _str(m.get("state_dir", ".whipup"), f"{path}.state_dir", what="a directory path"),
     )
@@ -424,7 +425,8 @@ def _role(name: str, value: Any, path: str, role_names: tuple[str, ...], cluster
     return RoleConfig(
         name=name,
         count=_int(m.get("count", 1), f"{path}.count", 0, 50),
-        instance_type=_str(m["instance_type"], f"{path}.instance_type", _INSTANCE_TYPE, "an instance type like t3.small"),
+        instance_type=_str(m["instance_type"], f"{path}.instance_type", _INSTANCE_TYPE,
+                           "an instance type like t3.small"),
         root_volume_gb=_int(m.get("root_volume_gb", 8), f"{path}.root_volume_gb", 1, 16384),
         elastic_ip=_bool(m.get("elastic_ip", False), f"{path}.elastic_ip"),
         termination_protection=_bool(m.get("termination_protection", False), f"{path}.termination_protection"),
@@ -476,7 +478,8 @@ def _template(value: Any, path: str, services: tuple[str, ...]) -> TemplateSpec:
     if notify is not None:
         _service(notify, f"{path}.notify")
         if notify not in services:
-            raise _Invalid(f"{path}.notify", f"{notify!r} is not one of this role's services ({', '.join(services) or 'none'})")
+            raise _Invalid(f"{path}.notify",
+                           f"{notify!r} is not one of this role's services ({', '.join(services) or 'none'})")
     mode = m.get("mode", "0644")
     if not isinstance(mode, str) or not _MODE.match(mode):
         raise _Invalid(f"{path}.mode", f"expected a quoted octal string like '0644', got {mode!r}")

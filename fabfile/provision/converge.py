@@ -18,11 +18,12 @@ from ..config import Config, RoleConfig
 from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
-from . import builders, ec2 as ops
+from . import builders
+from . import ec2 as ops
 from .errors import ProvisionError
 from .keys import ensure_host_key, ensure_identity, known_hosts_line, read_host_public
 from .ready import wait_for_ssh
-from .timing import Timing
+from .timing import DEFAULT_TIMING, Timing
 
 Log = Callable[[str], None]
 T = TypeVar("T")
@@ -35,14 +36,14 @@ class Shared:
     group_ids: dict[str, str]  # role -> security group id
 
 
-def prepare(ec2, cfg: Config, log: Log) -> Shared:
+def prepare(ec2, cfg: Config, timing: Timing, log: Log) -> Shared:
     """Key pair, subnet and security groups (with reconciled rules) for every role."""
     cluster = cfg.cluster
     public_key = ensure_identity(cfg)
-    if ops.ensure_key_pair(ec2, cluster.name, public_key):
+    if ops.ensure_key_pair(ec2, cluster.name, public_key, timing):
         log(f"key pair {cluster.name}-key imported")
     subnet = ops.resolve_subnet(ec2, cluster)
-    groups = ops.ensure_groups(ec2, cluster.name, subnet.vpc_id, cfg.role_names)
+    groups = ops.ensure_groups(ec2, cluster.name, subnet.vpc_id, cfg.role_names, timing)
     group_ids = {role: g["GroupId"] for role, g in groups.items()}
     for role in cfg.roles:
         added, revoked = ops.reconcile_group(
@@ -150,10 +151,10 @@ def failure(errors: dict[str, str]) -> ProvisionError:
     return ProvisionError(f"provisioning failed ({len(errors)} problem{'s' if len(errors) > 1 else ''}):\n{lines}")
 
 
-def provision(ec2, cfg: Config, *, wait_ssh: bool = True, timing: Timing = Timing(),
+def provision(ec2, cfg: Config, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
               log: Log = print) -> list[Node]:
     """Bring every role to its count of running, reachable nodes; the cluster's nodes."""
-    shared = prepare(ec2, cfg, log)
+    shared = prepare(ec2, cfg, timing, log)
     _, errors = each(cfg.roles, lambda role: converge_role(ec2, cfg, role, shared, timing, log),
                      key=lambda role: role.name)
     nodes, problems = pin_known_hosts(ec2, cfg)
@@ -171,11 +172,11 @@ def next_free_index(nodes: list[Node]) -> int:
     return next(i for i in range(len(taken) + 1) if i not in taken)
 
 
-def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timing: Timing = Timing(),
+def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
                 log: Log = print) -> Node:
     """Launch one more node of a role, at its lowest free index; the new node."""
     role = cfg.role(role_name)
-    shared = prepare(ec2, cfg, log)
+    shared = prepare(ec2, cfg, timing, log)
     index = next_free_index(find_nodes(ec2, cfg.cluster.name, role=role.name))
     if index >= role.count:
         log(f"{role.name}: node {index} is beyond count {role.count} in {cfg.path.name}; "

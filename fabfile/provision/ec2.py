@@ -60,7 +60,7 @@ def resolve_subnet(ec2, cluster: ClusterConfig) -> Subnet:
     return Subnet(id=subnet["SubnetId"], vpc_id=subnet["VpcId"], availability_zone=subnet["AvailabilityZone"])
 
 
-def ensure_key_pair(ec2, cluster: str, public_line: str) -> bool:
+def ensure_key_pair(ec2, cluster: str, public_line: str, timing: Timing) -> bool:
     """Import the cluster key as <cluster>-key unless that exact key is there; True if imported."""
     name = key_pair_name(cluster)
     try:
@@ -71,6 +71,7 @@ def ensure_key_pair(ec2, cluster: str, public_line: str) -> bool:
         existing = []
     if not existing:
         ec2.import_key_pair(**builders.import_key_pair_params(cluster, public_line))
+        ec2.get_waiter("key_pair_exists").wait(KeyNames=[name], WaiterConfig=timing.waiter_config())
         return True
     remote = existing[0].get("PublicKey", "")
     try:
@@ -87,7 +88,7 @@ def ensure_key_pair(ec2, cluster: str, public_line: str) -> bool:
     return False
 
 
-def ensure_groups(ec2, cluster: str, vpc_id: str, roles: Iterable[str]) -> dict[str, dict]:
+def ensure_groups(ec2, cluster: str, vpc_id: str, roles: Iterable[str], timing: Timing) -> dict[str, dict]:
     """Each role's security group <cluster>-<role> (created if missing), as described."""
     names = {group_name(cluster, role): role for role in roles}
     found = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
@@ -98,10 +99,14 @@ def ensure_groups(ec2, cluster: str, vpc_id: str, roles: Iterable[str]) -> dict[
             raise ProvisionError(f"security group {group['GroupName']} ({group['GroupId']}) exists in {vpc_id} "
                                  f"but is not tagged {TAG_CLUSTER}={cluster}: rename the cluster or remove it")
         groups[names[group["GroupName"]]] = group
+    created = []
     for name, role in names.items():
         if role not in groups:
-            created = ec2.create_security_group(**builders.create_group_params(cluster, role, vpc_id, name))
-            groups[role] = {"GroupId": created["GroupId"], "GroupName": name, "IpPermissions": []}
+            group_id = ec2.create_security_group(**builders.create_group_params(cluster, role, vpc_id, name))["GroupId"]
+            groups[role] = {"GroupId": group_id, "GroupName": name, "IpPermissions": []}
+            created.append(group_id)
+    if created:  # new groups can take a moment to be visible to the rule calls that follow
+        ec2.get_waiter("security_group_exists").wait(GroupIds=created, WaiterConfig=timing.waiter_config())
     return groups
 
 
@@ -109,9 +114,11 @@ def reconcile_group(ec2, group: dict, desired: frozenset[Grant]) -> tuple[int, i
     """Authorize missing and revoke extra ingress grants; (authorized, revoked) counts."""
     add, remove = builders.diff_grants(desired, builders.grants_from_permissions(group.get("IpPermissions", [])))
     if add:
-        ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=builders.permissions_from_grants(add))
+        ec2.authorize_security_group_ingress(GroupId=group["GroupId"],
+                                             IpPermissions=builders.permissions_from_grants(add))
     if remove:
-        ec2.revoke_security_group_ingress(GroupId=group["GroupId"], IpPermissions=builders.permissions_from_grants(remove))
+        ec2.revoke_security_group_ingress(GroupId=group["GroupId"],
+                                          IpPermissions=builders.permissions_from_grants(remove))
     return len(add), len(remove)
 
 

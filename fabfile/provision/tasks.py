@@ -17,10 +17,11 @@ from ..nodes import find_nodes
 from .accounting import MutationCounter
 from .converge import create_node as create_node_in
 from .converge import provision as provision_cluster
-from .destroy import describe_plan, destroy as destroy_plan, plan_destroy
+from .destroy import describe_plan, plan_destroy
+from .destroy import destroy as destroy_plan
 from .errors import ProvisionError
 from .report import status_json, status_text
-from .timing import Timing
+from .timing import DEFAULT_TIMING
 
 HELP = {
     "config": "path to roles.yaml (default: roles.yaml)",
@@ -59,7 +60,7 @@ def provision(c, config="roles.yaml", target=None, wait_ssh=True):
         cfg = _load(config, target)
         ec2, counter = _connect(cfg)
         try:
-            nodes = provision_cluster(ec2, cfg, wait_ssh=wait_ssh, timing=Timing())
+            nodes = provision_cluster(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
         finally:
             print(counter.summary())
         print(status_text(cfg.cluster.name, nodes))
@@ -74,7 +75,7 @@ def create_node(c, role, config="roles.yaml", target=None, wait_ssh=True):
         cfg.role(role)
         ec2, counter = _connect(cfg)
         try:
-            node = create_node_in(ec2, cfg, role, wait_ssh=wait_ssh, timing=Timing())
+            node = create_node_in(ec2, cfg, role, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
         finally:
             print(counter.summary())
         print(status_text(cfg.cluster.name, [node]))
@@ -103,7 +104,7 @@ def destroy(c, config="roles.yaml", target=None, yes=False):
         if not yes:
             _confirm(cfg.cluster.name)
         try:
-            destroy_plan(ec2, plan, Timing())
+            destroy_plan(ec2, plan, DEFAULT_TIMING)
         finally:
             print(counter.summary())
 

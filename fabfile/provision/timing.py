@@ -14,3 +14,6 @@ class Timing:
 
     def waiter_config(self) -> dict:
         return {"Delay": self.poll_seconds, "MaxAttempts": self.max_polls}
+
+
+DEFAULT_TIMING = Timing()

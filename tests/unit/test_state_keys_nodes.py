@@ -13,7 +13,12 @@ from fabfile.nodes import Node, connect_address, node_from_instance
 from fabfile.provision.converge import known_hosts_text, next_free_index
 from fabfile.provision.errors import ProvisionError
 from fabfile.provision.keys import (
-    ensure_host_key, ensure_identity, fingerprint, generate_ed25519, known_hosts_line, public_key_parts,
+    ensure_host_key,
+    ensure_identity,
+    fingerprint,
+    generate_ed25519,
+    known_hosts_line,
+    public_key_parts,
 )
 from fabfile.provision.report import format_table, status_text
 from fabfile.state import cluster_dir, ensure_cluster_dir, identity_paths, write_private
