@@ -91,6 +91,9 @@ def converge_role(ec2, cfg: Config, role: RoleConfig, shared: Shared, timing: Ti
     if role.elastic_ip and ops.ensure_elastic_ips(ec2, cluster, role.name, nodes):
         log(f"{role.name}: elastic IPs associated")
         nodes = find_nodes(ec2, cluster, role=role.name)
+    if indexes is None:
+        for extra in (n for n in nodes if n.index >= role.count or n.index < 0):
+            log(f"{role.name}: {extra.name} ({extra.instance_id}) is beyond count {role.count}: left as it is")
     return nodes
 
 
@@ -181,7 +184,11 @@ def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timi
     if index >= role.count:
         log(f"{role.name}: node {index} is beyond count {role.count} in {cfg.path.name}; "
             f"raise the count to keep it declared")
-    node = next(n for n in converge_role(ec2, cfg, role, shared, timing, log, indexes=[index]) if n.index == index)
+    nodes = converge_role(ec2, cfg, role, shared, timing, log, indexes=[index])
+    node = next((n for n in nodes if n.index == index), None)
+    if node is None:
+        raise ProvisionError(f"{node_name(cfg.cluster.name, role.name, index)}: launched but not listed yet; "
+                             f"run provision again")
     _, problems = pin_known_hosts(ec2, cfg)
     if node.name in problems:
         raise ProvisionError(f"{node.name}: {problems[node.name]}")

@@ -229,3 +229,12 @@ def test_subnet_is_the_first_az_default_subnet(ec2, cfg, fast):
     first = min(subnets, key=lambda s: s["AvailabilityZone"])
     for node in find_nodes(ec2, cfg.cluster.name):
         assert instance(ec2, node.instance_id)["SubnetId"] == first["SubnetId"]
+
+
+def test_nodes_beyond_count_are_reported_not_touched(ec2, cfg, fast, log):
+    run(ec2, cfg, fast)
+    extra = create_node(ec2, cfg, "worker", wait_ssh=False, timing=fast, log=lambda _m: None)
+    counter = run(ec2, cfg, fast, log)
+    assert counter.total == 0
+    assert f"worker: whipup-demo-worker-1 ({extra.instance_id}) is beyond count 1: left as it is" in log
+    assert find_nodes(ec2, cfg.cluster.name, role="worker")[1].state == "running"
