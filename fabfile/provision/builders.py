@@ -55,15 +55,23 @@ def pick_subnet(subnets: list[dict]) -> dict:
 
 # --- nodes --------------------------------------------------------------------------------
 
-def client_token(cluster: str, role: str, index: int, retired_ids: Iterable[str]) -> str:
+def client_token(cluster: str, role: str, index: int, retired_ids: Iterable[str], attempt: int = 0) -> str:
     """Idempotency token of one node's launch.
 
     The same node gets the same token on every retry; once an instance of it
     has been terminated, the set of retired ids changes and so does the token,
-    so the node can be launched again.
+    so the node can be launched again.  `attempt` moves past a token whose
+    earlier launch AWS answers again after its terminated instance has aged
+    out of DescribeInstances (see `ec2.launch`).
     """
-    seed = "\n".join([cluster, role, str(index), *sorted(retired_ids)])
+    seed = "\n".join([cluster, role, str(index), *sorted(retired_ids)] + ([f"attempt {attempt}"] if attempt else []))
     return "whipup-" + hashlib.sha256(seed.encode()).hexdigest()[:40]
+
+
+def client_tokens(cluster: str, role: str, index: int, retired_ids: Iterable[str], count: int = 3) -> list[str]:
+    """The tokens `ec2.launch` tries in order: the node's token, then fresh attempts."""
+    retired = list(retired_ids)
+    return [client_token(cluster, role, index, retired, attempt) for attempt in range(count)]
 
 
 class _LiteralStr(str):
@@ -93,15 +101,14 @@ def user_data(authorized_key: str, host_key: KeyText) -> str:
 
 
 def run_instances_params(cluster: ClusterConfig, role: RoleConfig, index: int, *, image: Image,
-                         subnet_id: str, group_id: str, user_data: str, client_token: str) -> dict:
-    """RunInstances parameters of node `index` of `role`."""
+                         subnet_id: str, group_id: str, user_data: str) -> dict:
+    """RunInstances parameters of node `index` of `role` (ClientToken is added by `ec2.launch`)."""
     node = tags(node_tags(cluster.name, role.name, index))
     return {
         "ImageId": image.id,
         "InstanceType": role.instance_type,
         "MinCount": 1,
         "MaxCount": 1,
-        "ClientToken": client_token,
         "KeyName": key_pair_name(cluster.name),
         "SubnetId": subnet_id,
         "SecurityGroupIds": [group_id],

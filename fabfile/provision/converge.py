@@ -77,9 +77,9 @@ def converge_role(ec2, cfg: Config, role: RoleConfig, shared: Shared, timing: Ti
                 cfg.cluster, role, index, image=image, subnet_id=shared.subnet.id,
                 group_id=shared.group_ids[role.name],
                 user_data=builders.user_data(shared.public_key, ensure_host_key(cfg, name)),
-                client_token=builders.client_token(cluster, role.name, index, retired.get(str(index), [])),
             )
-            launched.append(ops.launch(ec2, params))
+            tokens = builders.client_tokens(cluster, role.name, index, retired.get(str(index), []))
+            launched.append(ops.launch(ec2, params, tokens))
             log(f"{role.name}: launched {name} {launched[-1]} ({role.instance_type}, {image.id})")
     existing = [node_from_instance(i) for i in live.values()]
     ops.start(ec2, existing, timing)

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from ..config import AmiSpec, ClusterConfig
 from ..naming import TAG_CLUSTER, TAG_INDEX, TAG_ROLE, group_name, key_pair_name, tag_dict, tag_filters
-from ..nodes import Node
+from ..nodes import GONE_STATES, Node
 from . import builders
 from .builders import Grant, Image
 from .errors import ProvisionError
@@ -133,8 +133,18 @@ def role_instances(ec2, cluster: str, role: str) -> list[dict]:
     ]
 
 
-def launch(ec2, params: dict) -> str:
-    return ec2.run_instances(**params)["Instances"][0]["InstanceId"]
+def launch(ec2, params: dict, tokens: list[str]) -> str:
+    """RunInstances with the first token answered by a live instance; its id.
+
+    A retried call with the same token never launches twice.  If AWS answers
+    with an instance already gone, that token's launch happened long ago (its
+    record aged out of DescribeInstances), so the next token is tried.
+    """
+    for token in tokens:
+        instance = ec2.run_instances(**params, ClientToken=token)["Instances"][0]
+        if instance["State"]["Name"] not in GONE_STATES:
+            return instance["InstanceId"]
+    raise ProvisionError(f"RunInstances answered only with terminated instances for tokens {', '.join(tokens)}")
 
 
 def start(ec2, nodes: list[Node], timing: Timing) -> None:

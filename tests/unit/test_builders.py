@@ -24,7 +24,7 @@ def test_run_instances_params_for_db():
     image = Image(id="ami-0123456789abcdef0", name="debian-12-amd64-whipup-sandbox", root_device_name="/dev/xvda")
     params = builders.run_instances_params(
         SHIPPED.cluster, SHIPPED.role("db"), 0, image=image, subnet_id="subnet-1", group_id="sg-db",
-        user_data="#cloud-config\n", client_token="whipup-tok",
+        user_data="#cloud-config\n",
     )
     node_tags = [{"Key": "Name", "Value": "whipup-demo-db-0"}, {"Key": "whipup:cluster", "Value": "whipup-demo"},
                  {"Key": "whipup:role", "Value": "db"}, {"Key": "whipup:index", "Value": "0"}]
@@ -33,7 +33,6 @@ def test_run_instances_params_for_db():
         "InstanceType": "t3.small",
         "MinCount": 1,
         "MaxCount": 1,
-        "ClientToken": "whipup-tok",
         "KeyName": "whipup-demo-key",
         "SubnetId": "subnet-1",
         "SecurityGroupIds": ["sg-db"],
@@ -50,7 +49,7 @@ def test_run_instances_params_for_db():
 def test_run_instances_params_unprotected_role():
     image = Image("ami-1", "x", "/dev/sda1")
     params = builders.run_instances_params(SHIPPED.cluster, SHIPPED.role("app"), 2, image=image, subnet_id="s",
-                                           group_id="g", user_data="u", client_token="t")
+                                           group_id="g", user_data="u")
     assert params["DisableApiTermination"] is False
     assert params["BlockDeviceMappings"][0]["DeviceName"] == "/dev/sda1"
     assert params["TagSpecifications"][0]["Tags"][0] == {"Key": "Name", "Value": "whipup-demo-app-2"}
@@ -83,6 +82,14 @@ def test_client_token_is_stable_and_changes_per_generation():
     second = builders.client_token("c", "app", 0, ["i-1"])
     assert second != first
     assert builders.client_token("c", "app", 0, ["i-2", "i-1"]) == builders.client_token("c", "app", 0, ["i-1", "i-2"])
+
+
+def test_client_tokens_start_with_the_nodes_token_then_fresh_ones():
+    tokens = builders.client_tokens("c", "app", 0, ["i-1"])
+    assert tokens[0] == builders.client_token("c", "app", 0, ["i-1"])
+    assert tokens[1:] == [builders.client_token("c", "app", 0, ["i-1"], 1),
+                          builders.client_token("c", "app", 0, ["i-1"], 2)]
+    assert len(set(tokens)) == 3
 
 
 def test_desired_grants_of_the_shipped_roles():
