@@ -8,8 +8,10 @@ from invoke import Collection
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
 
-ns = Collection()
-for _task in (provision_tasks.provision, provision_tasks.create_node, provision_tasks.status,
-              provision_tasks.destroy):
-    ns.add_task(_task)
+ns = Collection(
+    provision_tasks.provision,
+    provision_tasks.create_node,
+    provision_tasks.status,
+    provision_tasks.destroy,
+)
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
