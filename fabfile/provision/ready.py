@@ -1,7 +1,6 @@
 """Wait until a node answers SSH with its pinned host key and accepts the cluster key."""
 from __future__ import annotations
 
-import socket
 import time
 
 from paramiko.ssh_exception import SSHException
@@ -18,21 +17,16 @@ def wait_for_ssh(cfg: Config, node: Node, timing: Timing, *, port: int = 22) -> 
     address = connect_address(cfg, node)
     deadline = time.monotonic() + timing.ssh_timeout
     last: Exception | None = None
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
+    while (remaining := deadline - time.monotonic()) > 0:
         conn = connect(cfg, node, port=port, connect_timeout=max(1.0, min(timing.ssh_connect_timeout, remaining)))
         try:
             conn.open()
             return
-        except (SSHException, OSError, socket.timeout, EOFError) as exc:
+        except (SSHException, OSError, EOFError) as exc:
             last = exc
         finally:
             conn.close()
-        time.sleep(min(timing.ssh_interval, max(0.0, deadline - time.monotonic())))
-    raise ProvisionError(
-        f"{node.name} ({node.instance_id}) at {address}:{port}: no SSH after {timing.ssh_timeout:g}s; "
-        f"last error: {type(last).__name__}: {last}" if last else
-        f"{node.name} ({node.instance_id}) at {address}:{port}: no SSH attempt fit in {timing.ssh_timeout:g}s"
-    )
+        time.sleep(max(0.0, min(timing.ssh_interval, deadline - time.monotonic())))
+    seen = f"{type(last).__name__}: {last}" if last is not None else "none (no time to try)"
+    raise ProvisionError(f"{node.name} ({node.instance_id}) at {address}:{port}: no SSH after "
+                         f"{timing.ssh_timeout:g}s; last error: {seen}")
