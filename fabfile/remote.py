@@ -1,0 +1,116 @@
+"""Work on many hosts at once: thin runners, per-host outcomes, progress lines.
+
+Builders elsewhere return command *strings* (pure, tested by exact value); this
+module only runs them. Every value in a command is quoted by its builder with
+shlex; `sudo()` wraps an argv for the non-interactive sudo of a cloud image's
+default user. Secrets go to a host on stdin (`run(..., stdin=...)`), never in
+a command line.
+"""
+from __future__ import annotations
+
+import io
+import shlex
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, TypeVar
+
+from .nodes import Node
+
+T = TypeVar("T")
+
+
+def sudo(argv: Iterable[str], *, user: str | None = None) -> str:
+    """`sudo -n [-u USER] -- argv...`, every word quoted."""
+    prefix = ["sudo", "-n"] + (["-u", user] if user else []) + ["--"]
+    return shlex.join(prefix + list(argv))
+
+
+def sudo_sh(script: str, *, user: str | None = None) -> str:
+    """Run a shell script (already built from quoted parts) as root or USER: `sudo -n -- sh -c SCRIPT`."""
+    return sudo(["sh", "-c", script], user=user)
+
+
+class RemoteError(Exception):
+    """A command failed on a host; names the host, the step and what it printed."""
+
+    def __init__(self, host: str, step: str, exit_code: int | None, output: str):
+        self.host, self.step, self.exit_code, self.output = host, step, exit_code, output
+        tail = "\n".join(output.strip().splitlines()[-12:])
+        super().__init__(f"{host}: {step} failed" + (f" (exit {exit_code})" if exit_code is not None else "")
+                         + (f":\n{tail}" if tail else ""))
+
+
+def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, check: bool = True,
+        timeout: float | None = None):
+    """Run `command` over `conn` (a fabric Connection) quietly; RemoteError names `step` on failure."""
+    kwargs = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
+    if stdin is not None:
+        kwargs["in_stream"] = io.StringIO(stdin) if isinstance(stdin, str) else io.BytesIO(stdin)
+    else:
+        kwargs["in_stream"] = False
+    result = conn.run(command, **kwargs)
+    if check and result.exited != 0:
+        raise RemoteError(conn.host, step, result.exited, (result.stdout or "") + (result.stderr or ""))
+    return result
+
+
+@dataclass
+class HostOutcome:
+    node: Node
+    ok: bool
+    value: object = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Progress:
+    """A line per host and stage, as work proceeds; safe from many threads."""
+
+    out: object = field(default_factory=lambda: sys.stdout)
+    quiet: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, host: str, stage: str, message: str = "") -> None:
+        if self.quiet:
+            return
+        with self._lock:
+            print(f"[{host}] {stage}" + (f": {message}" if message else ""), file=self.out, flush=True)
+
+
+def on_hosts(nodes: list[Node], fn: Callable[[Node], T], *, max_workers: int = 32) -> list[HostOutcome]:
+    """Run fn(node) on every node in parallel; a failure is recorded, never hides the others."""
+
+    def one(node: Node) -> HostOutcome:
+        start = time.monotonic()
+        try:
+            value = fn(node)
+        except Exception as exc:  # collected per host, reported together by the caller
+            return HostOutcome(node, False, error=str(exc) or type(exc).__name__, seconds=time.monotonic() - start)
+        return HostOutcome(node, True, value=value, seconds=time.monotonic() - start)
+
+    if not nodes:
+        return []
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(nodes))) as pool:
+        return list(pool.map(one, nodes))
+
+
+class HostFailures(Exception):
+    """Some hosts failed: the message lists each with its error."""
+
+    def __init__(self, what: str, failed: list[HostOutcome]):
+        self.failed = failed
+        lines = [f"{what} failed on {len(failed)} host(s):"]
+        for o in failed:
+            lines.append(f"  {o.node.name}: " + (o.error or "").replace("\n", "\n    "))
+        super().__init__("\n".join(lines))
+
+
+def raise_failures(what: str, outcomes: list[HostOutcome]) -> list[HostOutcome]:
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise HostFailures(what, failed)
+    return outcomes
