@@ -1,0 +1,36 @@
+"""Cluster secrets (DB password, Django SECRET_KEY): generated once, kept 0600.
+
+They live in `<state_dir>/<cluster>/secrets/<name>`, are read by whoever needs
+them (configure for PostgreSQL, deploy for the app's .env) and reach hosts
+only on stdin, never in a command line, a log or process arguments.
+"""
+from __future__ import annotations
+
+import re
+import secrets as _random
+
+from .config import Config
+from .state import cluster_dir, ensure_cluster_dir, ensure_dir, write_private
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def secret(cfg: Config, name: str, *, nbytes: int = 32) -> str:
+    """The secret `name` of this cluster, generated (URL-safe, `nbytes` of entropy) on first use."""
+    if not NAME.match(name):
+        raise ValueError(f"bad secret name {name!r}")
+    ensure_cluster_dir(cfg)
+    path = ensure_dir(cluster_dir(cfg) / "secrets") / name
+    if path.exists():
+        return path.read_text().strip()
+    value = _random.token_urlsafe(nbytes)
+    write_private(path, value + "\n")
+    return value
+
+
+def mask(text: str, values: list[str]) -> str:
+    """`text` with every secret value replaced by ******** (for diffs and logs)."""
+    for v in values:
+        if v:
+            text = text.replace(v, "********")
+    return text
