@@ -52,3 +52,36 @@ def sandbox_env(tmp: Path, n: int) -> dict:
         "WHIPUP_SANDBOX_PROXY_PORT": str(8900 + n),
     })
     return env
+
+
+def cluster_roles(tmp: Path, name: str, *, app_count: int = 1) -> Path:
+    """A copy of the shipped roles.yaml for a test cluster: its own name, state dir and app repo path."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "roles.yaml").read_text())
+    data["cluster"]["name"] = name
+    data["cluster"]["state_dir"] = str(tmp / "state")
+    data["app"]["repo"] = str(ROOT / "examples" / "demo")
+    data["roles"]["app"]["count"] = app_count
+    path = tmp / "roles.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def e2e_sandbox(tmp_path_factory):
+    """A private local cloud shared by the configure and deploy tests (sandbox #2)."""
+    tmp = tmp_path_factory.mktemp("sandbox2")
+    env = sandbox_env(tmp, 2)
+    fab("sandbox.up", env=env)
+    yield env
+    fab("sandbox.down", env=env, check=False)
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster(e2e_sandbox, tmp_path_factory):
+    """The 4 default roles, provisioned on sandbox #2: (env, roles.yaml path)."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    roles = cluster_roles(tmp, "e2e")
+    fab("provision", "--config", str(roles), env=e2e_sandbox)
+    return e2e_sandbox, roles
