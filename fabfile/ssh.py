@@ -6,6 +6,8 @@ that is not in `<state_dir>/<cluster>/known_hosts` is refused, and neither
 """
 from __future__ import annotations
 
+import logging
+
 from fabric import Config as FabricConfig
 from fabric import Connection, ThreadingGroup
 from paramiko import RejectPolicy, SSHConfig
@@ -16,8 +18,33 @@ from .provision.errors import ProvisionError
 from .state import identity_paths, known_hosts_path
 
 
+# paramiko logs every failed handshake with a traceback; the callers report failures themselves
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+
+class NotInSandbox(OSError):
+    """A sandbox address that is not (yet) routed to the local cloud's bridge: nothing is sent to it."""
+
+
+def check_sandbox_route(address: str) -> None:
+    """On the local cloud, refuse to contact an address unless the materializer has routed it to our bridge.
+
+    A host's /32 route appears when its host boots; before that (or after it
+    is gone) a packet would leave by this machine's default route.
+    """
+    from .sandbox.net import routed_via
+    from .sandbox.settings import load_settings
+
+    bridge = load_settings().bridge
+    via = routed_via(address)
+    if via not in (bridge, "lo"):  # loopback is this machine: always allowed
+        raise NotInSandbox(f"{address} is not routed to the local cloud's bridge {bridge} (it goes via {via})")
+
+
 def connect(cfg: Config, node: Node, *, port: int = 22, connect_timeout: float | None = 10) -> Connection:
     """A (not yet opened) Connection to `node` as the cluster's SSH user with the cluster key."""
+    if cfg.cluster.target == "sandbox":
+        check_sandbox_route(connect_address(cfg, node))
     known_hosts = known_hosts_path(cfg)
     if not known_hosts.is_file():
         raise ProvisionError(f"{known_hosts}: missing; run `fab provision` to write it")

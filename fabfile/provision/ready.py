@@ -18,14 +18,17 @@ def wait_for_ssh(cfg: Config, node: Node, timing: Timing, *, port: int = 22) -> 
     deadline = time.monotonic() + timing.ssh_timeout
     last: Exception | None = None
     while (remaining := deadline - time.monotonic()) > 0:
-        conn = connect(cfg, node, port=port, connect_timeout=max(1.0, min(timing.ssh_connect_timeout, remaining)))
+        conn = None
         try:
+            conn = connect(cfg, node, port=port,
+                           connect_timeout=max(1.0, min(timing.ssh_connect_timeout, remaining)))
             conn.open()
             return
         except (SSHException, OSError, EOFError) as exc:
             last = exc
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
         time.sleep(max(0.0, min(timing.ssh_interval, deadline - time.monotonic())))
     seen = f"{type(last).__name__}: {last}" if last is not None else "none (no time to try)"
     raise ProvisionError(f"{node.name} ({node.instance_id}) at {address}:{port}: no SSH after "

@@ -183,3 +183,16 @@ def test_wait_for_ssh_times_out_naming_node_address_and_last_error(cfg, fast):
     message = str(info.value)
     assert message.startswith(f"whipup-demo-app-0 (i-0123) at 127.0.0.1:{port}: no SSH after 1s; last error: ")
     assert "NoValidConnectionsError" in message
+
+
+def test_sandbox_connections_only_go_to_addresses_routed_to_the_bridge(cfg, monkeypatch):
+    from fabfile import ssh as ssh_mod
+    from fabfile.sandbox import net
+
+    routes = {"172.31.0.9": "whipbr0", "172.31.0.10": "eth0", "127.0.0.1": "lo"}
+    monkeypatch.setattr(net, "routed_via", lambda a: routes.get(a))
+    ssh_mod.check_sandbox_route("172.31.0.9")
+    ssh_mod.check_sandbox_route("127.0.0.1")
+    for address in ("172.31.0.10", "10.9.9.9"):
+        with pytest.raises(ssh_mod.NotInSandbox, match="not routed to the local cloud's bridge whipbr0"):
+            ssh_mod.check_sandbox_route(address)
