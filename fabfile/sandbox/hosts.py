@@ -153,6 +153,10 @@ def start(settings: SandboxSettings, spec: HostSpec, user_data: bytes | None, lo
         _refresh_seed(settings, spec)
     write_state(settings, spec.instance_id, {**asdict(spec), "created": state.get("created", time.time()), "seeded": True})
     stop_network(settings, spec.instance_id, spec.private_ip)
+    via = net.routed_via(spec.private_ip)
+    if via is not None and via != settings.bridge and net.route_is_specific(spec.private_ip):
+        raise SandboxError(f"{spec.instance_id}: {spec.private_ip} is already routed via {via} "
+                           f"(another local cloud on this machine uses it); not booted")
     net.run_all(net.host_net_cmds(spec.instance_id, spec.private_ip, settings.bridge, settings.bridge_address))
     return procs.spawn(boot_argv(settings, spec), d / "console.log", d / "launcher.pid")
 

@@ -51,7 +51,8 @@ def host_net_cmds(instance_id: str, ip: str, bridge: str, bridge_address: str) -
         ["ip", "-n", ns, "route", "add", f"{bridge_address}/32", "dev", "eth0"],
     ]
     cmds += [["ip", "-n", ns, "route", "add", net, "dev", "eth0"] for net in PRIVATE_RANGES]
-    cmds.append(["ip", "route", "replace", f"{ip}/32", "dev", bridge, "src", bridge_address])
+    # `add`, not `replace`: an address another sandbox already routes is a clash, reported, never taken over
+    cmds.append(["ip", "route", "add", f"{ip}/32", "dev", bridge, "src", bridge_address])
     return cmds
 
 
@@ -97,6 +98,12 @@ def routed_via(address: str) -> str | None:
     """
     p = run(["ip", "route", "get", address], check=False)
     return parse_route_get(p.stdout) if p.returncode == 0 else None
+
+
+def route_is_specific(address: str) -> bool:
+    """Whether this machine has a /32 route for `address` (another sandbox's host)."""
+    p = run(["ip", "route", "show", f"{address}/32"], check=False)
+    return bool(p.stdout.strip())
 
 
 def run(cmd: list[str], *, check: bool = True) -> subprocess.CompletedProcess:

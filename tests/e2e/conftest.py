@@ -1,6 +1,7 @@
 """End-to-end tests run against a real local cloud on this machine (root needed)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,12 +55,26 @@ def sandbox_env(tmp: Path, n: int) -> dict:
     return env
 
 
-def cluster_roles(tmp: Path, name: str, *, app_count: int = 1) -> Path:
-    """A copy of the shipped roles.yaml for a test cluster: its own name, state dir and app repo path."""
+def make_network(env: dict, n: int) -> dict:
+    """A VPC and subnet of sandbox #n's own (10.10n.0.0/16), so its hosts' addresses never clash
+    with another local cloud on this machine (every default VPC is 172.31.0.0/16)."""
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{env['WHIPUP_SANDBOX_PORT']}", region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    vpc = ec2.create_vpc(CidrBlock=f"10.{100 + n}.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{100 + n}.1.0/24",
+                               AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+    return {"vpc": vpc, "subnet": subnet}
+
+
+def cluster_roles(tmp: Path, name: str, network: dict, *, app_count: int = 1) -> Path:
+    """A copy of the shipped roles.yaml for a test cluster: its own name, network, state dir and app repo path."""
     import yaml
 
     data = yaml.safe_load((ROOT / "roles.yaml").read_text())
     data["cluster"]["name"] = name
+    data["cluster"].update(network)
     data["cluster"]["state_dir"] = str(tmp / "state")
     data["app"]["repo"] = str(ROOT / "examples" / "demo")
     data["roles"]["app"]["count"] = app_count
@@ -74,6 +89,7 @@ def e2e_sandbox(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sandbox2")
     env = sandbox_env(tmp, 2)
     fab("sandbox.up", env=env)
+    env["WHIPUP_TEST_NETWORK"] = json.dumps(make_network(env, 2))
     yield env
     fab("sandbox.down", env=env, check=False)
 
@@ -82,6 +98,6 @@ def e2e_sandbox(tmp_path_factory):
 def e2e_cluster(e2e_sandbox, tmp_path_factory):
     """The 4 default roles, provisioned on sandbox #2: (env, roles.yaml path)."""
     tmp = tmp_path_factory.mktemp("cluster")
-    roles = cluster_roles(tmp, "e2e")
+    roles = cluster_roles(tmp, "e2e", json.loads(e2e_sandbox["WHIPUP_TEST_NETWORK"]))
     fab("provision", "--config", str(roles), env=e2e_sandbox)
     return e2e_sandbox, roles

@@ -26,7 +26,7 @@ def test_host_network_commands():
         ["ip", "-n", "whipbr0-i-0abc", "route", "add", "10.0.0.0/8", "dev", "eth0"],
         ["ip", "-n", "whipbr0-i-0abc", "route", "add", "172.16.0.0/12", "dev", "eth0"],
         ["ip", "-n", "whipbr0-i-0abc", "route", "add", "192.168.0.0/16", "dev", "eth0"],
-        ["ip", "route", "replace", "172.31.5.9/32", "dev", "whipbr0", "src", "10.255.255.254"],
+        ["ip", "route", "add", "172.31.5.9/32", "dev", "whipbr0", "src", "10.255.255.254"],
     ]
 
 
