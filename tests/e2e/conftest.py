@@ -42,8 +42,14 @@ def fab(*args: str, env: dict, check: bool = True, timeout: float = 900) -> subp
     return p
 
 
+# Test sandboxes are numbered; WHIPUP_TEST_SANDBOX_OFFSET shifts the numbers so that two
+# test runs on one machine (a developer's and a CI clone's) never share a bridge or a port.
+OFFSET = int(os.environ.get("WHIPUP_TEST_SANDBOX_OFFSET", "0"))
+
+
 def sandbox_env(tmp: Path, n: int) -> dict:
     """Settings for a private sandbox: its own API port, bridge, address and state dir."""
+    n += OFFSET
     env = dict(os.environ)
     env.update({
         "WHIPUP_SANDBOX_STATE": str(tmp / "sandbox-state"),
@@ -60,6 +66,7 @@ def make_network(env: dict, n: int) -> dict:
     with another local cloud on this machine (every default VPC is 172.31.0.0/16)."""
     import boto3
 
+    n += OFFSET
     ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{env['WHIPUP_SANDBOX_PORT']}", region_name="us-east-1",
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     vpc = ec2.create_vpc(CidrBlock=f"10.{100 + n}.0.0/16")["Vpc"]["VpcId"]

@@ -94,7 +94,7 @@ def cloud(tmp_path_factory):
 
 def test_sandbox_up_is_idempotent(cloud):
     again = fab("sandbox.up", env=cloud.env).stdout
-    for part in ("api: already up", "already registered", "bridge: whiptest1 already up",
+    for part in ("api: already up", "already registered", f"bridge: {cloud.env['WHIPUP_SANDBOX_BRIDGE']} already up",
                  "proxy: already up", "materializer: already running"):
         assert part in again
 
