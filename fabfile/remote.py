@@ -48,13 +48,25 @@ def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, chec
     """Run `command` over `conn` (a fabric Connection) quietly; RemoteError names `step` on failure."""
     kwargs = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
     if stdin is not None:
-        kwargs["in_stream"] = io.StringIO(stdin) if isinstance(stdin, str) else io.BytesIO(stdin)
+        kwargs["in_stream"] = _WholeRead(stdin if isinstance(stdin, str) else stdin.decode("utf-8"))
     else:
         kwargs["in_stream"] = False
     result = conn.run(command, **kwargs)
     if check and result.exited != 0:
         raise RemoteError(conn.host, step, result.exited, (result.stdout or "") + (result.stderr or ""))
     return result
+
+
+class _WholeRead(io.StringIO):
+    """Text for a command's stdin, handed over in one read.
+
+    invoke reads a stream without a terminal one byte per 10 ms loop
+    (`bytes_to_read` is 1): 1 kB of stdin would take 10 s.  Returning all of
+    it on the first read sends it at once; the next read ('') closes stdin.
+    """
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read(-1)
 
 
 @dataclass

@@ -64,6 +64,15 @@ def test_run_sends_secrets_on_stdin_and_names_the_step():
     assert str(exc.value) == "10.0.0.9: migrate failed (exit 2):\nout\nboom"
 
 
+def test_run_hands_stdin_over_in_one_read():
+    """invoke asks for 1 byte per 10 ms loop from a non-terminal stream: 1 kB must not take 10 s."""
+    conn = FakeConn()
+    conn.run = lambda command, **kw: (conn.calls.append(kw["in_stream"].read(1)), FakeResult(0))[1]
+    run(conn, "cat", step="big", stdin="x" * 5000)
+    run(conn, "cat", step="bytes", stdin=b"KEY=value\n")
+    assert conn.calls == ["x" * 5000, "KEY=value\n"]
+
+
 def test_progress_lines(capsys):
     p = Progress()
     p("app-0", "packages", "3 to install")
