@@ -6,44 +6,22 @@ one cloud session, and turns whipup's errors into a one-line non-zero exit.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from invoke import Exit, task
 
-from ..cloud import CloudError, open_cloud
-from ..config import Config, ConfigError, load_config, with_target
+from ..boundary import HELP
+from ..boundary import exits as _exits
+from ..boundary import load as _load
+from ..cloud import open_cloud
+from ..config import Config
 from ..nodes import find_nodes
 from .accounting import MutationCounter
 from .converge import create_node as create_node_in
 from .converge import provision as provision_cluster
 from .destroy import describe_plan, plan_destroy
 from .destroy import destroy as destroy_plan
-from .errors import ProvisionError
 from .report import status_json, status_text
 from .timing import DEFAULT_TIMING
-
-HELP = {
-    "config": "path to roles.yaml (default: roles.yaml)",
-    "target": "sandbox or aws: overrides cluster.target",
-}
-
-
-@contextmanager
-def _exits():
-    """whipup's and botocore's errors as invoke.Exit(message, 1): the task boundary."""
-    try:
-        yield
-    except (ConfigError, CloudError, ProvisionError) as exc:
-        raise Exit(str(exc), code=1) from None
-    except EndpointConnectionError as exc:
-        raise Exit(f"cannot reach the cloud ({exc}); for the sandbox, start it: fab sandbox.up", code=1) from None
-    except (ClientError, BotoCoreError) as exc:
-        raise Exit(f"{type(exc).__name__}: {exc}", code=1) from None
-
-
-def _load(config: str, target: str | None) -> Config:
-    return with_target(load_config(config), target)
 
 
 def _connect(cfg: Config) -> tuple[object, MutationCounter]:
