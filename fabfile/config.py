@@ -125,6 +125,12 @@ class RoleConfig:
 
 
 @dataclass(frozen=True)
+class ConfigureSettings:
+    templates_dir: Path        # the tree of .j2 files mirroring remote paths
+    apt_max_age_hours: int     # apt-get update when the package lists are older than this
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     root: Path
@@ -132,6 +138,7 @@ class Config:
     app: AppConfig
     packages: tuple[str, ...]
     roles: tuple[RoleConfig, ...]
+    configure: ConfigureSettings
 
     @property
     def role_names(self) -> tuple[str, ...]:
@@ -295,7 +302,7 @@ def _path(value: Any, path: str, root: Path, must_exist: bool) -> Path:
 
 # --- sections ----------------------------------------------------------------------------
 
-_TOP_KEYS = ("cluster", "app", "packages", "roles")
+_TOP_KEYS = ("cluster", "app", "packages", "roles", "configure")
 _CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "vpc", "subnet", "ami", "state_dir")
 _SSH_KEYS = ("user", "public_key", "private_key", "connect")
 _AMI_KEYS = ("id", "name", "owner")
@@ -304,6 +311,7 @@ _ROLE_KEYS = ("count", "instance_type", "root_volume_gb", "elastic_ip", "termina
               "ports", "packages", "templates", "services", "ami")
 _PORT_KEYS = ("port", "from")
 _TEMPLATE_KEYS = ("src", "dest", "notify", "action", "owner", "mode")
+_CONFIGURE_KEYS = ("templates_dir", "apt_max_age_hours")
 
 
 def _config(data: Any, path: Path) -> Config:
@@ -315,7 +323,18 @@ def _config(data: Any, path: Path) -> Config:
     app = _app(top["app"], "app", root)
     packages = _list(top.get("packages", []), "packages", _package)
     roles = _roles(top["roles"], "roles", cluster.ami)
-    return Config(path=path, root=root, cluster=cluster, app=app, packages=packages, roles=roles)
+    configure = _configure(top.get("configure", {}), "configure", root)
+    return Config(path=path, root=root, cluster=cluster, app=app, packages=packages, roles=roles,
+                  configure=configure)
+
+
+def _configure(value: Any, path: str, root: Path) -> ConfigureSettings:
+    m = _mapping(value, path, _CONFIGURE_KEYS)
+    return ConfigureSettings(
+        templates_dir=root / _str(m.get("templates_dir", "templates"), f"{path}.templates_dir",
+                                  what="a directory path"),
+        apt_max_age_hours=_int(m.get("apt_max_age_hours", 24), f"{path}.apt_max_age_hours", 0, 24 * 365),
+    )
 
 
 def _cluster(value: Any, path: str, root: Path) -> ClusterConfig:

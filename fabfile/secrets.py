@@ -34,3 +34,11 @@ def mask(text: str, values: list[str]) -> str:
         if v:
             text = text.replace(v, "********")
     return text
+
+
+def stored(cfg: Config) -> dict[str, str]:
+    """The secrets this cluster has already (none is generated): for dry runs and for masking output."""
+    folder = cluster_dir(cfg) / "secrets"
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_text().strip() for p in sorted(folder.iterdir()) if NAME.match(p.name) and p.is_file()}
