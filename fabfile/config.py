@@ -400,6 +400,8 @@ def _app(value: Any, path: str, root: Path) -> AppConfig:
         raise _Invalid(f"{path}.repo", f"strategy git needs a git URL (https://, ssh://, user@host:path), got {repo!r}")
     if strategy == "push" and _GIT_URL.match(repo):
         raise _Invalid(f"{path}.repo", f"strategy push needs a local path, got the URL {repo!r} (use strategy: git)")
+    if strategy == "push" and not (root / repo).is_dir():
+        raise _Invalid(f"{path}.repo", f"strategy push needs a local directory, and {root / repo} is not one")
     return AppConfig(
         name=name,
         repo=repo,

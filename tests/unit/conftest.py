@@ -37,6 +37,7 @@ def roles_file(tmp_path) -> Path:
     """The shipped roles.yaml, copied so its state dir lands in tmp_path."""
     path = tmp_path / "roles.yaml"
     shutil.copy(SHIPPED_ROLES, path)
+    (tmp_path / "examples").symlink_to(SHIPPED_ROLES.parent / "examples")  # app.repo must exist
     return path
 
 

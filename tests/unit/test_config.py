@@ -31,6 +31,7 @@ def minimal() -> dict:
 
 
 def write(tmp_path: Path, data) -> Path:
+    (tmp_path / "src").mkdir(exist_ok=True)  # minimal()'s app.repo
     path = tmp_path / "roles.yaml"
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
     return path
@@ -209,3 +210,10 @@ def test_with_target_overrides_and_validates():
     assert with_target(cfg, None) is cfg
     with pytest.raises(ConfigError, match=r"^--target: unknown target 'gcp'"):
         with_target(cfg, "gcp")
+
+
+def test_push_repo_must_be_an_existing_directory(tmp_path):
+    data = minimal()
+    data["app"]["repo"] = "missing/app"
+    assert error_of(tmp_path, data) == (
+        f"roles.yaml: app.repo: strategy push needs a local directory, and {tmp_path}/missing/app is not one")

@@ -17,6 +17,7 @@ def _other_cluster(tmp_path, roles_file):
     other.mkdir()
     text = roles_file.read_text().replace("name: whipup-demo", "name: other-demo")
     (other / "roles.yaml").write_text(text)
+    (other / "examples").symlink_to(tmp_path / "examples")
     return load_config(other / "roles.yaml")
 
 
