@@ -109,6 +109,9 @@ def test_three_instances_answer_ssh_with_pinned_host_keys(cloud):
         user_data = "#cloud-config\n" + yaml.safe_dump({
             "ssh_authorized_keys": [cloud.user_pub],
             "ssh_keys": {"ed25519_private": host_key, "ed25519_public": host_pub},
+            "write_files": [{"path": "/etc/whipup-test/motd", "content": f"host {n}\n", "permissions": "0640"}],
+            "runcmd": ["cp /etc/whipup-test/motd /etc/whipup-test/ran", ["touch", "/etc/whipup-test/argv form"]],
+            "no_such_module": {"x": 1},
         })
         inst = cloud.ec2.run_instances(ImageId=ami[0]["ImageId"], MinCount=1, MaxCount=1,
                                        InstanceType="t3.micro", UserData=user_data)["Instances"][0]
@@ -124,6 +127,11 @@ def test_three_instances_answer_ssh_with_pinned_host_keys(cloud):
         assert out[0] == "0"
         assert out[1].startswith("ip-") or out[1] == iid
         assert f"inet {ip}/32" in out[2]
+    for n, ip in enumerate(ips):  # the rest of the user-data: write_files, runcmd, an unknown key
+        out = cloud.ssh(ip, "sudo cat /etc/whipup-test/ran; sudo stat -c %a /etc/whipup-test/motd; "
+                            "sudo ls /etc/whipup-test; cat /var/log/cloud-init.log").stdout
+        assert out.startswith(f"host {n}\n640\nargv form\nmotd\nran\n")
+        assert "unsupported cloud-config key 'no_such_module': skipped" in out
     cloud.state.update(ips=ips, ids=ids)
 
 
@@ -172,6 +180,18 @@ def test_stop_and_start_keep_the_disk(cloud):
     cloud.wait_ssh(ip, 60)
     assert cloud.ssh(ip, f"cat {cloud.state['path']}").stdout.strip() == cloud.state["token"]
     assert "Hello, world!" in cloud.ssh(ip, "hello").stdout
+
+
+def test_a_crashed_materializer_is_reattached_by_up(cloud):
+    state = Path(cloud.env["WHIPUP_SANDBOX_STATE"])
+    pid = int((state / "run" / "materializer.pid").read_text().split()[0])
+    os.kill(pid, 9)
+    while alive(pid):
+        time.sleep(0.05)
+    out = fab("sandbox.up", env=cloud.env).stdout
+    assert "materializer: started" in out and "api: already up" in out
+    for ip in cloud.state["ips"][:2]:  # hosts kept running through it
+        assert cloud.ssh(ip, "true").returncode == 0
 
 
 def test_terminate_removes_the_host(cloud):
