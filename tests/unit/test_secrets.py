@@ -1,5 +1,5 @@
 from fabfile.config import load_config
-from fabfile.secrets import mask, secret
+from fabfile.vault import mask, secret
 
 
 def test_secret_is_generated_once_and_private(roles_file):

@@ -1,5 +1,8 @@
 """Cluster secrets (DB password, Django SECRET_KEY): generated once, kept 0600.
 
+(Named vault, not secrets: invoke puts this package's directory on sys.path, where a secrets.py
+would shadow the standard library's.)
+
 They live in `<state_dir>/<cluster>/secrets/<name>`, are read by whoever needs
 them (configure for PostgreSQL, deploy for the app's .env) and reach hosts
 only on stdin, never in a command line, a log or process arguments.
