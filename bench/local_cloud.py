@@ -1,8 +1,8 @@
 """Local cloud figures: run_instances -> SSH ready (1 and 5 instances), idle host memory, image build time.
 
 Run as root from the repository root:  .venv/bin/python bench/local_cloud.py [--rebuild-image]
-It brings up a private sandbox (its own port, bridge, state dir and VPC), measures, and takes it down.
-Traffic goes only to loopback and to the hosts it launched (checked route by route).
+It brings up a private sandbox (bench/common.py), measures, and takes it down. Traffic goes only to
+loopback and to the hosts it launched (checked route by route).
 """
 from __future__ import annotations
 
@@ -10,21 +10,13 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import boto3
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-N = 9  # sandbox number: bridge whiptest9, port 4609, VPC 10.109.0.0/16
-
-
-def fab(env, *args):
-    return subprocess.run([sys.executable, "-m", "fabric", *args], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True).stdout
+from common import fab, machine, private_sandbox, table
 
 
 def keygen(path: Path) -> str:
@@ -91,46 +83,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rebuild-image", action="store_true", help="build the image anew in a temp cache and time it")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="whipup-bench-"))
-    env = dict(os.environ, WHIPUP_SANDBOX_STATE=str(tmp / "state"), WHIPUP_SANDBOX_PORT=str(4600 + N),
-               WHIPUP_SANDBOX_BRIDGE=f"whiptest{N}", WHIPUP_SANDBOX_BRIDGE_ADDRESS=f"10.255.{250 - N}.254",
-               WHIPUP_SANDBOX_PROXY_PORT=str(8900 + N))
-    if args.rebuild_image:
-        env["WHIPUP_CACHE"] = str(tmp / "cache")
     rows = []
+    if args.rebuild_image:
+        os.environ["WHIPUP_CACHE"] = tempfile.mkdtemp(prefix="whipup-bench-cache-")
     t = time.monotonic()
-    fab(env, "sandbox.up")
-    rows.append(("sandbox.up (image " + ("built" if args.rebuild_image else "cached") + ")",
-                 f"{time.monotonic() - t:.1f} s"))
-    try:
-        info = json.loads(Path(env.get("WHIPUP_CACHE", "/var/cache/whipup"), "images/debian-12/whipup-image.json")
-                          .read_text())
+    with private_sandbox() as sb:
+        rows.append(("sandbox.up (image " + ("built" if args.rebuild_image else "cached") + ")",
+                     f"{time.monotonic() - t:.1f} s"))
+        info = json.loads(Path(os.environ.get("WHIPUP_CACHE", "/var/cache/whipup"),
+                               "images/debian-12/whipup-image.json").read_text())
         rows.append(("image build time (debootstrap + setup)", f"{info['build_seconds']} s"))
         rows.append(("image size", f"{info['size_bytes'] / 1e6:.0f} MB"))
-        ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{4600 + N}", region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
-        vpc = ec2.create_vpc(CidrBlock=f"10.{100 + N}.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{100 + N}.1.0/24")["Subnet"]["SubnetId"]
+        ec2 = sb.ec2()
         ami = ec2.describe_images(Owners=["self"])["Images"][0]["ImageId"]
-        user_pub = keygen(tmp / "user")
-        bridge = env["WHIPUP_SANDBOX_BRIDGE"]
+        user_pub = keygen(sb.tmp / "user")
+        bridge = sb.env["WHIPUP_SANDBOX_BRIDGE"]
         rows.append(("run_instances -> SSH ready, 1 instance",
-                     f"{launch_and_wait(ec2, ami, subnet, tmp, 1, bridge, user_pub):.2f} s"))
+                     f"{launch_and_wait(ec2, ami, sb.subnet, sb.tmp, 1, bridge, user_pub):.2f} s"))
         rows.append(("run_instances -> SSH ready, 5 instances together",
-                     f"{launch_and_wait(ec2, ami, subnet, tmp, 5, bridge, user_pub):.2f} s"))
+                     f"{launch_and_wait(ec2, ami, sb.subnet, sb.tmp, 5, bridge, user_pub):.2f} s"))
         time.sleep(2)
-        status = json.loads(fab(env, "sandbox.status", "--json"))
+        status = json.loads(fab(sb.env, "sandbox.status", "--json").stdout)
         mems = [host_memory_kib(h["pid"]) for h in status["hosts"] if h["pid"]]
         rss = sorted(m[0] for m in mems)[len(mems) // 2]
         pss = sorted(m[1] for m in mems)[len(mems) // 2]
         rows.append(("memory of one idle host (median RSS / PSS)", f"{rss / 1024:.1f} MiB / {pss / 1024:.1f} MiB"))
-    finally:
-        fab(env, "sandbox.down")
-        subprocess.run(["rm", "-rf", str(tmp)])
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  value")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    if args.rebuild_image:
+        subprocess.run(["rm", "-rf", os.environ["WHIPUP_CACHE"]])
+    print(f"machine: {machine()}\n")
+    print(table("the local cloud", rows))
 
 
 if __name__ == "__main__":

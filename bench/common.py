@@ -1,0 +1,127 @@
+"""Shared by the benchmarks: a private local cloud, `fab` runs with wall time and peak memory, tables.
+
+Every benchmark brings up its own sandbox (bridge whipbench, port 4690, VPC 10.190.0.0/16), so it never
+disturbs a local cloud you are using, and takes it down at the end. Traffic goes only to loopback and to
+the hosts it launched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss_mib: float
+    stdout: str
+    stderr: str
+    code: int
+
+
+def fab(env: dict, *args: str, check: bool = True, stdin=subprocess.DEVNULL) -> Run:
+    """Run `fab ARGS` in a fresh process; wall time and that process's peak RSS."""
+    start = time.monotonic()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=ROOT, env=env,
+                             stdout=out, stderr=err, stdin=stdin)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - start
+        out.seek(0)
+        err.seek(0)
+        run = Run(seconds, usage.ru_maxrss / 1024, out.read().decode(), err.read().decode(), p.returncode)
+    if check and run.code != 0:
+        raise SystemExit(f"fab {' '.join(args)} exited {run.code}\n{run.stdout}\n{run.stderr}")
+    return run
+
+
+@dataclass
+class Sandbox:
+    env: dict
+    tmp: Path
+    vpc: str
+    subnet: str
+
+    def ec2(self):
+        return boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def roles(self, name: str, *, roles: list[str] | None = None, counts: dict | None = None,
+              repo: Path | None = None) -> Path:
+        """A roles.yaml for a benchmark cluster: the shipped one, keeping only `roles`, with `counts`."""
+        data = yaml.safe_load((ROOT / "roles.yaml").read_text())
+        data["cluster"].update(name=name, state_dir=str(self.tmp / "state"), vpc=self.vpc, subnet=self.subnet)
+        data["app"]["repo"] = str(repo or ROOT / "examples" / "demo")
+        if roles is not None:
+            data["roles"] = {k: v for k, v in data["roles"].items() if k in roles}
+            for role in data["roles"].values():  # ports from dropped roles
+                for rule in role.get("ports", []):
+                    src = rule["from"] if isinstance(rule["from"], list) else [rule["from"]]
+                    kept = [s for s in src if "/" in s or s in roles]
+                    rule["from"] = kept or "10.190.0.0/16"
+        for role, count in (counts or {}).items():
+            data["roles"][role]["count"] = count
+        path = self.tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+
+@contextmanager
+def private_sandbox():
+    tmp = Path(tempfile.mkdtemp(prefix="whipup-bench-"))
+    env = dict(os.environ, WHIPUP_SANDBOX_STATE=str(tmp / "sandbox"), WHIPUP_SANDBOX_PORT="4690",
+               WHIPUP_SANDBOX_BRIDGE="whipbench", WHIPUP_SANDBOX_BRIDGE_ADDRESS="10.255.190.254",
+               WHIPUP_SANDBOX_PROXY_PORT="8990", AWS_ENDPOINT_URL="http://127.0.0.1:4690",
+               AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    fab(env, "sandbox.up")
+    try:
+        ec2 = boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        vpc = ec2.create_vpc(CidrBlock="10.190.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.190.0.0/20",
+                                   AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+        yield Sandbox(env, tmp, vpc, subnet)
+    finally:
+        fab(env, "sandbox.down", check=False)
+        subprocess.run(["rm", "-rf", str(tmp)])
+
+
+def table(title: str, rows: list[tuple[str, str]]) -> str:
+    width = max(len(r[0]) for r in rows)
+    lines = [f"## {title}", "", f"| {'measure':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {name:<{width}} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} cores, {mem / 1024 / 1024:.0f} GiB memory, {os.uname().sysname} {os.uname().release}"
+
+
+def mutating_calls(stdout: str) -> str:
+    """The 'N mutating API calls (...)' line the provisioning tasks print."""
+    for line in stdout.splitlines():
+        if "mutating API call" in line:
+            return line.strip()
+    return "?"
+
+
+def dump(name: str, data) -> None:
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
