@@ -6,9 +6,7 @@ the hosts it launched.
 """
 from __future__ import annotations
 
-import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -119,9 +117,3 @@ def mutating_calls(stdout: str) -> str:
         if "mutating API call" in line:
             return line.strip()
     return "?"
-
-
-def dump(name: str, data) -> None:
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
