@@ -24,6 +24,7 @@ from .settings import ACCOUNT_ID, IMAGE_NAME, SandboxSettings
 REQUIRED = {  # command -> Debian package
     "ip": "iproute2",
     "unshare": "util-linux",
+    "nsenter": "util-linux",
     "mount": "mount",
     "pivot_root": "util-linux",
     "debootstrap": "debootstrap",

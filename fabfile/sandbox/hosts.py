@@ -169,13 +169,38 @@ def _refresh_seed(settings: SandboxSettings, spec: HostSpec) -> None:
     (seed / "boot.py").write_bytes((HERE / "guest_boot.py").read_bytes())
 
 
-def stop(settings: SandboxSettings, instance_id: str, grace: float = 5.0) -> bool:
-    """Stop every process of the host (SIGTERM, then SIGKILL of its PID 1); keep its disk."""
+# What a guest runs when it is stopped, as a shutdown would: every init script whose service runs is
+# stopped, newest name last-in first-out (PostgreSQL shuts down cleanly, supervisor stops its programs).
+SHUTDOWN_SCRIPT = """
+for s in $(ls -r /etc/init.d/); do
+    case "$s" in rc|rcS|README|skeleton|sendsigs|umount*|halt|reboot|killprocs|single|hwclock.sh|procps) continue;; esac
+    [ -x "/etc/init.d/$s" ] || continue
+    if "/etc/init.d/$s" status >/dev/null 2>&1; then echo "stopping $s"; "/etc/init.d/$s" stop; fi
+done
+"""
+
+
+def shutdown_argv(init_pid: int) -> list[str]:
+    """Run the shutdown script inside the host's namespaces (all of them, as its root)."""
+    return ["nsenter", "--target", str(init_pid), "--mount", "--uts", "--ipc", "--net", "--pid",
+            "--", "/bin/sh", "-c", SHUTDOWN_SCRIPT]
+
+
+def stop(settings: SandboxSettings, instance_id: str, grace: float = 5.0, services_grace: float = 30.0) -> bool:
+    """Stop the host as a shutdown would: its services' init scripts, then SIGTERM to every
+    process, then SIGKILL of its PID 1 (which ends the rest); keep its disk."""
     d = host_dir(settings, instance_id)
     launcher = procs.read_pidfile(d / "launcher.pid")
     stopped = False
     if launcher is not None:
         init = host_pid(settings, instance_id)
+        if init and services_grace > 0:
+            with open(d / "console.log", "ab") as console:
+                try:
+                    subprocess.run(shutdown_argv(init), stdout=console, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, timeout=services_grace)
+                except subprocess.TimeoutExpired:
+                    console.write(b"shutdown: services did not stop in time\n")
         ns = procs.pid_namespace(init) if init else None
         if ns and ns != procs.pid_namespace(os.getpid()):
             members = [p for p in procs.pids_in_namespace(ns) if p != init]
@@ -206,5 +231,5 @@ def stop_network(settings: SandboxSettings, instance_id: str, ip: str | None) ->
 
 def destroy(settings: SandboxSettings, instance_id: str) -> None:
     """Terminate: processes, network namespace and disk are removed."""
-    stop(settings, instance_id, grace=1.0)
+    stop(settings, instance_id, grace=1.0, services_grace=0)
     remove_tree(host_dir(settings, instance_id))

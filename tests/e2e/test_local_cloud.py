@@ -51,9 +51,11 @@ class Cloud:
                 "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
                 "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}", f"admin@{ip}", command]
 
-    def ssh(self, ip: str, command: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    def ssh(self, ip: str, command: str, check: bool = True, timeout: float = 300,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
         assert self.routed_to_sandbox(ip), f"{ip} is not a host of this sandbox"
-        p = subprocess.run(self.ssh_argv(ip, command), capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(self.ssh_argv(ip, command), capture_output=True, text=True, timeout=timeout,
+                           input=stdin if stdin is not None else "")
         if check and p.returncode != 0:
             raise AssertionError(f"ssh {ip} {command!r}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
         return p
@@ -167,8 +169,20 @@ def test_apt_get_install_works_through_the_proxy(cloud):
     assert "Hello, world!" in cloud.ssh(a, "hello").stdout
 
 
+SERVICE = """#!/bin/sh
+# a service that notes whether it was stopped cleanly
+case "$1" in
+  start) touch /run/demo.pid ;;
+  status) [ -e /run/demo.pid ] ;;
+  stop) rm -f /run/demo.pid; echo clean > /var/tmp/demo-stopped ;;
+esac
+"""
+
+
 def test_stop_and_start_keep_the_disk(cloud):
     ip, iid = cloud.state["ips"][0], cloud.state["ids"][0]
+    cloud.ssh(ip, "sudo tee /etc/init.d/whipup-demo >/dev/null && sudo chmod 755 /etc/init.d/whipup-demo "
+                  "&& sudo /etc/init.d/whipup-demo start", stdin=SERVICE)
     cloud.ec2.stop_instances(InstanceIds=[iid])
     cloud.ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid], WaiterConfig={"Delay": 1})
     deadline = time.monotonic() + 15
@@ -180,6 +194,8 @@ def test_stop_and_start_keep_the_disk(cloud):
     cloud.wait_ssh(ip, 60)
     assert cloud.ssh(ip, f"cat {cloud.state['path']}").stdout.strip() == cloud.state["token"]
     assert "Hello, world!" in cloud.ssh(ip, "hello").stdout
+    # stopping ran the services' init scripts, as a shutdown does; /run is fresh after the boot
+    assert cloud.ssh(ip, "cat /var/tmp/demo-stopped; ls /run/demo.pid 2>&1 || true").stdout.startswith("clean\n")
 
 
 def test_a_crashed_materializer_is_reattached_by_up(cloud):
