@@ -5,6 +5,7 @@ both to the modules that do the work.
 """
 from invoke import Collection
 
+from .deploy import tasks as deploy_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
 
@@ -13,5 +14,10 @@ ns = Collection(
     provision_tasks.create_node,
     provision_tasks.status,
     provision_tasks.destroy,
+    deploy_tasks.whip_up_full_system,
+    deploy_tasks.deploy,
+    deploy_tasks.quick_update,
+    deploy_tasks.rollback,
+    deploy_tasks.releases,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))

@@ -28,7 +28,11 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = get_list("DJANGO_ALLOWED_HOSTS", "*")
 CSRF_TRUSTED_ORIGINS = get_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
-WHIPUP_RELEASE = os.environ.get("WHIPUP_RELEASE", "dev")
+# The release serving this code: the environment's, else the release directory's name when whipup
+# deployed it (it writes REVISION there; BASE_DIR is resolved, so /srv/demo/current gives
+# releases/<id>), so a graceful reload onto new code reports the new release.
+WHIPUP_RELEASE = os.environ.get("WHIPUP_RELEASE") or (
+    BASE_DIR.name if (BASE_DIR / "REVISION").is_file() else "dev")
 
 INSTALLED_APPS = [
     "django.contrib.staticfiles",

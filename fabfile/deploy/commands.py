@@ -1,0 +1,385 @@
+"""Every remote command deploy runs, as a string: pure, each value shlex-quoted.
+
+`*_script` functions return a POSIX sh script (run locally by the tests under
+a temp base dir); the command functions wrap it: `as_app` runs it as the app
+user (`sudo -n -u <app> -- sh -c SCRIPT`), `as_root` as root.  Secrets never
+appear here: they go on stdin (`write_env`, `lock_acquire` read stdin).
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Iterable, Sequence
+
+from ..remote import sudo, sudo_sh
+from .layout import PORT, REQUIREMENTS_MARK, VENV, VENV_MARK, Layout
+from .releases import SHA, is_release_id
+
+q = shlex.quote
+LOCK_HELD = 75          # exit status of lock_acquire when someone else holds the lock
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
+
+
+def _rid(release_id: str) -> str:
+    if not is_release_id(release_id):
+        raise ValueError(f"not a release id: {release_id!r}")
+    return release_id
+
+
+def _sha(sha: str) -> str:
+    if not SHA.match(sha):
+        raise ValueError(f"not a full sha: {sha!r}")
+    return sha
+
+
+def as_app(layout: Layout, script: str) -> str:
+    return sudo_sh(script, user=layout.user)
+
+
+def as_root(script: str) -> str:
+    return sudo_sh(script)
+
+
+# --- what a node has ------------------------------------------------------------------------
+
+def state_script(layout: Layout, programs: Iterable[str] = ()) -> str:
+    lines = [
+        f"cd {q(layout.root)} 2>/dev/null || {{ echo layout=missing; exit 0; }}",
+        "echo layout=ok",
+        'echo "current=$(readlink current 2>/dev/null)"',
+        "for d in releases/*/; do",
+        '  [ -d "$d" ] || continue',
+        '  d=${d%/}',
+        f'  echo "release=${{d#releases/}} $(cat "$d/REVISION" 2>/dev/null || echo -)'
+        f' $(cat "$d/{VENV}/{REQUIREMENTS_MARK}" 2>/dev/null || echo -)'
+        f' $(cat "$d/{VENV}/{VENV_MARK}" 2>/dev/null || echo -)"',
+        "done",
+    ]
+    for program in programs:
+        lines += [
+            f"s=$(supervisorctl status {q(program)} 2>&1 | head -n 1)",
+            "w=$(echo \"$s\" | awk '{print $2}')",
+            "pid=$(echo \"$s\" | sed -n 's/.* pid \\([0-9][0-9]*\\),.*/\\1/p')",
+            'exe=$([ -n "$pid" ] && tr "\\000" "\\n" < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)',
+            f'echo "program={program} ${{w:--}} ${{pid:-0}} ${{exe:--}}"',
+        ]
+    return "\n".join(lines)
+
+
+def state(layout: Layout, programs: Iterable[str] = ()) -> str:
+    """Print layout=, current=, release=<id> <sha> <req hash> <venv id>, program=<name> <state> <pid> <argv0>."""
+    return as_root(state_script(layout, programs))
+
+
+# --- code -----------------------------------------------------------------------------------
+
+def init_mirror(layout: Layout) -> str:
+    m = q(layout.mirror)
+    return as_app(layout, f"test -d {m} || git init --bare --quiet {m}")
+
+
+def receive_pack(layout: Layout) -> str:
+    """`git push --receive-pack=...`: the mirror belongs to the app user."""
+    return sudo(["git-receive-pack"], user=layout.user)
+
+
+def fetch_script(layout: Layout, url: str, branch: str) -> str:
+    if not _BRANCH.match(branch):
+        raise ValueError(f"bad branch name {branch!r}")
+    m = q(layout.mirror)
+    key = q(f"{layout.root}/.ssh/deploy_key")
+    ssh = q(f"ssh -i {layout.root}/.ssh/deploy_key -o IdentitiesOnly=yes -o BatchMode=yes "
+            f"-o StrictHostKeyChecking=accept-new")
+    return "\n".join([
+        "set -e",
+        f"test -d {m} || git init --bare --quiet {m}",
+        f"if [ -f {key} ]; then export GIT_SSH_COMMAND={ssh}; fi",
+        f"git --git-dir={m} fetch --quiet --force {q(url)} {q(f'+refs/heads/{branch}:refs/heads/{branch}')}",
+        f"git --git-dir={m} rev-parse --verify {q(f'refs/heads/{branch}^{{commit}}')}",
+    ])
+
+
+def fetch(layout: Layout, url: str, branch: str) -> str:
+    """Strategy git: the host fetches `branch` of `url` into the mirror and prints its sha."""
+    return as_app(layout, fetch_script(layout, url, branch))
+
+
+def show_file(layout: Layout, sha: str, path: str) -> str:
+    """A file of commit `sha` in the mirror (the requirements, for strategy git)."""
+    return as_app(layout, f"git --git-dir={q(layout.mirror)} show {q(f'{_sha(sha)}:{path}')}")
+
+
+def treeish(sha: str, prefix: str) -> str:
+    """The tree to deploy: the commit's root, or the app's subdirectory of it."""
+    return f"{_sha(sha)}:{prefix}" if prefix else f"{_sha(sha)}^{{tree}}"
+
+
+def extract_script(layout: Layout, release_id: str, sha: str, prefix: str = "") -> str:
+    rel, m, tree = q(layout.release(_rid(release_id))), q(layout.mirror), q(treeish(sha, prefix))
+    return "\n".join([
+        "set -e",
+        f'[ "$(git --git-dir={m} cat-file -t {tree} 2>/dev/null)" = tree ] || '
+        f'{{ echo {q(f"{treeish(sha, prefix)}: no such tree in {layout.mirror}")} >&2; exit 1; }}',
+        f"rm -rf {rel}",
+        f"mkdir -p {rel}",
+        f"git --git-dir={m} archive --format=tar {tree} | tar -x -C {rel}",
+        f"printf '%s\\n' {q(sha)} > {rel}/REVISION",
+    ])
+
+
+def extract(layout: Layout, release_id: str, sha: str, prefix: str = "") -> str:
+    """Check out `sha` (its `prefix` subtree) from the mirror into a fresh release dir, with REVISION."""
+    return as_app(layout, extract_script(layout, release_id, sha, prefix))
+
+
+def write_env(layout: Layout) -> str:
+    """Replace shared/.env (0600, app user) with stdin; prints changed or unchanged."""
+    env, tmp = q(layout.env_file), q(layout.env_file + ".tmp")
+    return as_app(layout, f"umask 077 && cat > {tmp} && if cmp -s {tmp} {env}; then rm -f {tmp}; echo unchanged; "
+                          f"else chmod 0600 {tmp} && mv -f {tmp} {env} && echo changed; fi")
+
+
+# --- venvs ----------------------------------------------------------------------------------
+
+def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id: str) -> str:
+    rel = layout.release(_rid(release_id))
+    venv = q(f"{rel}/{VENV}")
+    return "\n".join([
+        "set -e",
+        f"export HOME={q(layout.root)}",
+        f"rm -rf {venv}",
+        f"python3 -m venv {venv}",
+        f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-input -r {q(f'{rel}/{layout.requirements}')}",
+        f"printf '%s\\n' {q(req_hash)} > {venv}/{REQUIREMENTS_MARK}",
+        f"printf '%s\\n' {q(venv_id)} > {venv}/{VENV_MARK}",
+    ])
+
+
+def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str) -> str:
+    """A new venv in the release, at its final path, and `pip install -r` the requirements."""
+    return as_app(layout, venv_install_script(layout, release_id, req_hash, venv_id))
+
+
+def venv_reuse_script(layout: Layout, release_id: str, from_release: str) -> str:
+    new = layout.venv(_rid(release_id))
+    old = layout.venv(_rid(from_release))
+    n, o = q(new), q(old)
+    return "\n".join([
+        "set -e",
+        f"rm -rf {n}",
+        # a fresh venv at its final path (bin/python, pyvenv.cfg, activate name it) ...
+        f"python3 -m venv --without-pip {n}",
+        # ... whose packages are the old venv's, hardlinked (pip replaces files, never edits them)
+        f"rm -rf {n}/lib",
+        f"cp -al {o}/lib {n}/lib",
+        # console scripts (gunicorn, celery, pip): copies with the shebang pointing at the new venv
+        f"for f in {o}/bin/*; do",
+        '  b=${f##*/}',
+        f'  if [ -e {n}/bin/"$b" ] || [ -L {n}/bin/"$b" ]; then continue; fi',
+        '  if [ "$(head -c 2 "$f")" = "#!" ]; then',
+        f'    sed "1s|^#!{old}/bin/|#!{new}/bin/|" "$f" > {n}/bin/"$b" && chmod 755 {n}/bin/"$b"',
+        "  else",
+        f'    cp -a "$f" {n}/bin/"$b"',
+        "  fi",
+        "done",
+        f"cp {o}/{REQUIREMENTS_MARK} {o}/{VENV_MARK} {n}/",
+    ])
+
+
+def venv_reuse(layout: Layout, release_id: str, from_release: str) -> str:
+    """The new release's venv: the current one's packages hardlinked into a venv made at the new path."""
+    return as_app(layout, venv_reuse_script(layout, release_id, from_release))
+
+
+def upgrade_django(layout: Layout, release_id: str, spec: str, venv_id: str) -> str:
+    """`pip install --upgrade 'Django>=4.2,<5.1'` in the release's venv; prints the version after."""
+    venv = q(layout.venv(_rid(release_id)))
+    return as_app(layout, "\n".join([
+        "set -e",
+        f"export HOME={q(layout.root)}",
+        f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-input --upgrade {q(spec)}",
+        f"printf '%s\\n' {q(venv_id)} > {venv}/{VENV_MARK}",
+        f"{venv}/bin/python -c 'import django; print(django.get_version())'",
+    ]))
+
+
+def django_version(layout: Layout, release_id: str) -> str:
+    venv = q(layout.venv(_rid(release_id)))
+    return as_app(layout, f"{venv}/bin/python -c 'import django; print(django.get_version())'")
+
+
+# --- Django ---------------------------------------------------------------------------------
+
+def _django_env(layout: Layout, extra: dict[str, str] | None = None) -> str:
+    env = {"HOME": layout.root, "WHIPUP_ENV_FILE": layout.env_file, "DJANGO_SETTINGS_MODULE": layout.settings,
+           **(extra or {})}
+    return " ".join(q(f"{k}={v}") for k, v in env.items())
+
+
+def manage(layout: Layout, release_id: str, args: Sequence[str], env: dict[str, str] | None = None) -> str:
+    """`python -m django ARGS` in the release, as the app user, with the settings reading shared/.env."""
+    rel = q(layout.release(_rid(release_id)))
+    argv = " ".join(q(a) for a in args)
+    return as_app(layout, f"cd {rel} && exec env {_django_env(layout, env)} {VENV}/bin/python -m django {argv}")
+
+
+def collectstatic(layout: Layout, release_id: str) -> str:
+    """collectstatic into the release's static/ (STATIC_ROOT), served by nginx through `current`."""
+    static = f"{layout.release(_rid(release_id))}/static"
+    return manage(layout, release_id, ["collectstatic", "--noinput", "--verbosity", "1"], {"STATIC_ROOT": static})
+
+
+def migrate(layout: Layout, release_id: str) -> str:
+    return manage(layout, release_id, ["migrate", "--noinput"])
+
+
+def migrate_check(layout: Layout, release_id: str) -> str:
+    """Exit non-zero when the release has migrations the database lacks."""
+    return manage(layout, release_id, ["migrate", "--check", "--noinput"])
+
+
+def python_stdin(layout: Layout, release_id: str) -> str:
+    """Run the Python script on stdin in the release (Django set up by the script itself)."""
+    rel = q(layout.release(_rid(release_id)))
+    return as_app(layout, f"cd {rel} && exec env {_django_env(layout)} {VENV}/bin/python -")
+
+
+def migration_files(layout: Layout, release_ids: Iterable[str]) -> str:
+    """`<release> <app>/migrations/<file>.py` lines: a cheap first look before asking the database."""
+    ids = " ".join(q(_rid(r)) for r in release_ids)
+    return as_app(layout, "\n".join([
+        f"cd {q(layout.releases)}",
+        f"for r in {ids}; do",
+        '  (cd "$r" && find . -path ./.venv -prune -o -path ./static -prune -o -path "*/migrations/*.py" '
+        '! -name __init__.py -print) | sed "s|^\\./|$r |"',
+        "done",
+    ]))
+
+
+# --- static files to proxies -----------------------------------------------------------------
+
+def static_pack(layout: Layout, release_id: str) -> str:
+    """The release's static/ as base64 text of a tar.gz (travels through this machine)."""
+    rel = q(layout.release(_rid(release_id)))
+    return as_app(layout, f"cd {rel} && mkdir -p static && tar -czf - static | base64 -w 0")
+
+
+def static_unpack(layout: Layout, release_id: str, sha: str) -> str:
+    """A proxy's release: static/ from stdin (base64 tar.gz) and REVISION."""
+    rel = q(layout.release(_rid(release_id)))
+    return as_app(layout, "\n".join([
+        "set -e",
+        f"rm -rf {rel}",
+        f"mkdir -p {rel}",
+        f"base64 -d | tar -xzf - -C {rel}",
+        f"printf '%s\\n' {q(_sha(sha))} > {rel}/REVISION",
+    ]))
+
+
+# --- switch and reload -----------------------------------------------------------------------
+
+def switch(layout: Layout, release_id: str) -> str:
+    """`current` -> releases/<id>, atomically: a symlink under a temp name, renamed over `current`."""
+    rid = _rid(release_id)
+    tmp = f"current.tmp-{rid}"
+    return as_app(layout, f"cd {q(layout.root)} && test -d {q(f'releases/{rid}')} && "
+                          f"ln -sfn {q(f'releases/{rid}')} {q(tmp)} && mv -T {q(tmp)} current")
+
+
+WEB_ACTIONS = ("hup", "restart", "start")
+
+
+def web(layout: Layout, action: str) -> str:
+    """gunicorn: HUP (new workers on the new code, graceful), restart (new venv) or start."""
+    p = q(layout.web_program)
+    if action == "hup":
+        return as_root(f"supervisorctl signal HUP {p}")
+    if action == "restart":
+        return as_root(f"supervisorctl restart {p}")
+    if action == "start":
+        # stop first: a program in BACKOFF or FATAL (no release before the first deploy) starts again
+        return as_root(f"supervisorctl stop {p} >/dev/null 2>&1; supervisorctl start {p}")
+    raise ValueError(f"unknown web action {action!r} (expected one of {', '.join(WEB_ACTIONS)})")
+
+
+def worker_restart(layout: Layout) -> str:
+    """celery: stop (TERM: warm shutdown, running tasks finish) then start on the new release."""
+    p = q(layout.worker_program)
+    return as_root(f"supervisorctl stop {p} >/dev/null 2>&1; supervisorctl start {p}")
+
+
+def switch_and_web(layout: Layout, release_id: str, action: str) -> str:
+    """Both in one round trip (rollback: few commands per host)."""
+    return f"{switch(layout, release_id)} && {web(layout, action)}"
+
+
+def worker_warm_restart(layout: Layout) -> str:
+    """celery: TERM (warm shutdown) without waiting; supervisor's autorestart starts it on `current`."""
+    p = q(layout.worker_program)
+    return as_root(f"out=$(supervisorctl signal TERM {p} 2>&1); case \"$out\" in *signalled*) echo \"$out\";; "
+                   f"*) supervisorctl stop {p} >/dev/null 2>&1; supervisorctl start {p};; esac")
+
+
+def switch_and_worker(layout: Layout, release_id: str) -> str:
+    """Rollback on a worker: switch, then a warm restart that does not wait for celery's startsecs."""
+    return f"{switch(layout, release_id)} && {worker_warm_restart(layout)}"
+
+
+def program_log(layout: Layout, program: str, nbytes: int = 4000) -> str:
+    """The last bytes of a program's log through supervisor (whatever its file): stdout, where configure's
+    programs send stderr too, else stderr."""
+    p = q(program)
+    return as_root(f"supervisorctl tail -{int(nbytes)} {p} stdout 2>&1 | grep -v '^ERROR (no log file)' "
+                   f"|| supervisorctl tail -{int(nbytes)} {p} stderr")
+
+
+def health(address: str, port: int = PORT, timeout: float = 3) -> str:
+    """GET /health of an app node (run on a proxy node or the node itself): body, then the status code."""
+    return f"curl -sS -m {timeout:g} -w '\\n%{{http_code}}' {q(f'http://{address}:{int(port)}/health')}"
+
+
+def http_code(url: str, timeout: float = 5) -> str:
+    return f"curl -sS -m {timeout:g} -o /dev/null -w '%{{http_code}}' {q(url)}"
+
+
+# --- lock and audit log ----------------------------------------------------------------------
+
+def lock_acquire(layout: Layout) -> str:
+    """mkdir the lock (atomic), then its info from stdin; when held, print the holder's info, exit 75."""
+    lock = q(layout.lock_dir)
+    return as_app(layout, f"mkdir {lock} 2>/dev/null || {{ cat {lock}/info 2>/dev/null; exit {LOCK_HELD}; }}; "
+                          f"cat > {lock}/info")
+
+
+def lock_read(layout: Layout) -> str:
+    lock = q(layout.lock_dir)
+    return as_app(layout, f"if [ -d {lock} ]; then echo held; cat {lock}/info 2>/dev/null; fi; true")
+
+
+def lock_break(layout: Layout) -> str:
+    """Print the holder's info and remove the lock (--break-lock)."""
+    lock = q(layout.lock_dir)
+    return as_app(layout, f"cat {lock}/info 2>/dev/null; rm -rf {lock}")
+
+
+def lock_release(layout: Layout, token: str) -> str:
+    """Remove the lock only if it is still ours (its info holds our token)."""
+    if not re.match(r"^[0-9a-f]{8,64}$", token):
+        raise ValueError("bad lock token")
+    lock = q(layout.lock_dir)
+    return as_app(layout, f"if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi; true")
+
+
+def audit_append(layout: Layout) -> str:
+    """Append stdin (one JSON line) to shared/deploys.log."""
+    return as_app(layout, f"cat >> {q(layout.audit_log)}")
+
+
+def audit_tail(layout: Layout, lines: int = 10) -> str:
+    return as_app(layout, f"tail -n {int(lines)} {q(layout.audit_log)} 2>/dev/null; true")
+
+
+def remove_releases(layout: Layout, release_ids: Iterable[str]) -> str:
+    """Delete these releases (validated ids only: never `current` or anything else)."""
+    ids = " ".join(q(_rid(r)) for r in release_ids)
+    return as_app(layout, f"cd {q(layout.releases)} && rm -rf -- {ids}")

@@ -1,0 +1,18 @@
+"""Deploy errors: each message says what failed, where, and what to do."""
+from __future__ import annotations
+
+
+class DeployError(Exception):
+    """A deploy, rollback or listing could not be done; the message names the node and step."""
+
+
+class LockHeld(DeployError):
+    """Another deploy holds the cluster's lock; the message names who, since when, for which release."""
+
+
+class SourceError(DeployError):
+    """The code to deploy cannot be resolved (not a git repo, nothing committed, ...)."""
+
+
+class AnswerMissing(DeployError):
+    """quick-update needs an answer that no flag gave and no terminal can ask for."""

@@ -1,0 +1,101 @@
+"""Where deploy puts things on a host: docs/remote-layout.md as one frozen value.
+
+Everything is derived from `app.name`; nothing here touches a host.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Config
+
+VENV = ".venv"
+REQUIREMENTS_MARK = ".whipup-requirements"   # in a venv: sha256 of the requirements file it was built from
+VENV_MARK = ".whipup-venv"                   # in a venv: the id of its content (shared by hardlinked copies)
+PORT = 8000                                  # gunicorn's port on app nodes
+
+
+@dataclass(frozen=True)
+class Layout:
+    app: str                 # app.name: system user, group, /srv/<app>, program names
+    settings: str            # app.django_settings
+    requirements: str        # app.requirements, relative to a release
+    base: str = "/srv"       # hosts: /srv (tests run the scripts under a temp dir)
+
+    @classmethod
+    def of(cls, cfg: Config) -> "Layout":
+        return cls(cfg.app.name, cfg.app.django_settings, cfg.app.requirements)
+
+    @property
+    def user(self) -> str:
+        return self.app
+
+    @property
+    def root(self) -> str:
+        return f"{self.base}/{self.app}"
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def shared(self) -> str:
+        return f"{self.root}/shared"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.shared}/.env"
+
+    @property
+    def mirror(self) -> str:
+        """The bare git mirror the push strategy pushes to (and the git strategy fetches into)."""
+        return f"{self.root}/repo.git"
+
+    @property
+    def lock_dir(self) -> str:
+        return f"{self.shared}/deploy.lock"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.shared}/deploys.log"
+
+    @property
+    def web_program(self) -> str:
+        return f"{self.app}-web"
+
+    @property
+    def worker_program(self) -> str:
+        return f"{self.app}-worker"
+
+    @property
+    def project(self) -> str:
+        """The Django project package: the first part of django_settings."""
+        return self.settings.split(".", 1)[0]
+
+    def release(self, release_id: str) -> str:
+        return f"{self.releases}/{release_id}"
+
+    def venv(self, release_id: str) -> str:
+        return f"{self.release(release_id)}/{VENV}"
+
+
+def env_text(layout: Layout, *, secret_key: str, db_password: str, db_host: str,
+             broker_host: str | None) -> str:
+    """shared/.env as docs/remote-layout.md lists it (secrets included: it goes on stdin, never argv)."""
+    lines = [
+        f"DJANGO_SECRET_KEY={secret_key}",
+        "DJANGO_DEBUG=false",
+        "DJANGO_ALLOWED_HOSTS=*",
+        "DB_ENGINE=postgresql",
+        f"DB_NAME={layout.app}",
+        f"DB_USER={layout.app}",
+        f"DB_PASSWORD={db_password}",
+        f"DB_HOST={db_host}",
+        "DB_PORT=5432",
+    ]
+    if broker_host:
+        lines.append(f"CELERY_BROKER_URL=redis://{broker_host}:6379/0")
+    return "".join(f"{line}\n" for line in lines)

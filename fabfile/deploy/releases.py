@@ -1,0 +1,247 @@
+"""Pure decisions about releases: names, what to prune, venv reuse, how to reload, node state.
+
+Nothing here talks to a host: the engine feeds in what a host printed
+(`parse_state`) and runs what these functions decide.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable
+
+from .errors import DeployError
+from .layout import Layout
+
+RELEASE_ID = re.compile(r"^\d{14}-[0-9a-f]{7,40}$")
+SHA = re.compile(r"^[0-9a-f]{40}$")
+SHORT = 7
+
+
+# --- names ---------------------------------------------------------------------------------
+
+def release_id(now: datetime, sha: str) -> str:
+    """`<UTC %Y%m%d%H%M%S>-<shortsha>`: sorts by time, says which commit."""
+    if not SHA.match(sha):
+        raise DeployError(f"not a full git sha: {sha!r}")
+    return f"{now.astimezone(timezone.utc):%Y%m%d%H%M%S}-{sha[:SHORT]}"
+
+
+def is_release_id(name: str) -> bool:
+    return bool(RELEASE_ID.match(name))
+
+
+def check_release_id(name: str) -> str:
+    """`name` if it looks like a release id, else a DeployError saying what one looks like."""
+    if not is_release_id(name):
+        raise DeployError(f"{name!r} is not a release id (expected <YYYYmmddHHMMSS>-<sha>, "
+                          f"e.g. 20240131120000-1a2b3c4; `fab releases` lists them)")
+    return name
+
+
+# --- which to keep -------------------------------------------------------------------------
+
+def previous_release(releases: Iterable[str], current: str | None) -> str | None:
+    """The newest release older than `current` (None when there is none, or no current)."""
+    if current is None:
+        return None
+    older = [r for r in sorted(set(releases)) if is_release_id(r) and r < current]
+    return older[-1] if older else None
+
+
+def releases_to_delete(releases: Iterable[str], current: str | None, keep: int,
+                       protect: Iterable[str] = ()) -> list[str]:
+    """Releases beyond the newest `keep`, oldest first; never current, the previous one or `protect`.
+
+    Names that are not release ids are never touched.
+    """
+    ids = sorted(r for r in set(releases) if is_release_id(r))
+    kept = set(ids[-keep:]) if keep > 0 else set()
+    kept |= {current, previous_release(ids, current)} | set(protect)
+    return [r for r in ids if r not in kept]
+
+
+# --- requirements --------------------------------------------------------------------------
+
+def requirements_hash(text: str | bytes) -> str:
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+_REQ_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def django_requirement(text: str) -> str | None:
+    """The requirements file's Django line (e.g. `Django>=4.2,<5.1`), comments stripped; None if absent."""
+    for raw in text.splitlines():
+        line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        m = _REQ_NAME.match(line)
+        if m and re.sub(r"[-_.]+", "-", m.group(1)).lower() == "django":
+            return line
+    return None
+
+
+def upgrade_spec(requirements_text: str, path: str = "requirements.txt") -> str:
+    """What `pip install --upgrade` gets to upgrade Django within the project's constraint."""
+    line = django_requirement(requirements_text)
+    if line is None:
+        raise DeployError(f"{path} has no Django requirement: nothing to upgrade within")
+    if "[" not in line and not any(op in line for op in ("<", ">", "=", "~", "!")):
+        raise DeployError(f"{path}: {line!r} has no version constraint; add one (e.g. Django>=4.2,<5.1) "
+                          f"so an upgrade stays within it")
+    return line
+
+
+# --- a node's state, as the state command prints it ---------------------------------------
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    id: str
+    sha: str | None            # REVISION
+    requirements: str | None   # the venv's requirements hash
+    venv: str | None           # the venv's content id
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    name: str
+    state: str                 # supervisor's word: RUNNING, STOPPED, FATAL, BACKOFF, ... ERROR (no such program)
+    pid: int | None
+    interpreter: str | None    # argv[0] of the running process: the venv python it started from
+
+    @property
+    def running(self) -> bool:
+        return self.state == "RUNNING"
+
+
+@dataclass(frozen=True)
+class NodeState:
+    configured: bool                                   # /srv/<app> exists
+    current: str | None
+    releases: dict[str, ReleaseInfo] = field(default_factory=dict)
+    programs: dict[str, ProgramState] = field(default_factory=dict)
+
+    @property
+    def current_info(self) -> ReleaseInfo | None:
+        return self.releases.get(self.current) if self.current else None
+
+    @property
+    def previous(self) -> str | None:
+        return previous_release(self.releases, self.current)
+
+
+def _dash(value: str) -> str | None:
+    return None if value in ("", "-") else value
+
+
+def parse_state(text: str) -> NodeState:
+    """What `commands.state` printed: `layout=`, `current=`, `release=` and `program=` lines."""
+    configured, current = True, None
+    releases: dict[str, ReleaseInfo] = {}
+    programs: dict[str, ProgramState] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "layout":
+            configured = value.strip() == "ok"
+        elif key == "current":
+            target = value.strip().rstrip("/")
+            name = target.rsplit("/", 1)[-1]
+            current = name if is_release_id(name) else None
+        elif key == "release":
+            parts = (value.split() + ["-"] * 4)[:4]
+            if is_release_id(parts[0]):
+                releases[parts[0]] = ReleaseInfo(parts[0], _dash(parts[1]), _dash(parts[2]), _dash(parts[3]))
+        elif key == "program":
+            parts = (value.split(None, 3) + ["-"] * 4)[:4]
+            pid = int(parts[2]) if parts[2].isdigit() and int(parts[2]) > 0 else None
+            programs[parts[0]] = ProgramState(parts[0], parts[1], pid, _dash(parts[3].strip()))
+    return NodeState(configured, current, releases, programs)
+
+
+def release_of_interpreter(layout: Layout, interpreter: str | None) -> str | None:
+    """The release whose venv python `interpreter` is (`/srv/<app>/releases/<id>/.venv/bin/python3`)."""
+    if not interpreter:
+        return None
+    m = re.match(re.escape(layout.releases) + r"/([^/]+)/\.venv/bin/[^/]+$", interpreter)
+    return m.group(1) if m and is_release_id(m.group(1)) else None
+
+
+def in_use(layout: Layout, state: NodeState) -> set[str]:
+    """Releases whose venv a running program was started from: never pruned (a HUP forks from it)."""
+    used = set()
+    for program in state.programs.values():
+        rel = release_of_interpreter(layout, program.interpreter) if program.running else None
+        if rel:
+            used.add(rel)
+    return used
+
+
+# --- venvs and reloads ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VenvPlan:
+    action: str               # "reuse" (hardlink the current release's venv) or "install" (pip)
+    source: str | None        # the release reused from
+    venv_id: str              # the resulting venv's content id
+    reason: str
+
+
+def requirements_change(current: ReleaseInfo | None, req_hash: str, path: str = "requirements.txt"
+                        ) -> tuple[bool, str]:
+    """(changed, why) of the requirements since the current release: the default of "reinstall?"."""
+    if current is None:
+        return True, "no release is deployed yet"
+    if current.requirements is None or current.venv is None:
+        return True, f"release {current.id} has no venv built by whipup"
+    if current.requirements != req_hash:
+        return True, f"{path} changed since release {current.id}"
+    return False, f"{path} unchanged since release {current.id}"
+
+
+def venv_plan(current: ReleaseInfo | None, req_hash: str, release: str, *, deps: bool | None,
+              upgrade_django: bool = False, path: str = "requirements.txt") -> VenvPlan:
+    """Reuse the current release's venv or pip install: deps None decides by the requirements hash."""
+    changed, why = requirements_change(current, req_hash, path)
+    can_reuse = current is not None and current.venv is not None
+    new_id = release
+    if deps is True or not can_reuse:
+        reason = "asked to reinstall" if deps is True else why
+        return VenvPlan("install", None, new_id, reason)
+    if deps is False and changed:
+        reason = f"{why}, but --no-deps: reusing its venv"
+    elif changed:
+        return VenvPlan("install", None, new_id, why)
+    else:
+        reason = why
+    return VenvPlan("reuse", current.id, new_id if upgrade_django else current.venv, reason)
+
+
+def web_reload_action(program: ProgramState | None, master_venv: str | None, new_venv: str) -> str:
+    """"hup" when the running gunicorn was started from a venv with the same content, else restart/start.
+
+    A HUP forks new workers from the master, which keeps the sys.path of the venv it
+    started from; code comes from `--chdir /srv/<app>/current`, re-resolved on HUP.
+    """
+    if program is None or not program.running:
+        return "start"
+    if master_venv is not None and master_venv == new_venv:
+        return "hup"
+    return "restart"
+
+
+def master_venv(layout: Layout, state: NodeState, program: str) -> str | None:
+    """The venv id the running `program` was started from (None: unknown or not running)."""
+    p = state.programs.get(program)
+    if p is None or not p.running:
+        return None
+    rel = release_of_interpreter(layout, p.interpreter)
+    info = state.releases.get(rel) if rel else None
+    return info.venv if info else None
+
+
+def migration_files_missing(current_files: Iterable[str], target_files: Iterable[str]) -> list[str]:
+    """Migration files the current release has and the target lacks: what a rollback may need to undo."""
+    return sorted(set(current_files) - set(target_files))

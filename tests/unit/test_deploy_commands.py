@@ -1,0 +1,251 @@
+"""Deploy's remote commands: exact strings, quoting, and the scripts themselves run here under a temp dir."""
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fabfile.deploy import commands as c
+from fabfile.deploy.layout import Layout
+from fabfile.deploy.lock import LockInfo, format_lock, parse_lock
+from fabfile.deploy.releases import parse_state
+
+L = Layout("demo", "demo.settings", "requirements.txt")
+R = "20240131120000-1a2b3c4"
+R2 = "20240131130000-5e6f708"
+SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+
+
+def test_manage_keeps_every_argument_one_word():
+    cmd = c.manage(L, R, ["shell", "-c", "x; whoami"])
+    assert cmd == (
+        "sudo -n -u demo -- sh -c 'cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
+        "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python -m django "
+        "shell -c '\"'\"'x; whoami'\"'\"''")
+    outer = shlex.split(cmd)
+    assert outer[:7] == ["sudo", "-n", "-u", "demo", "--", "sh", "-c"] and len(outer) == 8
+    inner = shlex.split(outer[7])
+    assert inner[-3:] == ["shell", "-c", "x; whoami"]
+
+
+def test_switch_is_a_symlink_renamed_over_current():
+    assert c.switch(L, R) == (
+        "sudo -n -u demo -- sh -c 'cd /srv/demo && test -d releases/20240131120000-1a2b3c4 && "
+        "ln -sfn releases/20240131120000-1a2b3c4 current.tmp-20240131120000-1a2b3c4 && "
+        "mv -T current.tmp-20240131120000-1a2b3c4 current'")
+
+
+def test_release_ids_and_shas_are_checked_before_they_reach_a_command():
+    for bad in ("x; whoami", "../..", "20240131120000-1a2b3c4; rm -rf /"):
+        with pytest.raises(ValueError):
+            c.switch(L, bad)
+        with pytest.raises(ValueError):
+            c.remove_releases(L, [R, bad])
+    with pytest.raises(ValueError):
+        c.extract(L, R, "HEAD; whoami")
+    with pytest.raises(ValueError):
+        c.lock_release(L, "x; whoami")
+    with pytest.raises(ValueError):
+        c.fetch(L, "https://example.org/app.git", "main; whoami")
+
+
+def test_reload_commands():
+    assert c.web(L, "hup") == "sudo -n -- sh -c 'supervisorctl signal HUP demo-web'"
+    assert c.web(L, "restart") == "sudo -n -- sh -c 'supervisorctl restart demo-web'"
+    assert c.web(L, "start") == "sudo -n -- sh -c 'supervisorctl stop demo-web >/dev/null 2>&1; supervisorctl start demo-web'"
+    assert c.worker_restart(L) == ("sudo -n -- sh -c 'supervisorctl stop demo-worker >/dev/null 2>&1; "
+                                   "supervisorctl start demo-worker'")
+    assert c.switch_and_web(L, R, "hup") == c.switch(L, R) + " && " + c.web(L, "hup")
+    with pytest.raises(ValueError, match="unknown web action 'reload'"):
+        c.web(L, "reload")
+
+
+def test_other_exact_strings():
+    assert c.collectstatic(L, R) == (
+        "sudo -n -u demo -- sh -c 'cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
+        "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings "
+        "STATIC_ROOT=/srv/demo/releases/20240131120000-1a2b3c4/static .venv/bin/python -m django collectstatic "
+        "--noinput --verbosity 1'")
+    assert c.migrate(L, R).endswith(".venv/bin/python -m django migrate --noinput'")
+    assert c.health("172.31.0.4") == "curl -sS -m 3 -w '\\n%{http_code}' http://172.31.0.4:8000/health"
+    assert c.receive_pack(L) == "sudo -n -u demo -- git-receive-pack"
+    assert c.init_mirror(L) == ("sudo -n -u demo -- sh -c 'test -d /srv/demo/repo.git || "
+                                "git init --bare --quiet /srv/demo/repo.git'")
+    assert c.remove_releases(L, [R, R2]) == (
+        "sudo -n -u demo -- sh -c 'cd /srv/demo/releases && rm -rf -- 20240131120000-1a2b3c4 20240131130000-5e6f708'")
+    assert c.lock_acquire(L) == (
+        "sudo -n -u demo -- sh -c 'mkdir /srv/demo/shared/deploy.lock 2>/dev/null || "
+        "{ cat /srv/demo/shared/deploy.lock/info 2>/dev/null; exit 75; }; cat > /srv/demo/shared/deploy.lock/info'")
+    assert c.write_env(L) == (
+        "sudo -n -u demo -- sh -c 'umask 077 && cat > /srv/demo/shared/.env.tmp && if cmp -s "
+        "/srv/demo/shared/.env.tmp /srv/demo/shared/.env; then rm -f /srv/demo/shared/.env.tmp; echo unchanged; "
+        "else chmod 0600 /srv/demo/shared/.env.tmp && mv -f /srv/demo/shared/.env.tmp /srv/demo/shared/.env "
+        "&& echo changed; fi'")
+    assert c.treeish(SHA, "examples/demo") == f"{SHA}:examples/demo"
+    assert c.treeish(SHA, "") == f"{SHA}^{{tree}}"
+
+
+# --- the scripts, run here ------------------------------------------------------------------------
+
+def local(cmd: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a `sudo -n [-u USER] -- sh -c SCRIPT` command's script with this machine's sh, as this user."""
+    argv = shlex.split(cmd)
+    assert argv[0] == "sudo" and "--" in argv
+    rest = argv[argv.index("--") + 1:]
+    p = subprocess.run(rest, input=stdin, capture_output=True, text=True, timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{rest}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture
+def lay(tmp_path) -> Layout:
+    layout = Layout("demo", "demo.settings", "requirements.txt", base=str(tmp_path / "srv"))
+    for d in (layout.releases, layout.shared):
+        os.makedirs(d)
+    return layout
+
+
+def test_switch_and_state(lay):
+    for rid, sha in ((R, SHA), (R2, "5" * 40)):
+        os.makedirs(f"{lay.release(rid)}/.venv")
+        Path(f"{lay.release(rid)}/REVISION").write_text(sha + "\n")
+    Path(f"{lay.venv(R)}/.whipup-requirements").write_text("h1\n")
+    Path(f"{lay.venv(R)}/.whipup-venv").write_text(R + "\n")
+    st = parse_state(local(c.state(lay)).stdout)
+    assert st.configured and st.current is None and set(st.releases) == {R, R2}
+    local(c.switch(lay, R))
+    local(c.switch(lay, R2))
+    assert os.readlink(lay.current) == f"releases/{R2}"
+    assert sorted(os.listdir(lay.root)) == ["current", "releases", "shared"]     # no temp link left
+    local(c.switch(lay, R))
+    st = parse_state(local(c.state(lay)).stdout)
+    assert st.current == R and st.current_info.requirements == "h1" and st.current_info.venv == R
+    assert st.releases[R2].sha == "5" * 40 and st.releases[R2].venv is None
+    assert local(c.switch(lay, "20990101000000-0000000"), check=False).returncode != 0
+    assert os.readlink(lay.current) == f"releases/{R}"
+    local(c.remove_releases(lay, [R2]))
+    assert os.listdir(lay.releases) == [R]
+
+
+def test_state_of_an_unconfigured_host(tmp_path):
+    lay = Layout("demo", "demo.settings", "requirements.txt", base=str(tmp_path / "nothing"))
+    assert parse_state(local(c.state(lay)).stdout).configured is False
+
+
+def test_lock_is_exclusive_and_released_only_by_its_owner(lay):
+    mine = LockInfo.new(R, "deploy", who="ana@laptop")
+    assert local(c.lock_acquire(lay), stdin=format_lock(mine)).returncode == 0
+    theirs = local(c.lock_acquire(lay), stdin=format_lock(LockInfo.new(R2, "deploy")), check=False)
+    assert theirs.returncode == c.LOCK_HELD
+    assert parse_lock(theirs.stdout) == mine
+    held = local(c.lock_read(lay)).stdout
+    assert held.startswith("held\n") and parse_lock(held[5:]) == mine
+    local(c.lock_release(lay, "0" * 16))            # not ours: stays
+    assert os.path.isdir(lay.lock_dir)
+    local(c.lock_release(lay, mine.token))
+    assert not os.path.exists(lay.lock_dir) and local(c.lock_read(lay)).stdout == ""
+    local(c.lock_acquire(lay), stdin=format_lock(mine))
+    assert parse_lock(local(c.lock_break(lay)).stdout).who == "ana@laptop"
+    assert not os.path.exists(lay.lock_dir)
+
+
+def test_env_is_written_0600_from_stdin(lay):
+    assert local(c.write_env(lay), stdin="A=1\n").stdout.strip() == "changed"
+    assert stat.S_IMODE(os.stat(lay.env_file).st_mode) == 0o600
+    assert local(c.write_env(lay), stdin="A=1\n").stdout.strip() == "unchanged"
+    assert local(c.write_env(lay), stdin="A=2\n").stdout.strip() == "changed"
+    assert Path(lay.env_file).read_text() == "A=2\n" and os.listdir(lay.shared) == [".env"]
+
+
+def test_audit_append_and_tail(lay):
+    local(c.audit_append(lay), stdin='{"a": 1}\n')
+    local(c.audit_append(lay), stdin='{"a": 2}\n')
+    assert local(c.audit_tail(lay, 1)).stdout == '{"a": 2}\n'
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_extract_a_subdirectory_of_a_commit_from_the_mirror(lay, tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "examples" / "demo" / "demo").mkdir(parents=True)
+    (repo / "examples" / "demo" / "manage.py").write_text("print('hi')\n")
+    (repo / "examples" / "demo" / "demo" / "settings.py").write_text("X = 1\n")
+    (repo / "README.md").write_text("the tool\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    sha = git(repo, "rev-parse", "HEAD")
+    local(c.init_mirror(lay))
+    git(repo, "push", "-q", f"file://{lay.mirror}", f"{sha}:refs/heads/whipup-deploy")
+    local(c.extract(lay, R, sha, "examples/demo"))
+    rel = Path(lay.release(R))
+    assert sorted(str(p.relative_to(rel)) for p in rel.rglob("*")) == ["REVISION", "demo", "demo/settings.py",
+                                                                       "manage.py"]
+    assert (rel / "REVISION").read_text() == sha + "\n"
+    local(c.extract(lay, R2, sha, ""))
+    assert (Path(lay.release(R2)) / "README.md").is_file()
+    bad = local(c.extract(lay, R, sha, "examples/nope"), check=False)
+    assert bad.returncode == 1 and f"{sha}:examples/nope: no such tree" in bad.stderr
+
+
+def test_static_pack_and_unpack(lay):
+    os.makedirs(f"{lay.release(R)}/static/notes")
+    Path(f"{lay.release(R)}/static/notes/site.css").write_text("body{}\n")
+    packed = local(c.static_pack(lay, R)).stdout
+    proxy = Layout("demo", "demo.settings", "requirements.txt", base=lay.base + "-proxy")
+    os.makedirs(proxy.releases)
+    local(c.static_unpack(proxy, R, SHA), stdin=packed)
+    assert Path(f"{proxy.release(R)}/static/notes/site.css").read_text() == "body{}\n"
+    assert sorted(os.listdir(proxy.release(R))) == ["REVISION", "static"]
+
+
+def test_migration_files_listing(lay):
+    for rid, names in ((R, ["0001_initial.py"]), (R2, ["0001_initial.py", "0002_more.py"])):
+        d = Path(lay.release(rid)) / "notes" / "migrations"
+        d.mkdir(parents=True)
+        (d / "__init__.py").write_text("")
+        for n in names:
+            (d / n).write_text("")
+        (Path(lay.release(rid)) / ".venv" / "x" / "migrations").mkdir(parents=True)
+        (Path(lay.release(rid)) / ".venv" / "x" / "migrations" / "0001_pkg.py").write_text("")
+    out = local(c.migration_files(lay, [R2, R])).stdout.splitlines()
+    assert sorted(out) == [f"{R} notes/migrations/0001_initial.py", f"{R2} notes/migrations/0001_initial.py",
+                           f"{R2} notes/migrations/0002_more.py"]
+
+
+@pytest.mark.skipif(not Path(sys.base_prefix, "bin", "python3").exists(), reason="needs a python3 to make venvs")
+def test_reused_venv_works_at_its_new_path_and_shares_files(lay):
+    """A venv is not relocatable: the reuse makes one at the new path and hardlinks the packages."""
+    old = Path(lay.venv(R))
+    subprocess.run([sys.executable, "-m", "venv", str(old)], check=True, timeout=300)
+    pkg = next(old.glob("lib/python3*/site-packages"))
+    (pkg / "whipup_probe.py").write_text("VALUE = 42\n")
+    (old / "bin" / "whipup-probe").write_text(f"#!{old}/bin/python\nimport whipup_probe, sys\n"
+                                              "print(whipup_probe.VALUE, sys.prefix)\n")
+    (old / "bin" / "whipup-probe").chmod(0o755)
+    (old / ".whipup-requirements").write_text("h1\n")
+    (old / ".whipup-venv").write_text(R + "\n")
+    os.makedirs(lay.release(R2))
+    script = c.venv_reuse_script(lay, R2, R)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["sh", "-c", script], check=True, timeout=120, env=env)
+    new = Path(lay.venv(R2))
+    out = subprocess.run([str(new / "bin" / "whipup-probe")], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["42", str(new)]
+    pip = subprocess.run([str(new / "bin" / "pip"), "--version"], capture_output=True, text=True, check=True).stdout
+    assert str(new) in pip and str(old) not in pip
+    new_pkg = next(new.glob("lib/python3*/site-packages"))
+    assert (new_pkg / "whipup_probe.py").stat().st_ino == (pkg / "whipup_probe.py").stat().st_ino
+    assert (new / ".whipup-venv").read_text() == R + "\n"
+    assert (new / "bin" / "whipup-probe").read_text().startswith(f"#!{new}/bin/python\n")
+    # the old venv is untouched and still works
+    out = subprocess.run([str(old / "bin" / "whipup-probe")], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["42", str(old)]

@@ -1,0 +1,155 @@
+"""Release names, pruning, requirements, node state and reload decisions: pure."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from fabfile.deploy.errors import DeployError
+from fabfile.deploy.layout import Layout, env_text
+from fabfile.deploy.releases import (ProgramState, ReleaseInfo, check_release_id, django_requirement, in_use,
+                                     master_venv, migration_files_missing, parse_state, previous_release,
+                                     release_id, release_of_interpreter, releases_to_delete, requirements_change,
+                                     requirements_hash, upgrade_spec, venv_plan, web_reload_action)
+
+SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+L = Layout("demo", "demo.settings", "requirements.txt")
+
+
+IDS = [f"2024010{d}120000-{c * 7}" for d, c in zip(range(1, 9), "abcdef01")]
+
+
+def test_release_id_is_utc_time_and_short_sha():
+    moment = datetime(2024, 1, 31, 13, 4, 5, tzinfo=timezone(timedelta(hours=1)))
+    assert release_id(moment, SHA) == "20240131120405-1a2b3c4"
+    with pytest.raises(DeployError, match="not a full git sha"):
+        release_id(moment, "1a2b3c4")
+
+
+def test_check_release_id_names_the_format():
+    assert check_release_id("20240131120405-1a2b3c4") == "20240131120405-1a2b3c4"
+    with pytest.raises(DeployError, match=r"'nope' is not a release id \(expected <YYYYmmddHHMMSS>-<sha>"):
+        check_release_id("nope")
+    with pytest.raises(DeployError):
+        check_release_id("../../etc")
+
+
+def test_previous_release():
+    assert previous_release(IDS, IDS[4]) == IDS[3]
+    assert previous_release(IDS, IDS[0]) is None
+    assert previous_release(IDS, None) is None
+    assert previous_release(IDS + ["current.tmp-x", "junk"], IDS[-1]) == IDS[-2]
+
+
+def test_prune_keeps_the_newest_and_never_current_or_previous():
+    assert releases_to_delete(IDS, IDS[-1], 5) == IDS[:3]
+    # rolled back far: current and the one before it stay even though they are old
+    assert releases_to_delete(IDS, IDS[1], 5) == [IDS[2]]
+    assert releases_to_delete(IDS, IDS[1], 1) == [IDS[2], IDS[3], IDS[4], IDS[5], IDS[6]]
+    # a release a running gunicorn master was started from is protected
+    assert releases_to_delete(IDS, IDS[-1], 5, protect=[IDS[0]]) == IDS[1:3]
+    # nothing to do, and names that are not releases are never touched
+    assert releases_to_delete(IDS[:3] + ["lost+found"], IDS[2], 5) == []
+    assert releases_to_delete(IDS, None, 2) == IDS[:6]
+
+
+def test_requirements_hash_and_django_line():
+    text = "# comment\n-r base.txt\ndjango-extensions\nDjango>=4.2,<5.1  # keep a range\ngunicorn\n"
+    assert requirements_hash(text) == requirements_hash(text.encode())
+    assert requirements_hash(text) != requirements_hash(text + "\n")
+    assert django_requirement(text) == "Django>=4.2,<5.1"
+    assert django_requirement("DJANGO[argon2]~=4.2\n") == "DJANGO[argon2]~=4.2"
+    assert django_requirement("djangorestframework\n") is None
+    assert upgrade_spec(text) == "Django>=4.2,<5.1"
+    with pytest.raises(DeployError, match="requirements.txt has no Django requirement"):
+        upgrade_spec("gunicorn\n")
+    with pytest.raises(DeployError, match="no version constraint"):
+        upgrade_spec("Django\n")
+
+
+STATE = """layout=ok
+current=releases/20240102120000-bbbbbbb
+release=20240101120000-aaaaaaa 1111111111111111111111111111111111111111 hash1 20240101120000-aaaaaaa
+release=20240102120000-bbbbbbb 2222222222222222222222222222222222222222 hash1 20240101120000-aaaaaaa
+release=20240103120000-ccccccc - - -
+program=demo-web RUNNING 4242 /srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3
+program=demo-worker FATAL 0 -
+"""
+
+
+def test_parse_state():
+    st = parse_state(STATE)
+    assert st.configured and st.current == "20240102120000-bbbbbbb"
+    assert st.current_info == ReleaseInfo("20240102120000-bbbbbbb", "2" * 40, "hash1", "20240101120000-aaaaaaa")
+    assert st.releases["20240103120000-ccccccc"] == ReleaseInfo("20240103120000-ccccccc", None, None, None)
+    assert st.previous == "20240101120000-aaaaaaa"
+    web = st.programs["demo-web"]
+    assert web.running and web.pid == 4242
+    assert not st.programs["demo-worker"].running and st.programs["demo-worker"].pid is None
+    assert in_use(L, st) == {"20240101120000-aaaaaaa"}
+    assert master_venv(L, st, "demo-web") == "20240101120000-aaaaaaa"
+    assert master_venv(L, st, "demo-worker") is None
+    assert parse_state("layout=missing\n").configured is False
+    assert parse_state("layout=ok\ncurrent=\n").current is None
+
+
+def test_release_of_interpreter():
+    assert release_of_interpreter(L, "/srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python") \
+        == "20240101120000-aaaaaaa"
+    assert release_of_interpreter(L, "/usr/bin/python3") is None
+    assert release_of_interpreter(L, "master [demo.wsgi:application]") is None   # setproctitle
+    assert release_of_interpreter(L, None) is None
+
+
+def test_requirements_change_says_why():
+    cur = ReleaseInfo("20240102120000-bbbbbbb", "2" * 40, "h1", "v1")
+    assert requirements_change(None, "h1") == (True, "no release is deployed yet")
+    assert requirements_change(cur, "h2") == (True, "requirements.txt changed since release 20240102120000-bbbbbbb")
+    assert requirements_change(cur, "h1") == (False, "requirements.txt unchanged since release 20240102120000-bbbbbbb")
+    proxy_like = ReleaseInfo("20240102120000-bbbbbbb", "2" * 40, None, None)
+    assert requirements_change(proxy_like, "h1")[0] is True
+
+
+def test_venv_plan():
+    cur = ReleaseInfo("20240102120000-bbbbbbb", "2" * 40, "h1", "v1")
+    new = "20240103120000-ccccccc"
+    same = venv_plan(cur, "h1", new, deps=None)
+    assert (same.action, same.source, same.venv_id) == ("reuse", cur.id, "v1")
+    changed = venv_plan(cur, "h2", new, deps=None)
+    assert (changed.action, changed.venv_id) == ("install", new)
+    assert "changed since release" in changed.reason
+    forced = venv_plan(cur, "h1", new, deps=True)
+    assert (forced.action, forced.reason) == ("install", "asked to reinstall")
+    kept = venv_plan(cur, "h2", new, deps=False)
+    assert kept.action == "reuse" and "--no-deps" in kept.reason
+    first = venv_plan(None, "h1", new, deps=False)
+    assert first.action == "install" and first.reason == "no release is deployed yet"
+    upgraded = venv_plan(cur, "h1", new, deps=None, upgrade_django=True)
+    assert (upgraded.action, upgraded.venv_id) == ("reuse", new)   # new content: a restart, not a HUP
+
+
+def test_web_reload_action():
+    running = ProgramState("demo-web", "RUNNING", 10, "/srv/demo/releases/x/.venv/bin/python")
+    assert web_reload_action(running, "v1", "v1") == "hup"
+    assert web_reload_action(running, "v1", "v2") == "restart"
+    assert web_reload_action(running, None, "v1") == "restart"       # unknown venv: the safe way
+    assert web_reload_action(ProgramState("demo-web", "FATAL", None, None), None, "v1") == "start"
+    assert web_reload_action(None, None, "v1") == "start"
+
+
+def test_migration_files_missing():
+    assert migration_files_missing(["notes/migrations/0001_initial.py", "notes/migrations/0002_x.py"],
+                                   ["notes/migrations/0001_initial.py"]) == ["notes/migrations/0002_x.py"]
+    assert migration_files_missing(["a"], ["a", "b"]) == []
+
+
+def test_layout_and_env_text():
+    assert (L.root, L.current, L.env_file, L.mirror, L.lock_dir, L.audit_log) == (
+        "/srv/demo", "/srv/demo/current", "/srv/demo/shared/.env", "/srv/demo/repo.git",
+        "/srv/demo/shared/deploy.lock", "/srv/demo/shared/deploys.log")
+    assert (L.web_program, L.worker_program, L.project) == ("demo-web", "demo-worker", "demo")
+    text = env_text(L, secret_key="k3y", db_password="pw", db_host="10.0.0.7", broker_host="10.0.0.6")
+    assert text == ("DJANGO_SECRET_KEY=k3y\nDJANGO_DEBUG=false\nDJANGO_ALLOWED_HOSTS=*\nDB_ENGINE=postgresql\n"
+                    "DB_NAME=demo\nDB_USER=demo\nDB_PASSWORD=pw\nDB_HOST=10.0.0.7\nDB_PORT=5432\n"
+                    "CELERY_BROKER_URL=redis://10.0.0.6:6379/0\n")
+    assert "CELERY" not in env_text(L, secret_key="k", db_password="p", db_host="h", broker_host=None)
