@@ -42,7 +42,7 @@ def as_root(script: str) -> str:
 
 # --- what a node has ------------------------------------------------------------------------
 
-def state_script(layout: Layout, programs: Iterable[str] = ()) -> str:
+def state_script(layout: Layout, programs: Iterable[str] = (), migrations: bool = False) -> str:
     lines = [
         f"cd {q(layout.root)} 2>/dev/null || {{ echo layout=missing; exit 0; }}",
         "echo layout=ok",
@@ -53,8 +53,13 @@ def state_script(layout: Layout, programs: Iterable[str] = ()) -> str:
         f'  echo "release=${{d#releases/}} $(cat "$d/REVISION" 2>/dev/null || echo -)'
         f' $(cat "$d/{VENV}/{REQUIREMENTS_MARK}" 2>/dev/null || echo -)'
         f' $(cat "$d/{VENV}/{VENV_MARK}" 2>/dev/null || echo -)"',
-        "done",
     ]
+    if migrations:
+        lines += [
+            f'  (cd "$d" && find . -path ./{VENV} -prune -o -path ./static -prune -o -path "*/migrations/*.py" '
+            '! -name __init__.py -print) | sed "s|^\\./|migration=${d#releases/} |"',
+        ]
+    lines += ["done"]
     for program in programs:
         lines += [
             f"s=$(supervisorctl status {q(program)} 2>&1 | head -n 1)",
@@ -66,9 +71,10 @@ def state_script(layout: Layout, programs: Iterable[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def state(layout: Layout, programs: Iterable[str] = ()) -> str:
-    """Print layout=, current=, release=<id> <sha> <req hash> <venv id>, program=<name> <state> <pid> <argv0>."""
-    return as_root(state_script(layout, programs))
+def state(layout: Layout, programs: Iterable[str] = (), migrations: bool = False) -> str:
+    """Print layout=, current=, release=<id> <sha> <req hash> <venv id>, program=<name> <state> <pid> <argv0>
+    (and migration=<id> <app>/migrations/<file>.py: what a rollback compares first)."""
+    return as_root(state_script(layout, programs, migrations))
 
 
 # --- code -----------------------------------------------------------------------------------
@@ -244,18 +250,6 @@ def python_stdin(layout: Layout, release_id: str) -> str:
     return as_app(layout, f"cd {rel} && exec env {_django_env(layout)} {VENV}/bin/python -")
 
 
-def migration_files(layout: Layout, release_ids: Iterable[str]) -> str:
-    """`<release> <app>/migrations/<file>.py` lines: a cheap first look before asking the database."""
-    ids = " ".join(q(_rid(r)) for r in release_ids)
-    return as_app(layout, "\n".join([
-        f"cd {q(layout.releases)}",
-        f"for r in {ids}; do",
-        '  (cd "$r" && find . -path ./.venv -prune -o -path ./static -prune -o -path "*/migrations/*.py" '
-        '! -name __init__.py -print) | sed "s|^\\./|$r |"',
-        "done",
-    ]))
-
-
 # --- static files to proxies -----------------------------------------------------------------
 
 def static_pack(layout: Layout, release_id: str) -> str:
@@ -368,6 +362,11 @@ def lock_release(layout: Layout, token: str) -> str:
         raise ValueError("bad lock token")
     lock = q(layout.lock_dir)
     return as_app(layout, f"if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi; true")
+
+
+def audit_and_unlock(layout: Layout, token: str) -> str:
+    """Append stdin to the audit log and release our lock: one round trip at the end of a run."""
+    return f"{audit_append(layout)} && {lock_release(layout, token)}"
 
 
 def audit_append(layout: Layout) -> str:

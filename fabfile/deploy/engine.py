@@ -146,11 +146,14 @@ def programs_of(cl: Cluster, member: Member) -> tuple[str, ...]:
     return ()
 
 
-def gather(cl: Cluster, members: list[Member]) -> dict[str, NodeState]:
-    """Each member's releases, `current` and programs (one command per node, in parallel)."""
+def gather(cl: Cluster, members: list[Member], *, migrations: Iterable[str] = ()) -> dict[str, NodeState]:
+    """Each member's releases, `current` and programs (one command per node, in parallel); the nodes
+    named in `migrations` also list each release's migration files."""
+    with_migrations = set(migrations)
 
     def one(m: Member) -> NodeState:
-        st = parse_state(run(m.conn, commands.state(cl.layout, programs_of(cl, m)), step="read state").stdout)
+        cmd = commands.state(cl.layout, programs_of(cl, m), migrations=m.name in with_migrations)
+        st = parse_state(run(m.conn, cmd, step="read state").stdout)
         if not st.configured:
             raise DeployError(f"{cl.layout.root} does not exist: run fab configure first")
         return st
@@ -175,6 +178,7 @@ def fetched_source(cl: Cluster) -> Source:
 class HeldLock:
     member: Member
     info: LockInfo
+    released: bool = False
 
 
 def acquire_lock(cl: Cluster, release: str, action: str, *, break_lock: bool = False) -> HeldLock:
@@ -202,6 +206,8 @@ def read_lock(cl: Cluster) -> LockInfo | None:
 
 
 def release_lock(cl: Cluster, lock: HeldLock) -> None:
+    if lock.released:
+        return
     try:
         run(lock.member.conn, commands.lock_release(cl.layout, lock.info.token), step="release the deploy lock")
     except Exception as exc:  # reported; the deploy's own outcome matters more
@@ -209,11 +215,17 @@ def release_lock(cl: Cluster, lock: HeldLock) -> None:
                f"the next deploy needs --break-lock")
 
 
-def audit(cl: Cluster, record: AuditRecord) -> None:
-    """Append to shared/deploys.log on the anchor node and to the local state dir."""
+def audit(cl: Cluster, record: AuditRecord, lock: HeldLock | None = None) -> None:
+    """Append to shared/deploys.log on the anchor node (releasing `lock` in the same round trip) and to
+    the local state dir."""
     line = format_audit(record)
     try:
-        run(cl.anchor.conn, commands.audit_append(cl.layout), step="append to the audit log", stdin=line)
+        if lock is not None and lock.member is cl.anchor and not lock.released:
+            run(cl.anchor.conn, commands.audit_and_unlock(cl.layout, lock.info.token),
+                step="append to the audit log and release the lock", stdin=line)
+            lock.released = True
+        else:
+            run(cl.anchor.conn, commands.audit_append(cl.layout), step="append to the audit log", stdin=line)
     except Exception as exc:
         cl.out(f"warning: audit log on {cl.anchor.name} not written: {exc}")
     try:
@@ -388,7 +400,7 @@ def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | 
             return None
         for line in describe_plan(cl, plan):
             cl.out(line)
-        _run_deploy(cl, plan, timer)
+        _run_deploy(cl, plan, timer, lock)
         return release
     finally:
         release_lock(cl, lock)
@@ -408,30 +420,28 @@ def _record(cl: Cluster, plan: Plan, result: str, timer: Timer, detail: str = ""
                        seconds=round(timer.total, 1), detail=detail)
 
 
-def _run_deploy(cl: Cluster, plan: Plan, timer: Timer) -> None:
+def _run_deploy(cl: Cluster, plan: Plan, timer: Timer, lock: HeldLock | None = None) -> None:
     switched: list[Member] = []
     try:
         timer.step("code", lambda: _deliver(cl, plan))
         if plan.web:
-            timer.step("collectstatic", lambda: _collectstatic(cl, plan))
-            timer.step("migrate", lambda: _migrate(cl, plan))
+            timer.step("collectstatic+migrate", lambda: _collectstatic_and_migrate(cl, plan))
             timer.step("static", lambda: _static_to_proxies(cl, plan))
         elif plan.workers:
             timer.step("migrations check", lambda: _migrations_applied(cl, plan))
         timer.step("switch", lambda: _switch(cl, plan, plan.involved, plan.release, switched))
-        timer.step("reload", lambda: _reload(cl, plan))
-        if plan.web:
-            timer.step("health", lambda: _health_gate(cl, plan.release, plan.options.health_timeout))
+        gate = (lambda: _health_gate(cl, plan.release, plan.options.health_timeout)) if plan.web else None
+        timer.step("reload+health", lambda: _reload(cl, plan, after_web=gate))
     except Exception as exc:
         if switched:
             detail = _auto_rollback(cl, plan, switched, exc)
-            audit(cl, _record(cl, plan, "rolled-back", timer, detail))
+            audit(cl, _record(cl, plan, "rolled-back", timer, detail), lock)
             raise DeployError(detail) from None
         _remove_release(cl, plan, plan.involved)
-        audit(cl, _record(cl, plan, "failed", timer, str(exc)))
+        audit(cl, _record(cl, plan, "failed", timer, str(exc)), lock)
         raise
     timer.step("prune", lambda: _prune(cl, plan))
-    audit(cl, _record(cl, plan, "ok", timer))
+    audit(cl, _record(cl, plan, "ok", timer), lock)
     cl.out(f"deployed {plan.release} ({plan.source.short}) to {len(plan.involved)} node(s) in "
            f"{timer.total:.1f} s ({timer.summary()})")
 
@@ -493,6 +503,18 @@ def _on_app0(cl: Cluster, command: str, step: str, **kw):
                           + "\n".join(exc.output.strip().splitlines()[-25:])) from None
 
 
+def _collectstatic_and_migrate(cl: Cluster, plan: Plan) -> None:
+    """Both on app node 0, at once (collectstatic writes only the new release's static/)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        static = pool.submit(_collectstatic, cl, plan)
+        try:
+            _migrate(cl, plan)
+        finally:
+            static_error = static.exception()
+    if static_error is not None:
+        raise static_error
+
+
 def _collectstatic(cl: Cluster, plan: Plan) -> None:
     out = _on_app0(cl, commands.collectstatic(cl.layout, plan.release), "collectstatic").stdout.strip()
     cl.progress(cl.apps[0].name, "collectstatic", out.splitlines()[-1] if out else "done")
@@ -536,8 +558,10 @@ def _switch(cl: Cluster, plan: Plan, members: list[Member], release: str, switch
     cl.out(f"current -> releases/{release} on {', '.join(m.name for m in members)}")
 
 
-def _reload(cl: Cluster, plan: Plan, actions: dict[str, str] | None = None, release: str | None = None) -> None:
-    """gunicorn by HUP/restart/start on app nodes (one at a time when restarting several), celery restarts."""
+def _reload(cl: Cluster, plan: Plan, actions: dict[str, str] | None = None, release: str | None = None,
+            after_web: Callable[[], None] | None = None) -> None:
+    """gunicorn by HUP/restart/start on app nodes (one at a time when restarting several), then `after_web`
+    (the health gate); celery restarts meanwhile."""
     actions = actions if actions is not None else plan.reloads
     release = release or plan.release
     apps = [m for m in plan.code if cl.role_of(m) == "app"]
@@ -568,6 +592,8 @@ def _reload(cl: Cluster, plan: Plan, actions: dict[str, str] | None = None, rele
                 _health_gate(cl, release, plan.options.health_timeout, [m])
         elif apps:
             each(apps, web, "reloading gunicorn")
+        if after_web is not None:
+            after_web()
 
     if not workers:
         all_web()
@@ -635,7 +661,7 @@ def _health_gate(cl: Cluster, release: str | None, timeout: float, members: list
                 return time.monotonic() - start
             if time.monotonic() >= deadline:
                 break
-            time.sleep(0.2)
+            time.sleep(0.1)
         served = last.release()
         why = (f"answered {last.code}" + (f" for release {served}" if served and served != release else "")
                + f": {last.body[:500]}")
@@ -789,15 +815,15 @@ def _json_last_line(text: str) -> dict:
     return {}
 
 
-def _check_migrations(cl: Cluster, current: str, target: str, migrate_back: bool, dry_run: bool) -> str | None:
-    """Refuse (or, with --migrate-back, undo) migrations the database has and the target release lacks."""
-    m = cl.apps[0]
-    out = run(m.conn, commands.migration_files(cl.layout, [current, target]), step="list migrations").stdout
-    files = {current: [], target: []}
-    for line in out.splitlines():
-        rel, _, path = line.partition(" ")
-        files.setdefault(rel, []).append(path)
-    if not migration_files_missing(files[current], files[target]):
+def _check_migrations(cl: Cluster, state: NodeState, target: str, migrate_back: bool,
+                      dry_run: bool) -> str | None:
+    """Refuse (or, with --migrate-back, undo) migrations the database has and the target release lacks.
+
+    The migration files of both releases (listed by the state command) are compared first: only when
+    the current release has some the target lacks is the database asked.
+    """
+    m, current = cl.apps[0], state.current
+    if not migration_files_missing(state.migrations.get(current, ()), state.migrations.get(target, ())):
         return None
     r = run(m.conn, commands.python_stdin(cl.layout, target), step="check applied migrations",
             stdin=MIGRATIONS_MISSING, check=False)
@@ -837,7 +863,7 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
     lock = None if opts.dry_run else acquire_lock(cl, opts.to or "previous", "rollback",
                                                   break_lock=opts.break_lock)
     try:
-        states = timer.step("state", lambda: gather(cl, members))
+        states = timer.step("state", lambda: gather(cl, members, migrations=[cl.apps[0].name] if cl.apps else []))
         anchor = states[cl.anchor.name]
         if anchor.current is None:
             raise DeployError(f"{cl.anchor.name}: no release is deployed: nothing to roll back")
@@ -856,7 +882,7 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
         note = None
         if cl.apps and states[cl.apps[0].name].current not in (None, target):
             note = timer.step("migrations", lambda: _check_migrations(
-                cl, states[cl.apps[0].name].current, target, opts.migrate_back, opts.dry_run))
+                cl, states[cl.apps[0].name], target, opts.migrate_back, opts.dry_run))
         if opts.dry_run:
             cl.out("dry run: nothing is changed. Would roll back:")
             for m in moving:
@@ -899,7 +925,7 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
             audit(cl, AuditRecord(at=iso(utc_now()), who=whoami(), action="rollback", result=result,
                                   from_release=anchor.current, to_release=target,
                                   from_sha=before.sha if before else None, to_sha=info.sha if info else None,
-                                  component="all", seconds=round(timer.total, 1), detail=detail))
+                                  component="all", seconds=round(timer.total, 1), detail=detail), lock)
         cl.out(f"rolled back to {target} on {len(moving)} node(s): switched and reloaded in {switched_at:.2f} s, "
                f"healthy at {timer.total:.2f} s ({timer.summary()})")
         return target

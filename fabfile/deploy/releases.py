@@ -123,6 +123,7 @@ class NodeState:
     current: str | None
     releases: dict[str, ReleaseInfo] = field(default_factory=dict)
     programs: dict[str, ProgramState] = field(default_factory=dict)
+    migrations: dict[str, tuple[str, ...]] = field(default_factory=dict)   # release -> migration files
 
     @property
     def current_info(self) -> ReleaseInfo | None:
@@ -142,6 +143,7 @@ def parse_state(text: str) -> NodeState:
     configured, current = True, None
     releases: dict[str, ReleaseInfo] = {}
     programs: dict[str, ProgramState] = {}
+    migrations: dict[str, list[str]] = {}
     for line in text.splitlines():
         key, _, value = line.partition("=")
         if key == "layout":
@@ -158,7 +160,11 @@ def parse_state(text: str) -> NodeState:
             parts = (value.split(None, 3) + ["-"] * 4)[:4]
             pid = int(parts[2]) if parts[2].isdigit() and int(parts[2]) > 0 else None
             programs[parts[0]] = ProgramState(parts[0], parts[1], pid, _dash(parts[3].strip()))
-    return NodeState(configured, current, releases, programs)
+        elif key == "migration":
+            rel, _, path = value.partition(" ")
+            migrations.setdefault(rel, []).append(path.strip())
+    return NodeState(configured, current, releases, programs,
+                     {rel: tuple(sorted(paths)) for rel, paths in migrations.items()})
 
 
 def release_of_interpreter(layout: Layout, interpreter: str | None) -> str | None:

@@ -165,8 +165,14 @@ def test_env_is_written_0600_from_stdin(lay):
 
 def test_audit_append_and_tail(lay):
     local(c.audit_append(lay), stdin='{"a": 1}\n')
-    local(c.audit_append(lay), stdin='{"a": 2}\n')
+    info = LockInfo.new(R, "deploy")
+    local(c.lock_acquire(lay), stdin=format_lock(info))
+    first, second = c.audit_and_unlock(lay, info.token).split(" && ")
+    assert (first, second) == (c.audit_append(lay), c.lock_release(lay, info.token))
+    local(first, stdin='{"a": 2}\n')
+    local(second)
     assert local(c.audit_tail(lay, 1)).stdout == '{"a": 2}\n'
+    assert not os.path.exists(lay.lock_dir)
 
 
 def git(cwd, *args):
@@ -207,7 +213,7 @@ def test_static_pack_and_unpack(lay):
     assert sorted(os.listdir(proxy.release(R))) == ["REVISION", "static"]
 
 
-def test_migration_files_listing(lay):
+def test_state_lists_migration_files_of_each_release(lay):
     for rid, names in ((R, ["0001_initial.py"]), (R2, ["0001_initial.py", "0002_more.py"])):
         d = Path(lay.release(rid)) / "notes" / "migrations"
         d.mkdir(parents=True)
@@ -216,9 +222,10 @@ def test_migration_files_listing(lay):
             (d / n).write_text("")
         (Path(lay.release(rid)) / ".venv" / "x" / "migrations").mkdir(parents=True)
         (Path(lay.release(rid)) / ".venv" / "x" / "migrations" / "0001_pkg.py").write_text("")
-    out = local(c.migration_files(lay, [R2, R])).stdout.splitlines()
-    assert sorted(out) == [f"{R} notes/migrations/0001_initial.py", f"{R2} notes/migrations/0001_initial.py",
-                           f"{R2} notes/migrations/0002_more.py"]
+    st = parse_state(local(c.state(lay, migrations=True)).stdout)
+    assert st.migrations == {R: ("notes/migrations/0001_initial.py",),
+                             R2: ("notes/migrations/0001_initial.py", "notes/migrations/0002_more.py")}
+    assert parse_state(local(c.state(lay)).stdout).migrations == {}
 
 
 @pytest.mark.skipif(not Path(sys.base_prefix, "bin", "python3").exists(), reason="needs a python3 to make venvs")
