@@ -5,6 +5,7 @@ both to the modules that do the work.
 """
 from invoke import Collection
 
+from .configure import tasks as configure_tasks
 from .deploy import tasks as deploy_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
@@ -14,6 +15,7 @@ ns = Collection(
     provision_tasks.create_node,
     provision_tasks.status,
     provision_tasks.destroy,
+    configure_tasks.configure,
     deploy_tasks.whip_up_full_system,
     deploy_tasks.deploy,
     deploy_tasks.quick_update,

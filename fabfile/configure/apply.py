@@ -1,0 +1,161 @@
+"""Thin: run a Plan's actions on one host, one command per stage that has work.
+
+    packages  one script: debconf answers, apt-get update if due, ONE apt-get install of every missing package
+    files     one script: user, directories, changed files (a base64 tar on stdin, installed with owner and mode,
+              renamed into place), links, removals
+    services  one script: each notified service reloaded/restarted once (started if stopped), stopped ones
+              started, enabled at boot where systemd is
+    postgres  psql as postgres, the SQL (with the password's SCRAM verifier) on stdin
+
+The commands come from `commands`; this module only assembles and runs them.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import tarfile
+from dataclasses import dataclass
+
+from ..remote import run, sudo_sh
+from . import commands as cmd
+from .plan import (AptInstall, AptUpdate, CreateUser, EnableService, FixAttrs, Link, MakeDir, ModifyUser,
+                   PgEnsure, Plan, Remove, ServiceAction, WriteFile)
+
+
+class Runner:
+    """remote.run on one connection, counting the SSH commands sent."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.commands = 0
+
+    def __call__(self, command: str, *, step: str, stdin: str | None = None):
+        self.commands += 1
+        return run(self.conn, command, step=step, stdin=stdin)
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    command: str
+    stdin: str | None = None
+
+
+def staged_tar(contents: list[str]) -> str:
+    """The files as a tar (members f0, f1, ... mode 0600), base64: text for stdin."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for i, content in enumerate(contents):
+            data = content.encode("utf-8")
+            info = tarfile.TarInfo(f"f{i}")
+            info.size, info.mode, info.mtime = len(data), 0o600, 0
+            tar.addfile(info, io.BytesIO(data))
+    return base64.encodebytes(buf.getvalue()).decode("ascii")
+
+
+def packages_stage(actions: list) -> StageCommand:
+    update = any(isinstance(a, AptUpdate) for a in actions)
+    installs = [a for a in actions if isinstance(a, AptInstall)]
+    packages = [p for a in installs for p in a.packages]
+    return StageCommand(sudo_sh(cmd.packages_script(packages, update=update)))
+
+
+def files_stage(actions: list) -> StageCommand:
+    lines: list[str] = []
+    staged: list[str] = []
+    for a in actions:
+        if isinstance(a, CreateUser):
+            lines.append(cmd.create_user(a.user.name, a.user.home, a.user.shell))
+        elif isinstance(a, ModifyUser):
+            lines.append(cmd.modify_user(a.user.name, a.user.home, a.user.shell))
+        elif isinstance(a, MakeDir):
+            lines.append(cmd.ensure_dir(a.dir.path, a.dir.owner, a.dir.group, a.dir.mode))
+        elif isinstance(a, WriteFile):
+            f = a.file
+            lines.append(cmd.install_file(f"f{len(staged)}", f.path, f.owner, f.group, f.mode))
+            staged.append(f.content)
+        elif isinstance(a, FixAttrs):
+            lines.append(cmd.set_attrs(a.path, a.owner, a.group, a.mode))
+        elif isinstance(a, Link):
+            lines.append(cmd.link(a.link.path, a.link.target))
+        elif isinstance(a, Remove):
+            lines.append(cmd.remove(a.absent.path))
+        else:
+            raise TypeError(f"not a files action: {a!r}")
+    script = cmd.files_script(lines, staged=bool(staged))
+    return StageCommand(sudo_sh(script), staged_tar(staged) if staged else None)
+
+
+def services_stage(actions: list, init: str) -> StageCommand:
+    lines = ["set -e"]
+    for a in actions:
+        if isinstance(a, ServiceAction):
+            lines.append(cmd.converge_service(init, a.name, a.verb))
+        elif isinstance(a, EnableService):
+            enable = cmd.enable_service(init, a.name)
+            if enable:
+                lines.append(enable)
+        else:
+            raise TypeError(f"not a services action: {a!r}")
+    return StageCommand(sudo_sh("\n".join(lines)))
+
+
+def postgres_stage(actions: list) -> StageCommand:
+    (a,) = actions
+    assert isinstance(a, PgEnsure)
+    return StageCommand(cmd.psql_command(), cmd.pg_ensure_sql(a.role, a.database, a.verifier))
+
+
+def stage_command(stage: str, actions: list, init: str) -> StageCommand:
+    if stage == "packages":
+        return packages_stage(actions)
+    if stage == "files":
+        return files_stage(actions)
+    if stage == "services":
+        return services_stage(actions, init)
+    if stage == "postgres":
+        return postgres_stage(actions)
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+class StageFailed(Exception):
+    def __init__(self, stage: str, done: int, error: BaseException):
+        self.stage, self.done = stage, done
+        super().__init__(f"{stage}: {error}")
+
+
+def apply_plan(runner: Runner, plan: Plan, init: str, *, stages: list[str] | None = None,
+               progress=lambda stage, message="": None) -> int:
+    """Run the stages of `plan` (all, or `stages`) in order; the number of changes made.
+
+    StageFailed (with the changes made before it) stops at the first failure."""
+    done = 0
+    for stage in plan.stages:
+        if stages is not None and stage not in stages:
+            continue
+        actions = plan.stage(stage)
+        progress(stage, "; ".join(a.describe() for a in actions))
+        sc = stage_command(stage, actions, init)
+        try:
+            runner(sc.command, step=stage, stdin=sc.stdin)
+        except Exception as exc:
+            raise StageFailed(stage, done, exc) from exc
+        done += sum(a.count for a in actions)
+    return done
+
+
+def read_files(runner: Runner, paths: list[str]) -> dict[str, str]:
+    """The current content of `paths` (for diffs), in one command; '' for a file that cannot be read."""
+    if not paths:
+        return {}
+    out = runner(sudo_sh(cmd.read_files_script(paths)), step="read files").stdout
+    files: dict[str, list[str]] = {}
+    current = None
+    for line in out.splitlines():
+        if line.startswith("@@file\t"):
+            current = line.split("\t", 1)[1]
+            files[current] = []
+        elif line == "@@end":
+            break
+        elif current is not None:
+            files[current].append(line)
+    return {p: base64.b64decode("".join(chunks)).decode("utf-8", "replace") for p, chunks in files.items()}

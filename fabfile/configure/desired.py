@@ -1,0 +1,61 @@
+"""PURE: what one node should be, from roles.yaml, the rendered templates and the remote layout.
+
+- packages: the cluster's list, then the role's;
+- on app roles (layout.APP_ROLES): the app's system user and its directories (docs/remote-layout.md);
+- the role's rendered templates; an nginx site in sites-available is also enabled (a link in
+  sites-enabled) and Debian's `default` site is removed, both notifying the site's service;
+- the role's services, running (and enabled at boot where systemd is);
+- on the db role: the app's PostgreSQL role (with its password) and database.
+"""
+from __future__ import annotations
+
+import posixpath
+
+from ..config import Config
+from ..layout import APP_ROLES, DB_ROLE, NOLOGIN, app_layout
+from ..nodes import Node
+from .plan import Desired, DesiredAbsent, DesiredDir, DesiredFile, DesiredLink, DesiredPostgres, DesiredUser
+
+NGINX_AVAILABLE = "/etc/nginx/sites-available/"
+NGINX_ENABLED = "/etc/nginx/sites-enabled/"
+NGINX_DEFAULT_SITE = NGINX_ENABLED + "default"
+
+
+def app_dirs(cfg: Config) -> tuple[DesiredDir, ...]:
+    a = app_layout(cfg.app)
+    return (
+        DesiredDir(a.root, a.user, a.group, "0755"),
+        DesiredDir(a.releases, a.user, a.group, "0755"),
+        DesiredDir(a.shared, a.user, a.group, "0750"),
+        DesiredDir(a.logs, a.user, a.group, "0755"),
+    )
+
+
+def nginx_sites(files: tuple[DesiredFile, ...]) -> tuple[tuple[DesiredLink, ...], tuple[DesiredAbsent, ...]]:
+    """Enable every site written to sites-available; disable Debian's default site when there is one."""
+    links = tuple(
+        DesiredLink(NGINX_ENABLED + posixpath.basename(f.path), f.path, notify=f.notify, action="reload")
+        for f in files if f.path.startswith(NGINX_AVAILABLE)
+    )
+    absent = (DesiredAbsent(NGINX_DEFAULT_SITE, notify=links[0].notify, action="reload"),) if links else ()
+    return links, absent
+
+
+def desired_state(cfg: Config, node: Node, files: tuple[DesiredFile, ...], *,
+                  db_password: str | None) -> Desired:
+    """The Desired of `node`: `files` are its rendered templates, `db_password` the app role's (db role)."""
+    role = cfg.role(node.role)
+    a = app_layout(cfg.app)
+    links, absent = nginx_sites(files)
+    on_app_role = role.name in APP_ROLES
+    return Desired(
+        packages=tuple(dict.fromkeys(cfg.packages + role.packages)),
+        user=DesiredUser(a.user, a.root, NOLOGIN) if on_app_role else None,
+        dirs=app_dirs(cfg) if on_app_role else (),
+        files=files,
+        links=links,
+        absent=absent,
+        services=role.services,
+        postgres=DesiredPostgres(a.user, a.name, db_password) if role.name == DB_ROLE else None,
+        apt_max_age=cfg.configure.apt_max_age_hours * 3600,
+    )

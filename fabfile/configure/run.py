@@ -1,0 +1,163 @@
+"""configure a cluster: nodes from the cloud, templates rendered locally, every host converged in parallel.
+
+`configure_cluster(cfg, ec2, role=..., dry_run=...)` is what `fab configure`
+(and deploy's whip-up-full-system) calls.  Per host: ONE facts command, a pure
+plan, then one command per stage that has work (none when the host is
+already right).  Every template is rendered before any host is contacted, so
+a template error stops everything with nothing uploaded.  Failures are
+collected per host and raised together (`remote.HostFailures`) after every
+host's summary line is printed.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..layout import DB_ROLE
+from ..nodes import Node, find_nodes
+from ..remote import HostFailures, HostOutcome, Progress, on_hosts
+from ..vault import secret, stored
+from ..ssh import connect
+from .apply import Runner, StageFailed, apply_plan, read_files
+from .desired import desired_state
+from .facts import facts_command, parse_facts
+from .plan import Desired, Plan, make_plan
+from .report import HostResult, dry_run_report, service_runs, summary_line
+from .templates import TemplateError, environment, render_role_files
+
+
+class ConfigureError(Exception):
+    """configure cannot start (no nodes, no templates dir); the message says what to do."""
+
+
+def select_nodes(cfg, nodes: list[Node], role: str | None) -> tuple[list[Node], list[str]]:
+    """The nodes to configure (of `role`, or all), and notes about nodes that are skipped."""
+    notes = []
+    targets = []
+    for node in nodes:
+        if role is not None and node.role != role:
+            continue
+        if node.role not in cfg.role_names:
+            notes.append(f"{node.name}: role {node.role!r} is not in {cfg.path.name}; skipped")
+            continue
+        targets.append(node)
+    return targets, notes
+
+
+def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool) -> dict[str, Desired]:
+    """Render every target's templates (TemplateError before any host is contacted) into its Desired."""
+    if not cfg.configure.templates_dir.is_dir():
+        raise ConfigureError(f"{cfg.path.name}: configure.templates_dir: {cfg.configure.templates_dir} "
+                             "is not a directory")
+    env = environment(cfg.configure.templates_dir)
+    password = None
+    if any(n.role == DB_ROLE for n in targets):
+        # generated once (0600, local); a dry run generates nothing and uses it only if it exists
+        password = stored(cfg).get("db_password") if dry_run else secret(cfg, "db_password")
+    return {n.instance_id: desired_state(cfg, n, render_role_files(cfg, n, nodes, env),
+                                         db_password=password if n.role == DB_ROLE else None)
+            for n in targets}
+
+
+def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Progress,
+                  secrets: list[str]) -> HostResult:
+    """Facts, plan, then apply (or report, on a dry run) on one host; never raises: errors go in the result.
+
+    Installing packages creates files and (under systemd) starts services, so after a packages stage the
+    facts are read once more and the rest is planned again: a cold host costs one more command, an
+    up-to-date one exactly one (the facts)."""
+    result = HostResult(node.name, node.role, dry_run=dry_run)
+    start = time.monotonic()
+    runner = None
+    say = lambda stage, message="": progress(node.name, stage, message)  # noqa: E731
+    salt = os.urandom(16)
+    try:
+        if node.state != "running":
+            raise ConfigureError(f"{node.name} is {node.state}, not running")
+        conn = connect(cfg, node)
+        runner = Runner(conn)
+        try:
+            def plan_from_facts(again: bool = False) -> tuple[Plan, str]:
+                result.stage = "facts"
+                say("facts", "again, after installing packages" if again else "")
+                facts = parse_facts(runner(facts_command(want.facts_request()), step="facts").stdout)
+                result.stage = "plan"
+                return make_plan(want, facts, salt=salt), facts.init
+
+            plan, init = plan_from_facts()
+            result.plan = plan
+            result.services = service_runs(plan)
+            say("plan", f"{plan.changes} to change, {len(plan.ok)} ok" if plan.actions
+                else f"already ok ({len(plan.ok)} checked)")
+            if dry_run:
+                olds = read_files(runner, [w.file.path for w in plan.writes if w.old_sha256 is not None])
+                result.report = dry_run_report(node.name, plan, olds, secrets)
+            elif plan.actions:
+                try:
+                    if plan.stage("packages"):
+                        result.changed += apply_plan(runner, plan, init, stages=["packages"], progress=say)
+                        installed = plan.stage("packages")
+                        plan, init = plan_from_facts(again=True)
+                        if plan.stage("packages"):
+                            raise ConfigureError("still missing after apt-get install: "
+                                                 + ", ".join(a.describe() for a in plan.stage("packages")))
+                        result.plan = Plan(tuple(installed) + plan.actions, plan.ok)
+                        result.services = service_runs(plan)
+                    result.changed += apply_plan(runner, plan, init, progress=say)
+                except StageFailed as exc:
+                    result.changed += exc.done
+                    result.stage = exc.stage
+                    result.failed = sum(a.count for s in plan.stages[plan.stages.index(exc.stage):]
+                                        for a in plan.stage(s))
+                    raise exc.__cause__ from None
+            result.stage = None
+        finally:
+            conn.close()
+    except Exception as exc:  # collected per host; the caller reports every host, then raises them together
+        result.error = str(exc) or type(exc).__name__
+        if not result.failed:
+            result.failed = result.plan.changes - result.changed if result.plan else 1
+    result.commands = runner.commands if runner else 0
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = False, out=None,
+                      quiet: bool = False) -> list[HostResult]:
+    """Converge the cluster's nodes (of `role`, or all); HostFailures if any host failed."""
+    out = out or sys.stdout
+    if role is not None:
+        cfg.role(role)   # ConfigError for an unknown role
+    nodes = find_nodes(ec2, cfg.cluster.name)
+    targets, notes = select_nodes(cfg, nodes, role)
+    for note in notes:
+        print(note, file=out)
+    if not targets:
+        raise ConfigureError(f"cluster {cfg.cluster.name} has no {role + ' ' if role else ''}nodes; "
+                             "run `fab provision` first")
+    wants = desired_for(cfg, targets, nodes, dry_run=dry_run)
+    secrets = [v for v in stored(cfg).values() if v]
+    progress = Progress(out=out, quiet=quiet)
+    outcomes = on_hosts(targets, lambda n: converge_host(cfg, n, wants[n.instance_id], dry_run=dry_run,
+                                                          progress=progress, secrets=secrets))
+    results: list[HostResult] = []
+    failed: list[HostOutcome] = []
+    for o in outcomes:
+        r = o.value if o.ok else HostResult(o.node.name, o.node.role, dry_run=dry_run, error=o.error)
+        results.append(r)
+        if r.error:
+            where = f"{r.stage}: " if r.stage and f"{r.stage} failed" not in r.error else ""
+            failed.append(HostOutcome(o.node, False, error=where + r.error))
+    if dry_run:
+        for r in results:
+            if r.report:
+                print(r.report, file=out)
+    for r in results:
+        print(summary_line(r), file=out)
+    if failed:
+        raise HostFailures("configure", failed)
+    return results
+
+
+__all__ = ["ConfigureError", "TemplateError", "configure_cluster", "converge_host"]

@@ -1,0 +1,166 @@
+"""Config templates rendered locally with Jinja2 (StrictUndefined), before anything is uploaded.
+
+`templates_dir` (roles.yaml `configure.templates_dir`, default `templates/`
+next to roles.yaml) mirrors the remote paths: `etc/nginx/sites-available/whipup.conf.j2`
+renders to `/etc/nginx/sites-available/whipup.conf`.  A template's `dest`
+may itself use the context (`/etc/supervisor/conf.d/{{ app.name }}-web.conf`).
+
+An undefined variable or a syntax error is a `TemplateError` whose message
+names the template and the line: `templates/etc/...conf.j2:12: 'x' is undefined`.
+
+The context holds no secrets: the database password goes to PostgreSQL on
+stdin and to the app's .env by deploy.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+
+import jinja2
+
+from ..config import Config, TemplateSpec
+from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, WEB_PORT, app_layout
+from ..nodes import Node
+from .plan import DesiredFile
+
+
+class TemplateError(Exception):
+    """A template cannot be rendered; the message names the template and line."""
+
+
+def environment(templates_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def _node_entry(node: Node) -> dict:
+    return {"name": node.name, "private_ip": node.private_ip, "index": node.index, "role": node.role}
+
+
+def context(cfg: Config, node: Node, nodes: list[Node]) -> dict:
+    """What a template sees: cluster, app, role, node, nodes (by role), db, broker, ports."""
+    by_role: dict[str, list[dict]] = {r: [] for r in cfg.role_names}
+    for n in sorted(nodes, key=lambda n: (n.role, n.index, n.name)):
+        if n.role in by_role and n.private_ip:
+            by_role[n.role].append(_node_entry(n))
+    layout = app_layout(cfg.app)
+    role = cfg.role(node.role)
+    ctx = {
+        "cluster": {"name": cfg.cluster.name, "region": cfg.cluster.region, "target": cfg.cluster.target},
+        "app": {
+            "name": layout.name, "user": layout.user, "group": layout.group, "root": layout.root,
+            "releases": layout.releases, "shared": layout.shared, "current": layout.current,
+            "logs": layout.logs, "env_file": layout.env_file, "venv": layout.venv,
+            "project": layout.project, "wsgi": layout.wsgi, "django_settings": cfg.app.django_settings,
+            "web_program": layout.web_program, "worker_program": layout.worker_program,
+            "port": WEB_PORT,
+        },
+        "role": {"name": role.name, "services": list(role.services), "packages": list(role.packages)},
+        "node": _node_entry(node),
+        "nodes": by_role,
+        "app_roles": list(APP_ROLES),
+        "db": {"name": cfg.app.name, "user": cfg.app.name, "port": DB_PORT},
+        "broker": {"port": BROKER_PORT},
+    }
+    ctx["db"]["clients"] = _port_clients(cfg, DB_ROLE, DB_PORT, by_role)
+    ctx["broker"]["clients"] = _port_clients(cfg, BROKER_ROLE, BROKER_PORT, by_role)
+    # the first db / broker node, when there is one (a template using them on a cluster without is an error)
+    if by_role.get(DB_ROLE):
+        ctx["db"]["host"] = by_role[DB_ROLE][0]["private_ip"]
+    if by_role.get(BROKER_ROLE):
+        host = by_role[BROKER_ROLE][0]["private_ip"]
+        ctx["broker"].update(host=host, url=f"redis://{host}:{BROKER_PORT}/0")
+    return ctx
+
+
+def _port_clients(cfg: Config, role_name: str, port: int, by_role: dict[str, list[dict]]) -> list[dict]:
+    """The nodes that role `role_name`'s rule for `port` lets in (roles.yaml `ports[].from` role names)."""
+    if role_name not in cfg.role_names:
+        return []
+    roles = [r for rule in cfg.role(role_name).ports if rule.port == port for r in rule.roles]
+    return [n for r in dict.fromkeys(roles) for n in by_role.get(r, [])]
+
+
+def _where(exc: BaseException, templates_dir: Path, fallback: str) -> tuple[str, int | None]:
+    """(template file, line) of an error: a syntax error says so; at render time Jinja rewrites the
+    traceback so that template frames carry the template's file and line (the innermost one wins)."""
+    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
+        return exc.filename or fallback, exc.lineno
+    found: tuple[str, int | None] = (fallback, None)
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(str(templates_dir) + "/"):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def render(env: jinja2.Environment, src: str, ctx: dict, *, show=str) -> str:
+    """Render template `src`; TemplateError '<template>:<line>: <what>' on any error (`show` formats paths)."""
+    templates_dir = Path(env.loader.searchpath[0])  # type: ignore[union-attr]
+    try:
+        return env.get_template(src).render(ctx)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"{show(str(templates_dir / src))}: template not found"
+                            + (f" ({exc.name})" if exc.name != src else "")) from None
+    except Exception as exc:  # undefined variables, syntax errors, a filter misbehaving: name file and line
+        filename, line = _where(exc, templates_dir, str(templates_dir / src))
+        what = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"
+        raise TemplateError(f"{show(filename)}:{line if line else '?'}: {what}") from None
+
+
+_BAD_DEST = re.compile(r"[\s\x00-\x1f]")
+
+
+def render_dest(env: jinja2.Environment, spec: TemplateSpec, ctx: dict, *, where: str) -> str:
+    """The remote path of `spec`, its `{{ ... }}` rendered; absolute, normalised, no '..' or whitespace."""
+    try:
+        dest = env.from_string(spec.dest).render(ctx) if "{" in spec.dest else spec.dest
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{where}.dest: {exc.message or exc}") from None
+    if not dest.startswith("/") or ".." in dest.split("/") or _BAD_DEST.search(dest) or dest.endswith("/"):
+        raise TemplateError(f"{where}.dest: rendered to {dest!r}, not an absolute file path without '..' or spaces")
+    return posixpath.normpath(dest)
+
+
+def owner_group(owner: str) -> tuple[str, str]:
+    """roles.yaml `owner`: 'user' (group = user) or 'user:group'."""
+    user, _, group = owner.partition(":")
+    return user, group or user
+
+
+def render_role_files(cfg: Config, node: Node, nodes: list[Node], env: jinja2.Environment | None = None
+                      ) -> tuple[DesiredFile, ...]:
+    """Every template of `node`'s role rendered for it: the files configure keeps on that node."""
+    env = env or environment(cfg.configure.templates_dir)
+    ctx = context(cfg, node, nodes)
+    role = cfg.role(node.role)
+    out: list[DesiredFile] = []
+    seen: dict[str, str] = {}
+    for i, spec in enumerate(role.templates):
+        where = f"{cfg.path.name}: roles.{role.name}.templates[{i}]"
+        dest = render_dest(env, spec, ctx, where=where)
+        if dest in seen:
+            raise TemplateError(f"{where}: {dest} is also written by {seen[dest]}")
+        seen[dest] = spec.src
+        user, group = owner_group(spec.owner)
+        out.append(DesiredFile(path=dest, content=render(env, spec.src, ctx, show=lambda f: _shown(cfg, f)), owner=user, group=group,
+                               mode=spec.mode, notify=spec.notify, action=spec.action, src=spec.src))
+    return tuple(out)
+
+
+def _shown(cfg: Config, filename: str) -> str:
+    """A template file as the user knows it: relative to roles.yaml's directory when inside it."""
+    path = Path(filename)
+    try:
+        return str(path.relative_to(cfg.root))
+    except ValueError:
+        return str(path)
