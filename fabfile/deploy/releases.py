@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from .errors import DeployError
-from .layout import Layout
+from .layout import VENV, Layout
 
 RELEASE_ID = re.compile(r"^\d{14}-[0-9a-f]{7,40}$")
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -176,7 +176,10 @@ def release_of_interpreter(layout: Layout, interpreter: str | None) -> str | Non
 
 
 def in_use(layout: Layout, state: NodeState) -> set[str]:
-    """Releases whose venv a running program was started from: never pruned (a HUP forks from it)."""
+    """Releases whose venv path a running program's python names: never pruned (a HUP forks from it).
+
+    None when the program runs python through `current` (see `master_venv`).
+    """
     used = set()
     for program in state.programs.values():
         rel = release_of_interpreter(layout, program.interpreter) if program.running else None
@@ -239,11 +242,20 @@ def web_reload_action(program: ProgramState | None, master_venv: str | None, new
 
 
 def master_venv(layout: Layout, state: NodeState, program: str) -> str | None:
-    """The venv id the running `program` was started from (None: unknown or not running)."""
+    """The venv id the running `program` was started from (None: unknown or not running).
+
+    A python named through `current` (`/srv/<app>/current/.venv/bin/python`, as configure's program
+    runs it) has its sys.path follow `current`: its venv is the current release's, since every change
+    of venv content restarts the program.  A python named by its release (a console script's shebang)
+    is that release's venv.
+    """
     p = state.programs.get(program)
-    if p is None or not p.running:
+    if p is None or not p.running or not p.interpreter:
         return None
-    rel = release_of_interpreter(layout, p.interpreter)
+    if p.interpreter.startswith(f"{layout.current}/{VENV}/bin/"):
+        rel = state.current
+    else:
+        rel = release_of_interpreter(layout, p.interpreter)
     info = state.releases.get(rel) if rel else None
     return info.venv if info else None
 

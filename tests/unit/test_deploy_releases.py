@@ -93,6 +93,18 @@ def test_parse_state():
     assert parse_state("layout=ok\ncurrent=\n").current is None
 
 
+def test_a_python_named_through_current_has_the_current_releases_venv():
+    st = parse_state(STATE.replace("/srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3",
+                                   "/srv/demo/current/.venv/bin/python"))
+    assert master_venv(L, st, "demo-web") == "20240101120000-aaaaaaa"     # the venv id of current's venv
+    assert in_use(L, st) == set()                                           # nothing pinned: prune freely
+    other = parse_state(STATE.replace("hash1 20240101120000-aaaaaaa\nrelease=20240103",
+                                      "hash2 v-other\nrelease=20240103")
+                        .replace("/srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3",
+                                 "/srv/demo/current/.venv/bin/python"))
+    assert master_venv(L, other, "demo-web") == "v-other"
+
+
 def test_release_of_interpreter():
     assert release_of_interpreter(L, "/srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python") \
         == "20240101120000-aaaaaaa"
