@@ -12,7 +12,7 @@ import shlex
 from typing import Iterable, Sequence
 
 from ..remote import sudo, sudo_sh
-from .layout import PORT, REQUIREMENTS_MARK, VENV, VENV_MARK, Layout
+from .layout import PORT, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, Layout
 from .releases import SHA, is_release_id
 
 q = shlex.quote
@@ -52,7 +52,8 @@ def state_script(layout: Layout, programs: Iterable[str] = (), migrations: bool 
         '  d=${d%/}',
         f'  echo "release=${{d#releases/}} $(cat "$d/REVISION" 2>/dev/null || echo -)'
         f' $(cat "$d/{VENV}/{REQUIREMENTS_MARK}" 2>/dev/null || echo -)'
-        f' $(cat "$d/{VENV}/{VENV_MARK}" 2>/dev/null || echo -)"',
+        f' $(cat "$d/{VENV}/{VENV_MARK}" 2>/dev/null || echo -)'
+        f' $(cat "$d/{TREE_MARK}" 2>/dev/null || echo -)"',
     ]
     if migrations:
         lines += [
@@ -120,22 +121,27 @@ def treeish(sha: str, prefix: str) -> str:
     return f"{_sha(sha)}:{prefix}" if prefix else f"{_sha(sha)}^{{tree}}"
 
 
-def extract_script(layout: Layout, release_id: str, sha: str, prefix: str = "") -> str:
-    rel, m, tree = q(layout.release(_rid(release_id))), q(layout.mirror), q(treeish(sha, prefix))
+def _tree_mark(rel: str, tree: str | None) -> list[str]:
+    return [f"printf '%s\\n' {q(_sha(tree))} > {rel}/{TREE_MARK}"] if tree else []
+
+
+def extract_script(layout: Layout, release_id: str, sha: str, prefix: str = "", tree: str | None = None) -> str:
+    rel, m, treeq = q(layout.release(_rid(release_id))), q(layout.mirror), q(treeish(sha, prefix))
     return "\n".join([
         "set -e",
-        f'[ "$(git --git-dir={m} cat-file -t {tree} 2>/dev/null)" = tree ] || '
+        f'[ "$(git --git-dir={m} cat-file -t {treeq} 2>/dev/null)" = tree ] || '
         f'{{ echo {q(f"{treeish(sha, prefix)}: no such tree in {layout.mirror}")} >&2; exit 1; }}',
         f"rm -rf {rel}",
         f"mkdir -p {rel}",
-        f"git --git-dir={m} archive --format=tar {tree} | tar -x -C {rel}",
+        f"git --git-dir={m} archive --format=tar {treeq} | tar -x -C {rel}",
         f"printf '%s\\n' {q(sha)} > {rel}/REVISION",
+        *_tree_mark(rel, tree),
     ])
 
 
-def extract(layout: Layout, release_id: str, sha: str, prefix: str = "") -> str:
+def extract(layout: Layout, release_id: str, sha: str, prefix: str = "", tree: str | None = None) -> str:
     """Check out `sha` (its `prefix` subtree) from the mirror into a fresh release dir, with REVISION."""
-    return as_app(layout, extract_script(layout, release_id, sha, prefix))
+    return as_app(layout, extract_script(layout, release_id, sha, prefix, tree))
 
 
 def write_env(layout: Layout) -> str:
@@ -258,7 +264,7 @@ def static_pack(layout: Layout, release_id: str) -> str:
     return as_app(layout, f"cd {rel} && mkdir -p static && tar -czf - static | base64 -w 0")
 
 
-def static_unpack(layout: Layout, release_id: str, sha: str) -> str:
+def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = None) -> str:
     """A proxy's release: static/ from stdin (base64 tar.gz) and REVISION."""
     rel = q(layout.release(_rid(release_id)))
     return as_app(layout, "\n".join([
@@ -267,6 +273,7 @@ def static_unpack(layout: Layout, release_id: str, sha: str) -> str:
         f"mkdir -p {rel}",
         f"base64 -d | tar -xzf - -C {rel}",
         f"printf '%s\\n' {q(_sha(sha))} > {rel}/REVISION",
+        *_tree_mark(rel, tree),
     ]))
 
 

@@ -34,7 +34,8 @@ from .lock import (AuditRecord, LockInfo, describe_audit, format_audit, format_l
                    parse_audit, parse_lock, utc_now, whoami)
 from .prompts import COMPONENTS
 from .releases import (SHA, NodeState, VenvPlan, check_release_id, in_use, master_venv, migration_files_missing,
-                       parse_state, release_id, releases_to_delete, upgrade_spec, venv_plan, web_reload_action)
+                       parse_state, release_id, releases_to_delete, same_code, upgrade_spec, venv_plan,
+                       web_reload_action)
 from .source import Source, push
 
 ROLES = ("proxy", "app", "worker")
@@ -309,8 +310,7 @@ def up_to_date(plan: Plan) -> bool:
     if o.force or o.upgrade_django or o.deps is True:
         return False
     for m in plan.involved:
-        info = plan.before[m.name].current_info
-        if info is None or info.sha != plan.source.sha:
+        if not same_code(plan.before[m.name].current_info, plan.source.sha, plan.source.tree):
             return False
         if m.name in plan.venvs and plan.venvs[m.name].action != "reuse":
             return False
@@ -395,8 +395,8 @@ def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | 
                                                     + involved(cl, opts.component)[1]))
         plan = make_plan(cl, source, opts, states, release)
         if up_to_date(plan):
-            cl.out(f"already deployed: every node runs {source.short} "
-                   f"(release {plan.current(plan.involved[0].name)}); nothing to do (--force deploys anyway)")
+            cl.out(f"already deployed: every node runs this code (release {plan.current(plan.involved[0].name)}"
+                   f"; HEAD {source.short}); nothing to do (--force deploys anyway)")
             return None
         for line in describe_plan(cl, plan):
             cl.out(line)
@@ -461,7 +461,8 @@ def _deliver(cl: Cluster, plan: Plan) -> None:
             if sha != source.sha:
                 raise DeployError(f"{cl.cfg.app.branch} moved during the deploy ({source.short} -> {sha[:7]}); "
                                   f"deploy again")
-        run(m.conn, commands.extract(layout, plan.release, source.sha, source.prefix), step="check out the code")
+        run(m.conn, commands.extract(layout, plan.release, source.sha, source.prefix, source.tree),
+            step="check out the code")
         cl.progress(m.name, "code", f"{source.short} in releases/{plan.release}")
         changed = run(m.conn, commands.write_env(layout), step="write shared/.env", stdin=env).stdout.strip()
         if changed == "changed":
@@ -542,8 +543,8 @@ def _static_to_proxies(cl: Cluster, plan: Plan) -> None:
     packed = _on_app0(cl, commands.static_pack(cl.layout, plan.release), "pack static files").stdout.strip()
 
     def one(m: Member) -> None:
-        run(m.conn, commands.static_unpack(cl.layout, plan.release, plan.source.sha), step="unpack static files",
-            stdin=packed)
+        run(m.conn, commands.static_unpack(cl.layout, plan.release, plan.source.sha, plan.source.tree),
+            step="unpack static files", stdin=packed)
         cl.progress(m.name, "static", f"releases/{plan.release}/static ({len(packed) * 3 // 4 // 1024} kB packed)")
 
     each(plan.static, one, "copying static files to proxies")

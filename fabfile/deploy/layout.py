@@ -11,6 +11,7 @@ from ..config import Config
 VENV = ".venv"
 REQUIREMENTS_MARK = ".whipup-requirements"   # in a venv: sha256 of the requirements file it was built from
 VENV_MARK = ".whipup-venv"                   # in a venv: the id of its content (shared by hardlinked copies)
+TREE_MARK = ".whipup-tree"                   # in a release: the git tree id of the app deployed
 PORT = 8000                                  # gunicorn's port on app nodes
 
 

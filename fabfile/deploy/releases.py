@@ -103,6 +103,7 @@ class ReleaseInfo:
     sha: str | None            # REVISION
     requirements: str | None   # the venv's requirements hash
     venv: str | None           # the venv's content id
+    tree: str | None = None    # the git tree deployed (the app's subtree of REVISION): what "unchanged" compares
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,10 @@ def parse_state(text: str) -> NodeState:
             name = target.rsplit("/", 1)[-1]
             current = name if is_release_id(name) else None
         elif key == "release":
-            parts = (value.split() + ["-"] * 4)[:4]
+            parts = (value.split() + ["-"] * 5)[:5]
             if is_release_id(parts[0]):
-                releases[parts[0]] = ReleaseInfo(parts[0], _dash(parts[1]), _dash(parts[2]), _dash(parts[3]))
+                releases[parts[0]] = ReleaseInfo(parts[0], _dash(parts[1]), _dash(parts[2]), _dash(parts[3]),
+                                                 _dash(parts[4]))
         elif key == "program":
             parts = (value.split(None, 3) + ["-"] * 4)[:4]
             pid = int(parts[2]) if parts[2].isdigit() and int(parts[2]) > 0 else None
@@ -165,6 +167,16 @@ def parse_state(text: str) -> NodeState:
             migrations.setdefault(rel, []).append(path.strip())
     return NodeState(configured, current, releases, programs,
                      {rel: tuple(sorted(paths)) for rel, paths in migrations.items()})
+
+
+def same_code(info: ReleaseInfo | None, sha: str, tree: str | None) -> bool:
+    """Whether a release holds this code: the same app tree (a commit elsewhere in the repository does not
+    change the app), else the same commit."""
+    if info is None:
+        return False
+    if info.tree and tree:
+        return info.tree == tree
+    return info.sha == sha
 
 
 def release_of_interpreter(layout: Layout, interpreter: str | None) -> str | None:

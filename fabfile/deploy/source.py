@@ -36,6 +36,7 @@ class Source:
     toplevel: Path | None      # push: the local work tree's root
     branch: str | None         # push: HEAD's branch (None when detached)
     dirty: tuple[str, ...] = ()  # push: uncommitted paths under the app's directory (not deployed)
+    tree: str | None = None    # push: the git tree id of the app's directory at sha
 
     @property
     def short(self) -> str:
@@ -72,8 +73,8 @@ def local_source(cfg: Config) -> Source:
     head = _git(path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).strip()
     if not SHA.match(head):
         raise SourceError(f"app.repo: {toplevel} has no commit yet; commit the app first")
-    kind = _git(toplevel, "cat-file", "-t", f"{head}:{prefix}" if prefix else f"{head}^{{tree}}",
-                check=False).strip()
+    treeish = f"{head}:{prefix}" if prefix else f"{head}^{{tree}}"
+    kind = _git(toplevel, "cat-file", "-t", treeish, check=False).strip()
     if kind != "tree":
         raise SourceError(f"app.repo: {prefix or '.'} is not in HEAD ({head[:7]}) of {toplevel}; commit it first")
     req_path = f"{prefix}/{cfg.app.requirements}" if prefix else cfg.app.requirements
@@ -84,7 +85,8 @@ def local_source(cfg: Config) -> Source:
     status = _git(path, "status", "--porcelain", "--untracked-files=all", "--", ".")
     dirty = tuple(line[3:] for line in status.splitlines() if line.strip())
     branch = _git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip() or None
-    return Source("push", head, prefix, p.stdout.decode("utf-8", "replace"), toplevel, branch, dirty)
+    tree = _git(toplevel, "rev-parse", treeish).strip()
+    return Source("push", head, prefix, p.stdout.decode("utf-8", "replace"), toplevel, branch, dirty, tree)
 
 
 def warnings(cfg: Config, source: Source) -> list[str]:

@@ -196,6 +196,10 @@ def test_extract_a_subdirectory_of_a_commit_from_the_mirror(lay, tmp_path):
     assert sorted(str(p.relative_to(rel)) for p in rel.rglob("*")) == ["REVISION", "demo", "demo/settings.py",
                                                                        "manage.py"]
     assert (rel / "REVISION").read_text() == sha + "\n"
+    tree = git(repo, "rev-parse", f"{sha}:examples/demo")
+    local(c.extract(lay, R, sha, "examples/demo", tree))
+    assert (rel / ".whipup-tree").read_text() == tree + "\n"
+    assert parse_state(local(c.state(lay)).stdout).releases[R].tree == tree
     local(c.extract(lay, R2, sha, ""))
     assert (Path(lay.release(R2)) / "README.md").is_file()
     bad = local(c.extract(lay, R, sha, "examples/nope"), check=False)

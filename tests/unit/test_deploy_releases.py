@@ -7,7 +7,7 @@ import pytest
 
 from fabfile.deploy.errors import DeployError
 from fabfile.deploy.layout import Layout, env_text
-from fabfile.deploy.releases import (ProgramState, ReleaseInfo, check_release_id, django_requirement, in_use,
+from fabfile.deploy.releases import (ProgramState, ReleaseInfo, check_release_id, same_code, django_requirement, in_use,
                                      master_venv, migration_files_missing, parse_state, previous_release,
                                      release_id, release_of_interpreter, releases_to_delete, requirements_change,
                                      requirements_hash, upgrade_spec, venv_plan, web_reload_action)
@@ -165,3 +165,14 @@ def test_layout_and_env_text():
                     "DB_NAME=demo\nDB_USER=demo\nDB_PASSWORD=pw\nDB_HOST=10.0.0.7\nDB_PORT=5432\n"
                     "CELERY_BROKER_URL=redis://10.0.0.6:6379/0\n")
     assert "CELERY" not in env_text(L, secret_key="k", db_password="p", db_host="h", broker_host=None)
+
+
+def test_same_code_compares_the_app_tree_else_the_commit():
+    info = ReleaseInfo("20240102120000-bbbbbbb", "2" * 40, "h1", "v1", "t" * 40)
+    assert same_code(info, "3" * 40, "t" * 40)          # another commit of the repository, same app tree
+    assert not same_code(info, "2" * 40, "u" * 40)
+    old = ReleaseInfo("20240102120000-bbbbbbb", "2" * 40, "h1", "v1")
+    assert same_code(old, "2" * 40, "t" * 40) and not same_code(old, "3" * 40, "t" * 40)
+    assert not same_code(None, "2" * 40, None)
+    line = "layout=ok\nrelease=20240102120000-bbbbbbb " + "2" * 40 + " h1 v1 " + "t" * 40 + "\n"
+    assert parse_state(line).releases["20240102120000-bbbbbbb"] == info

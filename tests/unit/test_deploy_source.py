@@ -62,6 +62,11 @@ def test_subdirectory_of_a_work_tree_deploys_head_of_that_subtree(tmp_path):
     cfg = load_config(roles_for(tmp_path, top / "examples" / "demo"))
     src = local_source(cfg)
     assert src.prefix == "examples/demo" and src.toplevel == top and src.sha == git(top, "rev-parse", "HEAD")
+    assert src.tree == git(top, "rev-parse", "HEAD:examples/demo")
+    (top / "README.md").write_text("tool v2\n")
+    git(top, "commit", "-q", "-am", "tool only")
+    again = local_source(cfg)
+    assert again.sha != src.sha and again.tree == src.tree     # the app did not change
     # uncommitted changes in the app are named, and not deployed; changes elsewhere in the tool don't count
     (top / "README.md").write_text("changed\n")
     (top / "examples" / "demo" / "requirements.txt").write_text("Django>=5\n")
