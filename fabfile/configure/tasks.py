@@ -16,5 +16,7 @@ def configure(c, role=None, dry_run=False, config="roles.yaml", target=None):
     """Install packages, write config files, run services and PostgreSQL on every node; idempotent."""
     with exits(ConfigureError, TemplateError, HostFailures, RemoteError, FactsError):
         cfg = load(config, target)
+        if role is not None:
+            cfg.role(role)   # an unknown role exits before the cloud is contacted
         ec2, _ = _connect(cfg)
         configure_cluster(cfg, ec2, role=role, dry_run=dry_run)

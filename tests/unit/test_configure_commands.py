@@ -1,0 +1,180 @@
+"""configure's command builders, by exact string; values stay one argument; no secret in a command line."""
+import shlex
+
+import pytest
+
+from fabfile.configure import commands as cmd
+from fabfile.configure.apply import files_stage, packages_stage, postgres_stage, services_stage, staged_tar
+from fabfile.configure.plan import (AptInstall, AptUpdate, CreateUser, DesiredAbsent, DesiredDir, DesiredFile,
+                                    DesiredLink, DesiredUser, EnableService, Link, MakeDir, PgEnsure, Remove,
+                                    ServiceAction, WriteFile)
+from fabfile.configure.scram import scram_verifier
+
+EVIL = "x; whoami"
+
+
+def test_apt_install_is_noninteractive_and_keeps_config_files():
+    assert cmd.apt_install(["nginx", "git"]) == (
+        "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a APT_LISTCHANGES_FRONTEND=none "
+        "apt-get install -y -q --no-install-recommends "
+        "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold nginx git")
+    with pytest.raises(ValueError):
+        cmd.apt_install([])
+
+
+def test_apt_update_stamps_the_time():
+    assert cmd.apt_update() == "apt-get update -q && mkdir -p /var/lib/whipup && touch /var/lib/whipup/apt-updated"
+
+
+def test_packages_script_updates_first_or_only_when_the_install_fails():
+    install = cmd.apt_install(["nginx"])
+    assert cmd.packages_script(["nginx"], update=True) == "\n".join([
+        "set -e",
+        "export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a APT_LISTCHANGES_FRONTEND=none",
+        cmd.apt_update(),
+        install,
+    ])
+    assert cmd.packages_script(["nginx"], update=False).splitlines()[-1] == (
+        f"{install} || {{ {cmd.apt_update()} && {install}; }}")
+
+
+def test_debconf_answers_for_packages_that_ask():
+    assert cmd.debconf_preseed(["nginx"]) is None
+    assert cmd.debconf_preseed(["nginx", "postfix"]) == (
+        "printf '%s\\n' 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections")
+    script = cmd.packages_script(["postfix"], update=False)
+    assert script.splitlines()[2] == cmd.debconf_preseed(["postfix"])
+
+
+def test_file_user_dir_link_builders():
+    assert cmd.install_file("f0", "/etc/nginx/sites-available/whipup.conf", "root", "root", "0644") == (
+        "install -D -o root -g root -m 0644 f0 /etc/nginx/sites-available/whipup.conf.whipup-new"
+        " && mv -f /etc/nginx/sites-available/whipup.conf.whipup-new /etc/nginx/sites-available/whipup.conf")
+    assert cmd.ensure_dir("/srv/demo", "demo", "demo", "0755") == "install -d -o demo -g demo -m 0755 /srv/demo"
+    assert cmd.create_user("demo", "/srv/demo", "/usr/sbin/nologin") == (
+        "useradd --system --user-group --home-dir /srv/demo --no-create-home --shell /usr/sbin/nologin demo")
+    assert cmd.modify_user("demo", "/srv/demo", "/bin/sh") == "usermod --home /srv/demo --shell /bin/sh demo"
+    assert cmd.set_attrs("/etc/a", "redis", "redis", "0640") == "chown redis:redis /etc/a && chmod 0640 /etc/a"
+    assert cmd.link("/etc/nginx/sites-enabled/w.conf", "/etc/nginx/sites-available/w.conf") == (
+        "ln -sfnT /etc/nginx/sites-available/w.conf /etc/nginx/sites-enabled/w.conf")
+    assert cmd.remove("/etc/nginx/sites-enabled/default") == "rm -f /etc/nginx/sites-enabled/default"
+
+
+@pytest.mark.parametrize("build, position", [
+    (lambda v: cmd.ensure_dir(v, "root", "root", "0755"), -1),
+    (lambda v: cmd.create_user(v, "/srv/x", "/usr/sbin/nologin"), -1),
+    (lambda v: cmd.remove(v), -1),
+    (lambda v: cmd.apt_install([v]).split(" ", 3)[-1], -1),
+    (lambda v: cmd.service("sysv", v, "start"), 1),
+    (lambda v: cmd.service("systemd", v, "reload"), -1),
+    (lambda v: cmd.enable_service("systemd", v), -1),
+])
+def test_a_value_with_shell_syntax_stays_one_argument(build, position):
+    argv = shlex.split(build(EVIL))
+    assert argv[position] == EVIL
+    assert "whoami" not in [a for i, a in enumerate(argv) if i != (position % len(argv))]
+
+
+def test_install_file_quotes_both_paths():
+    argv = shlex.split(cmd.install_file("f0", f"/etc/{EVIL}", "root", "root", "0644"))
+    assert argv[:9] == ["install", "-D", "-o", "root", "-g", "root", "-m", "0644", "f0"]
+    assert argv[9] == f"/etc/{EVIL}.whipup-new" and argv[-1] == f"/etc/{EVIL}"
+
+
+def test_service_layer_picks_systemctl_or_service():
+    assert cmd.service("systemd", "nginx", "reload") == "systemctl reload nginx"
+    assert cmd.service("sysv", "nginx", "reload") == "service nginx reload"
+    assert cmd.service_running("systemd", "nginx") == "systemctl is-active --quiet nginx"
+    assert cmd.service_running("sysv", "nginx") == "service nginx status >/dev/null 2>&1"
+    assert cmd.enable_service("systemd", "nginx") == "systemctl enable --quiet nginx"
+    assert cmd.enable_service("sysv", "nginx") is None
+    with pytest.raises(ValueError):
+        cmd.service("upstart", "nginx", "start")
+
+
+def test_supervisor_reload_rereads_and_updates_only_changed_programs():
+    assert cmd.service("sysv", "supervisor", "reload") == "supervisorctl reread && supervisorctl update"
+    assert cmd.service("systemd", "supervisor", "restart") == "systemctl restart supervisor"
+
+
+def test_converge_service_starts_a_stopped_service_instead_of_reloading_it():
+    assert cmd.converge_service("sysv", "redis-server", "start") == (
+        "service redis-server status >/dev/null 2>&1 || service redis-server start")
+    assert cmd.converge_service("systemd", "nginx", "reload") == (
+        "if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl start nginx; fi")
+    assert cmd.converge_service("sysv", "supervisor", "reload") == (
+        "if service supervisor status >/dev/null 2>&1; then supervisorctl reread && supervisorctl update; "
+        "else service supervisor start; fi")
+
+
+def test_psql_reads_sql_from_stdin_as_postgres():
+    assert cmd.psql_command() == "cd / && sudo -n -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres"
+
+
+def test_pg_ensure_sql_is_idempotent_and_quotes():
+    sql = cmd.pg_ensure_sql("demo", "demo", "SCRAM-SHA-256$4096:c2FsdA==$a:b")
+    assert sql == (
+        "SELECT format('CREATE ROLE %I LOGIN', 'demo') WHERE NOT EXISTS "
+        "(SELECT 1 FROM pg_roles WHERE rolname = 'demo')\\gexec\n"
+        "ALTER ROLE \"demo\" LOGIN PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$a:b';\n"
+        "SELECT format('CREATE DATABASE %I OWNER %I', 'demo', 'demo') WHERE NOT EXISTS "
+        "(SELECT 1 FROM pg_database WHERE datname = 'demo')\\gexec\n"
+        "ALTER DATABASE \"demo\" OWNER TO \"demo\";\n")
+    assert "PASSWORD" not in cmd.pg_ensure_sql("demo", "demo", None)
+    assert cmd.sql_literal("it's") == "'it''s'" and cmd.sql_ident('a"b') == '"a""b"'
+
+
+def test_the_postgres_password_is_never_in_a_command_line():
+    password = "pw-0123456789-secret"
+    verifier = scram_verifier(password, b"0123456789abcdef")
+    stage = postgres_stage([PgEnsure("demo", "demo", verifier, ("set role demo's password",))])
+    assert password not in stage.command and verifier not in stage.command
+    assert verifier in stage.stdin and password not in stage.stdin   # only the verifier travels, on stdin
+
+
+def test_stage_scripts_are_one_sudo_command_each():
+    f = DesiredFile("/etc/a.conf", "a = 1\n", "root", "root", "0644", notify="nginx", action="reload", src="a.j2")
+    files = files_stage([
+        CreateUser(DesiredUser("demo", "/srv/demo", "/usr/sbin/nologin")),
+        MakeDir(DesiredDir("/srv/demo", "demo", "demo", "0755"), "absent"),
+        WriteFile(f, None),
+        Link(DesiredLink("/etc/nginx/sites-enabled/a", "/etc/nginx/sites-available/a"), "absent"),
+        Remove(DesiredAbsent("/etc/nginx/sites-enabled/default")),
+    ])
+    script = shlex.split(files.command)
+    assert script[:5] == ["sudo", "-n", "--", "sh", "-c"]
+    assert script[5].splitlines() == [
+        "set -e", "umask 022", "stage=$(mktemp -d)", "trap 'rm -rf \"$stage\"' EXIT",
+        'base64 -d | tar -x -f - -C "$stage"', 'cd "$stage"',
+        cmd.create_user("demo", "/srv/demo", "/usr/sbin/nologin"),
+        cmd.ensure_dir("/srv/demo", "demo", "demo", "0755"),
+        cmd.install_file("f0", "/etc/a.conf", "root", "root", "0644"),
+        cmd.link("/etc/nginx/sites-enabled/a", "/etc/nginx/sites-available/a"),
+        cmd.remove("/etc/nginx/sites-enabled/default"),
+    ]
+    assert files.stdin == staged_tar(["a = 1\n"])
+    assert files_stage([Remove(DesiredAbsent("/x"))]).stdin is None
+
+    services = services_stage([ServiceAction("nginx", "reload", "a.conf changed"), EnableService("nginx")], "systemd")
+    assert shlex.split(services.command)[5] == "\n".join([
+        "set -e", cmd.converge_service("systemd", "nginx", "reload"), "systemctl enable --quiet nginx"])
+    assert shlex.split(services_stage([EnableService("nginx")], "sysv").command)[5] == "set -e"
+
+    packages = packages_stage([AptUpdate("package lists missing"), AptInstall(("nginx", "git"), False)])
+    assert shlex.split(packages.command)[5] == cmd.packages_script(["nginx", "git"], update=True)
+
+
+def test_staged_tar_round_trips():
+    import base64
+    import io
+    import tarfile
+
+    data = staged_tar(["one\n", "two ünïcode\n"])
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(data))) as tar:
+        assert [(m.name, m.mode) for m in tar.getmembers()] == [("f0", 0o600), ("f1", 0o600)]
+        assert tar.extractfile("f1").read().decode() == "two ünïcode\n"
+
+
+def test_read_files_script_quotes_paths():
+    assert cmd.read_files_script(["/etc/a b"]) == (
+        "printf '@@file\\t%s\\n' '/etc/a b'; base64 < '/etc/a b' 2>/dev/null || true\necho @@end")
