@@ -39,6 +39,8 @@ from .releases import (SHA, NodeState, VenvPlan, check_release_id, in_use, maste
 from .source import Source, push
 
 ROLES = ("proxy", "app", "worker")
+# the roles a component's deploy connects to (app node 0 holds the lock and the audit log)
+COMPONENT_ROLES = {"web": ("proxy", "app"), "workers": ("app", "worker"), "all": ROLES}
 HEALTH_TIMEOUT = 60.0
 
 
@@ -61,6 +63,7 @@ class Cluster:
     apps: list[Member]
     workers: list[Member]
     db: Node | None
+    broker: Node | None                  # worker node 0: redis, the celery broker (connected or not)
     progress: Progress
     out: Callable[[str], None] = print
 
@@ -118,9 +121,10 @@ def open_cluster(cfg: Config, ec2, *, progress: Progress | None = None, out: Cal
         raise
     members = [Member(o.node, o.value) for o in outcomes]
     db = next((n for n in nodes if n.role == "db" and n.state == "running"), None)
+    broker = next((n for n in nodes if n.role == "worker" and n.state == "running"), None)
     return Cluster(cfg, Layout.of(cfg), [m for m in members if m.node.role == "proxy"],
                    [m for m in members if m.node.role == "app"], [m for m in members if m.node.role == "worker"],
-                   db, progress or Progress(), out)
+                   db, broker, progress or Progress(), out)
 
 
 def each(members: list[Member], fn: Callable[[Member], object], what: str) -> dict[str, object]:
@@ -367,7 +371,7 @@ class Timer:
 def dotenv(cl: Cluster) -> str:
     if cl.db is None or not cl.db.private_ip:
         raise DeployError(f"cluster {cl.cfg.cluster.name} has no running db node: the app needs its database")
-    broker = cl.workers[0].node.private_ip if cl.workers else None
+    broker = cl.broker.private_ip if cl.broker else None
     return env_text(cl.layout, secret_key=secret(cl.cfg, "django_secret_key"),
                     db_password=secret(cl.cfg, "db_password"), db_host=cl.db.private_ip, broker_host=broker)
 
@@ -384,7 +388,7 @@ def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | 
         for line in describe_plan(cl, plan):
             cl.out(line)
         if up_to_date(plan):
-            cl.out("(every node already runs this commit: a real run does nothing; --force deploys anyway)")
+            cl.out("(every node already runs this code: a real run does nothing; --force deploys anyway)")
         if held is not None:
             cl.out(held_message(held, f"{cl.anchor.name}:{cl.layout.lock_dir}"))
         return None

@@ -20,8 +20,8 @@ from ..config import Config
 from ..remote import HostFailures, RemoteError, run
 from ..ssh import NotInSandbox
 from . import commands
-from .engine import (HEALTH_TIMEOUT, Cluster, DeployOptions, RollbackOptions, fetched_source, gather, open_cluster,
-                     releases_report)
+from .engine import (COMPONENT_ROLES, HEALTH_TIMEOUT, Cluster, DeployOptions, RollbackOptions, fetched_source, gather,
+                     open_cluster, releases_report)
 from .engine import deploy as run_deploy
 from .engine import rollback as run_rollback
 from .errors import AnswerMissing, DeployError
@@ -100,7 +100,8 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
                     ask=input, deps_default=False, deps_why="requirements compared with the current release",
                     django_spec="Django")
         source = _source(cfg) if cfg.app.strategy == "push" else None
-        cl = open_cluster(cfg, _ec2(cfg))
+        # with --component, nodes of other roles are not even connected to
+        cl = open_cluster(cfg, _ec2(cfg), roles=COMPONENT_ROLES[component] if component else COMPONENT_ROLES["all"])
         try:
             source = source or _source(cfg, cl)
             anchor = gather(cl, [cl.anchor])[cl.anchor.name]

@@ -57,7 +57,8 @@ def test_release_ids_and_shas_are_checked_before_they_reach_a_command():
 def test_reload_commands():
     assert c.web(L, "hup") == "sudo -n -- sh -c 'supervisorctl signal HUP demo-web'"
     assert c.web(L, "restart") == "sudo -n -- sh -c 'supervisorctl restart demo-web'"
-    assert c.web(L, "start") == "sudo -n -- sh -c 'supervisorctl stop demo-web >/dev/null 2>&1; supervisorctl start demo-web'"
+    assert c.web(L, "start") == ("sudo -n -- sh -c 'supervisorctl stop demo-web >/dev/null 2>&1; "
+                                 "supervisorctl start demo-web'")
     assert c.worker_restart(L) == ("sudo -n -- sh -c 'supervisorctl stop demo-worker >/dev/null 2>&1; "
                                    "supervisorctl start demo-worker'")
     assert c.switch_and_web(L, R, "hup") == c.switch(L, R) + " && " + c.web(L, "hup")

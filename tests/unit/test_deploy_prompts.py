@@ -82,7 +82,8 @@ def test_bad_answers_are_asked_again(capsys):
 
 
 def test_unknown_component_is_refused():
-    with pytest.raises(AnswerMissing, match=r"--component: unknown component 'cache' \(expected one of: web, workers, all\)"):
+    with pytest.raises(AnswerMissing,
+                       match=r"--component: unknown component 'cache' \(expected one of: web, workers, all\)"):
         resolve(**kw(component="cache", yes=True))
 
 

@@ -106,7 +106,8 @@ def test_branch_mismatch_is_a_warning(tmp_path):
     git(repo, "commit", "-q", "-m", "one")
     cfg = load_config(roles_for(tmp_path, repo))
     src = local_source(cfg)
-    assert warnings(cfg, src) == [f"HEAD is on branch feature, roles.yaml app.branch is main; deploying HEAD {src.short}"]
+    assert warnings(cfg, src) == [
+        f"HEAD is on branch feature, roles.yaml app.branch is main; deploying HEAD {src.short}"]
 
 
 def test_push_goes_over_pinned_ssh_to_the_app_users_mirror(tmp_path):
