@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 from botocore.config import Config as BotoConfig
 
-from . import hosts
+from . import hosts, net
 from .errors import SandboxError
 from .settings import SandboxSettings, load_settings
 
@@ -99,7 +99,17 @@ class Materializer:
             hosts.destroy(s, target)
             log.info("%s: terminated (host and disk removed)", target)
 
-    def step(self) -> None:
+    def repair_routes(self, running: set[str]) -> None:
+        """Put back the /32 route of a running host if something removed it (another sandbox, a person)."""
+        routed = net.bridge_routes(self.settings.bridge)
+        for iid in running:
+            ip = (hosts.read_state(self.settings, iid) or {}).get("private_ip")
+            if ip and ip not in routed and not net.route_is_specific(ip):
+                net.run(net.host_route_cmd(ip, self.settings.bridge, self.settings.bridge_address), check=False)
+                log.warning("%s: route to %s was missing: restored", iid, ip)
+
+    def step(self) -> set[str]:
+        """One reconcile; returns the ids of the hosts that were running before it."""
         instances = list_instances(self.ec2)
         present = set(hosts.known_hosts(self.settings))
         running = {i for i in present if hosts.is_running(self.settings, i)}
@@ -112,12 +122,17 @@ class Materializer:
                 iid = target["InstanceId"] if isinstance(target, dict) else target
                 log.error("%s: %s failed: %s", iid, action, exc)
         self.children = [p for p in self.children if p.poll() is None]
+        return running
 
     def run(self) -> None:
         log.info("materializer up: endpoint %s, region %s", self.settings.endpoint, self.settings.region)
+        steps = 0
         while not self.stopping.is_set():
             try:
-                self.step()
+                running = self.step()
+                steps += 1
+                if steps % 10 == 0:
+                    self.repair_routes(running)
             except Exception as exc:  # the API may be restarting: keep trying
                 log.warning("reconcile failed: %s", exc)
                 self.stopping.wait(1.0)

@@ -52,7 +52,7 @@ def host_net_cmds(instance_id: str, ip: str, bridge: str, bridge_address: str) -
     ]
     cmds += [["ip", "-n", ns, "route", "add", net, "dev", "eth0"] for net in PRIVATE_RANGES]
     # `add`, not `replace`: an address another sandbox already routes is a clash, reported, never taken over
-    cmds.append(["ip", "route", "add", f"{ip}/32", "dev", bridge, "src", bridge_address])
+    cmds.append(host_route_cmd(ip, bridge, bridge_address))
     return cmds
 
 
@@ -98,6 +98,27 @@ def routed_via(address: str) -> str | None:
     """
     p = run(["ip", "route", "get", address], check=False)
     return parse_route_get(p.stdout) if p.returncode == 0 else None
+
+
+def parse_host_routes(output: str) -> set[str]:
+    """Addresses with a /32 route in `ip route show dev BRIDGE` output (`172.31.0.4 scope link src ...`)."""
+    out = set()
+    for line in output.splitlines():
+        first = line.split()[0] if line.strip() else ""
+        if first and "/" not in first and first[0].isdigit():
+            out.add(first)
+        elif first.endswith("/32"):
+            out.add(first[:-3])
+    return out
+
+
+def bridge_routes(bridge: str) -> set[str]:
+    p = run(["ip", "route", "show", "dev", bridge], check=False)
+    return parse_host_routes(p.stdout) if p.returncode == 0 else set()
+
+
+def host_route_cmd(ip: str, bridge: str, bridge_address: str) -> list[str]:
+    return ["ip", "route", "add", f"{ip}/32", "dev", bridge, "src", bridge_address]
 
 
 def route_is_specific(address: str) -> bool:

@@ -141,3 +141,10 @@ def test_preflight_names_missing_packages(monkeypatch):
         assert "apt-get install -y debootstrap tinyproxy" in str(exc)
     else:
         raise AssertionError("preflight passed with debootstrap and tinyproxy missing")
+
+
+def test_bridge_route_parser():
+    out = ("172.31.0.4 scope link src 10.255.255.254 \n"
+           "10.9.0.7 proto kernel scope link src 10.255.255.254\n")
+    assert net.parse_host_routes(out) == {"172.31.0.4", "10.9.0.7"}
+    assert net.parse_host_routes("") == set()
