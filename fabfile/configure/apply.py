@@ -22,8 +22,13 @@ from .plan import (AptInstall, AptUpdate, CreateUser, EnableService, FixAttrs, L
                    PgEnsure, Plan, Remove, ServiceAction, WriteFile)
 
 
+# seconds a step may take before it counts as failed (apt on a slow mirror is the long one)
+TIMEOUTS = {"packages": 1800.0, "files": 300.0, "services": 600.0, "postgres": 300.0}
+DEFAULT_TIMEOUT = 120.0
+
+
 class Runner:
-    """remote.run on one connection, counting the SSH commands sent."""
+    """remote.run on one connection, counting the SSH commands sent; each step has a timeout."""
 
     def __init__(self, conn):
         self.conn = conn
@@ -31,7 +36,7 @@ class Runner:
 
     def __call__(self, command: str, *, step: str, stdin: str | None = None):
         self.commands += 1
-        return run(self.conn, command, step=step, stdin=stdin)
+        return run(self.conn, command, step=step, stdin=stdin, timeout=TIMEOUTS.get(step, DEFAULT_TIMEOUT))
 
 
 @dataclass(frozen=True)

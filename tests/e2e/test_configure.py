@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 SANDBOX_VARS = ("WHIPUP_SANDBOX_STATE", "WHIPUP_SANDBOX_PORT", "WHIPUP_SANDBOX_BRIDGE",
                 "WHIPUP_SANDBOX_BRIDGE_ADDRESS", "WHIPUP_SANDBOX_PROXY_PORT")
 SUMMARY = re.compile(r"^\[(?P<host>[^\]]+)\] changed (?P<changed>\d+), ok (?P<ok>\d+), failed (?P<failed>\d+) "
-                     r"\((?:(?P<services>[^;]*); )?(?P<commands>\d+) ssh commands?, (?P<seconds>[\d.]+) s\)$", re.M)
+                     r"\((?:(?P<services>[^;\n()]*); )?(?P<commands>\d+) ssh commands?, (?P<seconds>[\d.]+) s\)$", re.M)
 SITE = "/etc/nginx/sites-available/whipup.conf"
 EDIT = '    add_header X-Whipup-Edit "e2e" always;\n'
 
@@ -230,6 +230,7 @@ def test_the_edit_changes_exactly_that_file_and_reloads_exactly_nginx(cluster):
     cluster.mark()
     p, _ = cluster.configure()
     got = summaries(p.stdout)
+    assert sorted(got) == ["app-0", "db-0", "proxy-0", "worker-0"], p.stdout
     assert (got["proxy-0"]["changed"], got["proxy-0"]["services"]) == ("2", "reload nginx"), p.stdout
     assert all(got[n]["changed"] == "0" and got[n]["services"] is None for n in ("app-0", "db-0", "worker-0"))
     assert cluster.changed_since_mark("proxy-0") == [SITE]

@@ -230,3 +230,16 @@ def test_the_task_rejects_an_unknown_role_before_contacting_anything(roles_file,
     monkeypatch.setattr(configure_tasks, "_connect", lambda cfg: pytest.fail("cloud opened"))
     with pytest.raises(Exit, match="unknown role 'web'"):
         configure_tasks.configure(Context(), role="web", config=str(roles_file))
+
+
+def test_dry_run_diffs_mask_secrets_and_stay_short():
+    from fabfile.configure.plan import DesiredFile, Plan, WriteFile
+    from fabfile.configure.report import dry_run_report, file_diff
+
+    f = DesiredFile("/etc/app.env", "KEY=s3cr3t-value\nDEBUG=0\n", "root", "root", "0600", src="app.env.j2")
+    report = dry_run_report("h", Plan((WriteFile(f, "0" * 64),), ()), {"/etc/app.env": "KEY=old-s3cr3t\n"},
+                            ["s3cr3t-value", "old-s3cr3t"])
+    assert "s3cr3t" not in report
+    assert "     KEY=********\n    +DEBUG=0" in report   # both values masked: the line reads unchanged
+    long = file_diff("/x", None, "".join(f"line {i}\n" for i in range(500)), [], limit=10)
+    assert long.splitlines()[-1] == "... (493 more diff lines)" and len(long.splitlines()) == 11
