@@ -64,8 +64,16 @@ def packages_stage(actions: list) -> StageCommand:
     return StageCommand(sudo_sh(cmd.packages_script(packages, update=update)))
 
 
+def _notified(a) -> tuple[str, str] | None:
+    target = a.file if isinstance(a, WriteFile) else a.link if isinstance(a, Link) else \
+        a.absent if isinstance(a, Remove) else None
+    return (target.notify, target.action) if target is not None and target.notify else None
+
+
 def files_stage(actions: list) -> StageCommand:
-    lines: list[str] = []
+    """User, dirs, files, links, removals; first a pending mark for each handler these changes trigger."""
+    owed = dict.fromkeys(n for n in map(_notified, actions) if n)
+    lines: list[str] = [cmd.mark_pending(service, action) for service, action in owed]
     staged: list[str] = []
     for a in actions:
         if isinstance(a, CreateUser):
@@ -94,7 +102,7 @@ def services_stage(actions: list, init: str) -> StageCommand:
     lines = ["set -e"]
     for a in actions:
         if isinstance(a, ServiceAction):
-            lines.append(cmd.converge_service(init, a.name, a.verb))
+            lines += [cmd.converge_service(init, a.name, a.verb), cmd.clear_pending(a.name)]
         elif isinstance(a, EnableService):
             enable = cmd.enable_service(init, a.name)
             if enable:

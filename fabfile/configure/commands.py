@@ -12,6 +12,7 @@ from typing import Iterable
 
 INIT_SYSTEMS = ("systemd", "sysv")
 APT_STAMP = "/var/lib/whipup/apt-updated"
+PENDING_DIR = "/var/lib/whipup/pending"   # <service>:<action> files: handlers owed by a run that stopped early
 APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a APT_LISTCHANGES_FRONTEND=none"
 APT_OPTIONS = ("-y", "-q", "--no-install-recommends",
                "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold")
@@ -30,6 +31,13 @@ PRESEEDS: dict[str, tuple[str, ...]] = {
 # `reread` + `update` restarts only the programs whose files changed.
 RELOAD_OVERRIDES: dict[str, str] = {
     "supervisor": "supervisorctl reread && supervisorctl update",
+}
+
+
+# Run before reloading or restarting a service, on a line of its own (so `set -e` stops there): a config
+# error is reported in the service's own words, and the running service keeps its old config.
+CONFIG_CHECKS: dict[str, str] = {
+    "nginx": "nginx -t -q",
 }
 
 
@@ -145,14 +153,16 @@ def service_running(init: str, name: str) -> str:
 
 
 def converge_service(init: str, name: str, verb: str) -> str:
-    """start: start it if stopped; reload/restart: do it if running, else start it (with the new config)."""
+    """start: start it if stopped; reload/restart: check its config (if it has a check), then reload/restart
+    it if running, else start it (with the new config).  One or two lines of a `set -e` script."""
     running = service_running(init, name)
     start = service(init, name, "start")
     if verb == "start":
         return f"{running} || {start}"
     if verb not in ("reload", "restart"):
         raise ValueError(f"unknown service verb {verb!r}")
-    return f"if {running}; then {service(init, name, verb)}; else {start}; fi"
+    check = CONFIG_CHECKS.get(name)
+    return (f"{check}\n" if check else "") + f"if {running}; then {service(init, name, verb)}; else {start}; fi"
 
 
 def enable_service(init: str, name: str) -> str | None:
@@ -161,6 +171,15 @@ def enable_service(init: str, name: str) -> str | None:
     if init == "systemd":
         return shlex.join(["systemctl", "enable", "--quiet", name])
     return None
+
+
+def mark_pending(service: str, action: str) -> str:
+    """Written before the files that trigger it: a handler survives a run that fails before it ran."""
+    return f"mkdir -p {q(PENDING_DIR)} && touch {q(f'{PENDING_DIR}/{service}:{action}')}"
+
+
+def clear_pending(service: str) -> str:
+    return f"rm -f {q(f'{PENDING_DIR}/{service}:')}*"
 
 
 # --- PostgreSQL -------------------------------------------------------------------------

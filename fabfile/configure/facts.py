@@ -8,6 +8,7 @@
     @@paths        file|dir|link|other|absent <TAB> path [<TAB> owner:group:mode <TAB> sha256 | <TAB> target]
     @@users        user<TAB><passwd line> | absent<TAB><name>
     @@services     <name><TAB><active state><TAB><enabled state>
+    @@pending      <service>:<action> handlers owed by an earlier run that stopped before running them
     @@postgres     role|db rows from pg_authid/pg_database, then `status<TAB>up|down` (db nodes only)
     @@end
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from . import commands as cmd
 
 MAGIC = "@@whipup-facts 1"
-SECTIONS = ("system", "packages", "paths", "users", "services", "postgres")
+SECTIONS = ("system", "packages", "paths", "users", "services", "pending", "postgres")
 
 
 class FactsError(Exception):
@@ -89,6 +90,7 @@ class Facts:
     users: dict[str, UserFact | None]
     services: dict[str, ServiceFact]
     postgres: PgFacts | None
+    pending: frozenset[tuple[str, str]] = frozenset()   # (service, action) handlers still owed
 
 
 # --- the command ------------------------------------------------------------------------
@@ -144,6 +146,8 @@ def facts_script(request: FactsRequest) -> str:
         *(f"u {cmd.q(u)}" for u in request.users),
         "echo @@services",
         *(_service_lines(s) for s in request.services),
+        "echo @@pending",
+        f"for f in {cmd.q(cmd.PENDING_DIR)}/*; do [ -e \"$f\" ] && printf '%s\\n' \"${{f##*/}}\"; done",
     ]
     if request.postgres:
         role, db = request.postgres
@@ -203,6 +207,7 @@ def parse_facts(text: str) -> Facts:
         users=dict(_users(sections.get("users", []))),
         services=dict(_services(sections.get("services", []), system["init"])),
         postgres=_postgres(sections["postgres"]) if "postgres" in sections else None,
+        pending=frozenset(_pending(sections.get("pending", []))),
     )
 
 
@@ -299,6 +304,14 @@ def _services(rows: list[tuple[int, str]], init: str):
             raise FactsError(f"line {n}: expected '<service>\\t<state>\\t<enabled>', got {line!r}")
         name, state, enabled = f
         yield name, ServiceFact(state, None if (init != "systemd" or enabled == "-") else enabled in _ENABLED)
+
+
+def _pending(rows: list[tuple[int, str]]):
+    for n, line in rows:
+        service, sep, action = line.strip().rpartition(":")
+        if not sep or not service or action not in ("reload", "restart"):
+            raise FactsError(f"line {n}: bad pending handler {line!r}")
+        yield service, action
 
 
 def _postgres(rows: list[tuple[int, str]]) -> PgFacts:

@@ -353,6 +353,11 @@ def make_plan(want: Desired, facts: Facts, *, salt: bytes = b"") -> Plan:
             actions.append(Remove(gone))
             trigger(gone.notify, gone.action, f"{gone.path.rsplit('/', 1)[-1]} removed")
 
+    # handlers an earlier run owed (it wrote their files, then stopped): run them now
+    for service, action in sorted(facts.pending):
+        if service in want.services:
+            trigger(service, action, f"{action} pending from an earlier run")
+
     # services: handlers of what changed (run once each, the strongest action), else start if stopped
     for name in want.services:
         have = facts.services.get(name)

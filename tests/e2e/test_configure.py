@@ -243,6 +243,24 @@ def test_the_edit_changes_exactly_that_file_and_reloads_exactly_nginx(cluster):
     assert cluster.get("/nginx-health")[1].get("X-Whipup-Edit") == "e2e"
 
 
+def test_a_broken_template_fails_that_host_only_and_its_reload_is_owed_until_fixed(cluster):
+    template = cluster.templates / "etc/nginx/sites-available/whipup.conf.j2"
+    good = template.read_text()
+    template.write_text(good.replace("    server_tokens off;\n", "    server_tokens off;\n    bogus_directive on;\n"))
+    p, _ = cluster.configure(check=False)
+    assert p.returncode == 1
+    assert 'unknown directive "bogus_directive"' in p.stderr and f"{cluster.nodes['proxy-0'].name}:" in p.stderr
+    got = summaries(p.stdout)
+    assert sorted(got) == ["app-0", "db-0", "proxy-0", "worker-0"], p.stdout   # every host reported
+    assert got["proxy-0"]["failed"] == "1" and "FAILED at services" in p.stdout
+    assert cluster.get("/nginx-health")[0] == 200                     # still serving its previous config
+    template.write_text(good)
+    p, _ = cluster.configure("--role", "proxy")
+    assert "reload pending from an earlier run" in p.stdout
+    assert summaries(p.stdout)["proxy-0"]["services"] == "reload nginx"
+    assert cluster.ssh("proxy-0", "ls -A /var/lib/whipup/pending") == ""
+
+
 def test_restoring_the_template_restores_the_site(cluster):
     shutil.copy(ROOT / "templates/etc/nginx/sites-available/whipup.conf.j2",
                 cluster.templates / "etc/nginx/sites-available/whipup.conf.j2")

@@ -101,10 +101,21 @@ def test_converge_service_starts_a_stopped_service_instead_of_reloading_it():
     assert cmd.converge_service("sysv", "redis-server", "start") == (
         "service redis-server status >/dev/null 2>&1 || service redis-server start")
     assert cmd.converge_service("systemd", "nginx", "reload") == (
+        "nginx -t -q\n"     # its own line: `set -e` stops the script on a config error, before the reload
         "if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl start nginx; fi")
+    assert cmd.converge_service("sysv", "postgresql", "restart") == (
+        "if service postgresql status >/dev/null 2>&1; then service postgresql restart; "
+        "else service postgresql start; fi")
     assert cmd.converge_service("sysv", "supervisor", "reload") == (
         "if service supervisor status >/dev/null 2>&1; then supervisorctl reread && supervisorctl update; "
         "else service supervisor start; fi")
+
+
+def test_pending_handler_marks():
+    assert cmd.mark_pending("nginx", "reload") == (
+        "mkdir -p /var/lib/whipup/pending && touch /var/lib/whipup/pending/nginx:reload")
+    assert cmd.clear_pending("nginx") == "rm -f /var/lib/whipup/pending/nginx:*"
+    assert cmd.clear_pending(EVIL) == "rm -f '/var/lib/whipup/pending/x; whoami:'*"
 
 
 def test_psql_reads_sql_from_stdin_as_postgres():
@@ -146,6 +157,7 @@ def test_stage_scripts_are_one_sudo_command_each():
     assert script[5].splitlines() == [
         "set -e", "umask 022", "stage=$(mktemp -d)", "trap 'rm -rf \"$stage\"' EXIT",
         'base64 -d | tar -x -f - -C "$stage"', 'cd "$stage"',
+        "mkdir -p /var/lib/whipup/pending && touch /var/lib/whipup/pending/nginx:reload",   # before the files
         cmd.create_user("demo", "/srv/demo", "/usr/sbin/nologin"),
         cmd.ensure_dir("/srv/demo", "demo", "demo", "0755"),
         cmd.install_file("f0", "/etc/a.conf", "root", "root", "0644"),
@@ -157,7 +169,8 @@ def test_stage_scripts_are_one_sudo_command_each():
 
     services = services_stage([ServiceAction("nginx", "reload", "a.conf changed"), EnableService("nginx")], "systemd")
     assert shlex.split(services.command)[5] == "\n".join([
-        "set -e", cmd.converge_service("systemd", "nginx", "reload"), "systemctl enable --quiet nginx"])
+        "set -e", cmd.converge_service("systemd", "nginx", "reload"), "rm -f /var/lib/whipup/pending/nginx:*",
+        "systemctl enable --quiet nginx"])
     assert shlex.split(services_stage([EnableService("nginx")], "sysv").command)[5] == "set -e"
 
     packages = packages_stage([AptUpdate("package lists missing"), AptInstall(("nginx", "git"), False)])

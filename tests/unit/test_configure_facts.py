@@ -83,6 +83,9 @@ other\t/dev/null-ish
 nginx\tactive\tenabled
 redis-server\tinactive\tdisabled
 ghost\tabsent\t-
+@@pending
+nginx:reload
+foo@bar.service:restart
 @@end
 """
 
@@ -96,6 +99,8 @@ def test_systemd_host_and_package_states():
     assert f.services["redis-server"] == ServiceFact("inactive", False)
     assert f.services["ghost"] == ServiceFact("absent", None)
     assert f.paths["/dev/null-ish"] == PathFact("other")
+    assert f.pending == {("nginx", "reload"), ("foo@bar.service", "restart")}
+    assert parse_facts((DATA / "facts_db_configured.txt").read_text()).pending == frozenset()
 
 
 @pytest.mark.parametrize("text, message", [
@@ -112,6 +117,7 @@ def test_systemd_host_and_package_states():
     ("@@whipup-facts 1\n@@system\ninit sysv\nnow 1\n@@postgres\nrole\tdemo\tSCRAM-x\n@@end\n",
      "bad postgres fact 'role'"),
     ("@@whipup-facts 1\n@@system\ninit sysv\nnow 1\n@@postgres\n@@end\n", "lacks its status line"),
+    ("@@whipup-facts 1\n@@system\ninit sysv\nnow 1\n@@pending\nnginx:bounce\n@@end\n", "bad pending handler"),
 ])
 def test_malformed_output_is_an_error_naming_the_line(text, message):
     with pytest.raises(FactsError, match=message):
@@ -149,3 +155,4 @@ def test_the_script_runs_under_sh_and_its_output_parses(tmp_path):
     assert f.users["root"].home == "/root" and f.users["whipup-no-such-user"] is None
     assert f.services["whipup-no-such-service"].state == "absent"
     assert "dpkg" in f.packages
+    assert f.pending == frozenset()   # no /var/lib/whipup/pending here (or an empty one)

@@ -135,6 +135,18 @@ def test_stopped_services_are_started_and_enabled_only_under_systemd():
     assert not make_plan(proxy_desired(), facts(init="systemd", services={"nginx": ServiceFact("active", True)})).actions
 
 
+def test_a_handler_owed_by_an_interrupted_run_is_run_now():
+    """An earlier run wrote whipup.conf (so it matches now) and stopped before reloading nginx."""
+    plan = make_plan(proxy_desired(), facts(pending=frozenset({("nginx", "reload"), ("gone", "restart")})))
+    assert plan.actions == (ServiceAction("nginx", "reload", "reload pending from an earlier run"),)
+    both = make_plan(Desired(files=(PG_HBA,), services=("postgresql",)),
+                     facts(paths={PG_HBA.path: file_fact(PG_HBA, sha256="0" * 64)},
+                           services={"postgresql": ServiceFact("active", None)},
+                           pending=frozenset({("postgresql", "restart")})))
+    assert both.handlers == [ServiceAction("postgresql", "restart",
+                                           "pg_hba.conf changed, restart pending from an earlier run")]
+
+
 def pg_desired(password="pw") -> Desired:
     return Desired(postgres=DesiredPostgres("demo", "demo", password))
 
