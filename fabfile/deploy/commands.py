@@ -12,7 +12,7 @@ import shlex
 from typing import Iterable, Sequence
 
 from ..remote import sudo, sudo_sh
-from .layout import PORT, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, Layout
+from .layout import PORT, PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, Layout
 from .releases import SHA, is_release_id
 
 q = shlex.quote
@@ -53,7 +53,8 @@ def state_script(layout: Layout, programs: Iterable[str] = (), migrations: bool 
         f'  echo "release=${{d#releases/}} $(cat "$d/REVISION" 2>/dev/null || echo -)'
         f' $(cat "$d/{VENV}/{REQUIREMENTS_MARK}" 2>/dev/null || echo -)'
         f' $(cat "$d/{VENV}/{VENV_MARK}" 2>/dev/null || echo -)'
-        f' $(cat "$d/{TREE_MARK}" 2>/dev/null || echo -)"',
+        f' $(cat "$d/{TREE_MARK}" 2>/dev/null || echo -)'
+        f' $(cat "$d/{PREVIOUS_MARK}" 2>/dev/null || echo -)"',
     ]
     if migrations:
         lines += [
@@ -67,13 +68,15 @@ def state_script(layout: Layout, programs: Iterable[str] = (), migrations: bool 
             "w=$(echo \"$s\" | awk '{print $2}')",
             "pid=$(echo \"$s\" | sed -n 's/.* pid \\([0-9][0-9]*\\),.*/\\1/p')",
             'exe=$([ -n "$pid" ] && tr "\\000" "\\n" < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)',
-            f'echo "program={program} ${{w:--}} ${{pid:-0}} ${{exe:--}}"',
+            'cwd=$([ -n "$pid" ] && readlink "/proc/$pid/cwd")',
+            f'echo "program={program} ${{w:--}} ${{pid:-0}} ${{cwd:--}} ${{exe:--}}"',
         ]
     return "\n".join(lines)
 
 
 def state(layout: Layout, programs: Iterable[str] = (), migrations: bool = False) -> str:
-    """Print layout=, current=, release=<id> <sha> <req hash> <venv id>, program=<name> <state> <pid> <argv0>
+    """Print layout=, current=, release=<id> <sha> <req hash> <venv id> <tree> <previous>,
+    program=<name> <state> <pid> <cwd> <argv0>
     (and migration=<id> <app>/migrations/<file>.py: what a rollback compares first)."""
     return as_root(state_script(layout, programs, migrations))
 
@@ -121,11 +124,13 @@ def treeish(sha: str, prefix: str) -> str:
     return f"{_sha(sha)}:{prefix}" if prefix else f"{_sha(sha)}^{{tree}}"
 
 
-def _tree_mark(rel: str, tree: str | None) -> list[str]:
-    return [f"printf '%s\\n' {q(_sha(tree))} > {rel}/{TREE_MARK}"] if tree else []
+def _marks(rel: str, tree: str | None, previous: str | None) -> list[str]:
+    return ([f"printf '%s\\n' {q(_sha(tree))} > {rel}/{TREE_MARK}"] if tree else []) + \
+        ([f"printf '%s\\n' {q(_rid(previous))} > {rel}/{PREVIOUS_MARK}"] if previous else [])
 
 
-def extract_script(layout: Layout, release_id: str, sha: str, prefix: str = "", tree: str | None = None) -> str:
+def extract_script(layout: Layout, release_id: str, sha: str, prefix: str = "", tree: str | None = None,
+                   previous: str | None = None) -> str:
     rel, m, treeq = q(layout.release(_rid(release_id))), q(layout.mirror), q(treeish(sha, prefix))
     return "\n".join([
         "set -e",
@@ -135,13 +140,15 @@ def extract_script(layout: Layout, release_id: str, sha: str, prefix: str = "", 
         f"mkdir -p {rel}",
         f"git --git-dir={m} archive --format=tar {treeq} | tar -x -C {rel}",
         f"printf '%s\\n' {q(sha)} > {rel}/REVISION",
-        *_tree_mark(rel, tree),
+        *_marks(rel, tree, previous),
     ])
 
 
-def extract(layout: Layout, release_id: str, sha: str, prefix: str = "", tree: str | None = None) -> str:
-    """Check out `sha` (its `prefix` subtree) from the mirror into a fresh release dir, with REVISION."""
-    return as_app(layout, extract_script(layout, release_id, sha, prefix, tree))
+def extract(layout: Layout, release_id: str, sha: str, prefix: str = "", tree: str | None = None,
+            previous: str | None = None) -> str:
+    """Check out `sha` (its `prefix` subtree) from the mirror into a fresh release dir, with REVISION (and the
+    app's tree id and the node's current release, for "unchanged" and rollback)."""
+    return as_app(layout, extract_script(layout, release_id, sha, prefix, tree, previous))
 
 
 def write_env(layout: Layout) -> str:
@@ -264,7 +271,8 @@ def static_pack(layout: Layout, release_id: str) -> str:
     return as_app(layout, f"cd {rel} && mkdir -p static && tar -czf - static | base64 -w 0")
 
 
-def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = None) -> str:
+def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = None,
+                  previous: str | None = None) -> str:
     """A proxy's release: static/ from stdin (base64 tar.gz) and REVISION."""
     rel = q(layout.release(_rid(release_id)))
     return as_app(layout, "\n".join([
@@ -273,7 +281,7 @@ def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = 
         f"mkdir -p {rel}",
         f"base64 -d | tar -xzf - -C {rel}",
         f"printf '%s\\n' {q(_sha(sha))} > {rel}/REVISION",
-        *_tree_mark(rel, tree),
+        *_marks(rel, tree, previous),
     ]))
 
 

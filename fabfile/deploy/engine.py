@@ -465,8 +465,8 @@ def _deliver(cl: Cluster, plan: Plan) -> None:
             if sha != source.sha:
                 raise DeployError(f"{cl.cfg.app.branch} moved during the deploy ({source.short} -> {sha[:7]}); "
                                   f"deploy again")
-        run(m.conn, commands.extract(layout, plan.release, source.sha, source.prefix, source.tree),
-            step="check out the code")
+        run(m.conn, commands.extract(layout, plan.release, source.sha, source.prefix, source.tree,
+                                     plan.current(m.name)), step="check out the code")
         cl.progress(m.name, "code", f"{source.short} in releases/{plan.release}")
         changed = run(m.conn, commands.write_env(layout), step="write shared/.env", stdin=env).stdout.strip()
         if changed == "changed":
@@ -547,8 +547,8 @@ def _static_to_proxies(cl: Cluster, plan: Plan) -> None:
     packed = _on_app0(cl, commands.static_pack(cl.layout, plan.release), "pack static files").stdout.strip()
 
     def one(m: Member) -> None:
-        run(m.conn, commands.static_unpack(cl.layout, plan.release, plan.source.sha, plan.source.tree),
-            step="unpack static files", stdin=packed)
+        run(m.conn, commands.static_unpack(cl.layout, plan.release, plan.source.sha, plan.source.tree,
+                                           plan.current(m.name)), step="unpack static files", stdin=packed)
         cl.progress(m.name, "static", f"releases/{plan.release}/static ({len(packed) * 3 // 4 // 1024} kB packed)")
 
     each(plan.static, one, "copying static files to proxies")
@@ -747,7 +747,7 @@ def _prune(cl: Cluster, plan: Plan) -> None:
     def one(m: Member) -> None:
         st = plan.before[m.name]
         names = set(st.releases) | {plan.release}
-        doomed = releases_to_delete(names, plan.release, keep, protect=in_use(cl.layout, st))
+        doomed = releases_to_delete(names, plan.release, keep, protect=in_use(cl.layout, st), previous=st.current)
         if doomed:
             run(m.conn, commands.remove_releases(cl.layout, doomed), step="prune releases")
             cl.progress(m.name, "prune", f"removed {', '.join(doomed)}")
@@ -762,6 +762,7 @@ def _prune(cl: Cluster, plan: Plan) -> None:
 @dataclass(frozen=True)
 class RollbackOptions:
     to: str | None = None
+    component: str = "all"
     migrate_back: bool = False
     break_lock: bool = False
     dry_run: bool = False
@@ -862,30 +863,38 @@ def _check_migrations(cl: Cluster, state: NodeState, target: str, migrate_back: 
 def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
     """Switch every node back to the previous (or --to) release and reload; the release, None on --dry-run."""
     timer = Timer()
-    members = cl.members
+    code, static = involved(cl, opts.component)
+    members = static + code
+    reference = code[0]          # whose previous release "previous" means: app node 0, or worker node 0
+    web = bool(cl.apps) and cl.apps[0] in members
     if opts.to is not None:
         check_release_id(opts.to)
     lock = None if opts.dry_run else acquire_lock(cl, opts.to or "previous", "rollback",
                                                   break_lock=opts.break_lock)
     try:
-        states = timer.step("state", lambda: gather(cl, members, migrations=[cl.apps[0].name] if cl.apps else []))
-        anchor = states[cl.anchor.name]
+        states = timer.step("state", lambda: gather(cl, members, migrations=[cl.apps[0].name] if web else []))
+        anchor = states[reference.name]
         if anchor.current is None:
-            raise DeployError(f"{cl.anchor.name}: no release is deployed: nothing to roll back")
+            raise DeployError(f"{reference.name}: no release is deployed: nothing to roll back")
         target = opts.to or anchor.previous
         if target is None:
-            raise DeployError(f"{cl.anchor.name}: no release before {anchor.current} to roll back to "
+            raise DeployError(f"{reference.name}: no release before {anchor.current} to roll back to "
                               f"(releases: {', '.join(sorted(anchor.releases)) or 'none'})")
-        moving = [m for m in members if states[m.name].current != target and states[m.name].current is not None]
+        if opts.to is None:     # undo the current release where it is current (a component's deploy: its nodes)
+            moving = [m for m in members if states[m.name].current == anchor.current]
+        else:
+            moving = [m for m in members if states[m.name].current not in (None, target)]
         missing = [m.name for m in moving if target not in states[m.name].releases]
         if missing:
+            hint = ("; a release deployed with quick-update --component goes back and forth with rollback "
+                    "--component" if opts.component == "all" else "")
             raise DeployError(f"release {target} does not exist on {', '.join(missing)}; nothing changed "
-                              f"(fab releases lists them)")
+                              f"(fab releases lists them{hint})")
         if not moving:
             cl.out(f"every node already runs {target}; nothing to do")
             return target
         note = None
-        if cl.apps and states[cl.apps[0].name].current not in (None, target):
+        if web and states[cl.apps[0].name].current not in (None, target):
             note = timer.step("migrations", lambda: _check_migrations(
                 cl, states[cl.apps[0].name], target, opts.migrate_back, opts.dry_run))
         if opts.dry_run:
@@ -897,7 +906,7 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
             return None
         if note:
             cl.out(note)
-        info = states[cl.anchor.name].releases.get(target)
+        info = anchor.releases.get(target)
 
         def one(m: Member) -> None:
             role = cl.role_of(m)
@@ -930,7 +939,8 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
             audit(cl, AuditRecord(at=iso(utc_now()), who=whoami(), action="rollback", result=result,
                                   from_release=anchor.current, to_release=target,
                                   from_sha=before.sha if before else None, to_sha=info.sha if info else None,
-                                  component="all", seconds=round(timer.total, 1), detail=detail), lock)
+                                  component=opts.component, seconds=round(timer.total, 1), detail=detail),
+                  lock)
         cl.out(f"rolled back to {target} on {len(moving)} node(s): switched and reloaded in {switched_at:.2f} s, "
                f"healthy at {timer.total:.2f} s ({timer.summary()})")
         return target

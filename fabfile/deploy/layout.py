@@ -12,6 +12,7 @@ VENV = ".venv"
 REQUIREMENTS_MARK = ".whipup-requirements"   # in a venv: sha256 of the requirements file it was built from
 VENV_MARK = ".whipup-venv"                   # in a venv: the id of its content (shared by hardlinked copies)
 TREE_MARK = ".whipup-tree"                   # in a release: the git tree id of the app deployed
+PREVIOUS_MARK = ".whipup-previous"           # in a release: the node's current release when it was deployed
 PORT = 8000                                  # gunicorn's port on app nodes
 
 

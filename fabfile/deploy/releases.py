@@ -51,14 +51,15 @@ def previous_release(releases: Iterable[str], current: str | None) -> str | None
 
 
 def releases_to_delete(releases: Iterable[str], current: str | None, keep: int,
-                       protect: Iterable[str] = ()) -> list[str]:
+                       protect: Iterable[str] = (), previous: str | None = None) -> list[str]:
     """Releases beyond the newest `keep`, oldest first; never current, the previous one or `protect`.
 
-    Names that are not release ids are never touched.
+    `previous` is the release that was current before (default: the newest older one).  Names that
+    are not release ids are never touched.
     """
     ids = sorted(r for r in set(releases) if is_release_id(r))
     kept = set(ids[-keep:]) if keep > 0 else set()
-    kept |= {current, previous_release(ids, current)} | set(protect)
+    kept |= {current, previous or previous_release(ids, current)} | set(protect)
     return [r for r in ids if r not in kept]
 
 
@@ -104,6 +105,7 @@ class ReleaseInfo:
     requirements: str | None   # the venv's requirements hash
     venv: str | None           # the venv's content id
     tree: str | None = None    # the git tree deployed (the app's subtree of REVISION): what "unchanged" compares
+    previous: str | None = None  # the node's current when this release was deployed: what rollback goes to
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class ProgramState:
     state: str                 # supervisor's word: RUNNING, STOPPED, FATAL, BACKOFF, ... ERROR (no such program)
     pid: int | None
     interpreter: str | None    # argv[0] of the running process: the venv python it started from
+    cwd: str | None = None     # its working directory (gunicorn's master: the release of its last chdir)
 
     @property
     def running(self) -> bool:
@@ -132,6 +135,11 @@ class NodeState:
 
     @property
     def previous(self) -> str | None:
+        """The release to roll back to: the one that was current when the current one was deployed (if it
+        is still there), else the newest older one."""
+        info = self.current_info
+        if info is not None and info.previous in self.releases and info.previous != self.current:
+            return info.previous
         return previous_release(self.releases, self.current)
 
 
@@ -154,14 +162,14 @@ def parse_state(text: str) -> NodeState:
             name = target.rsplit("/", 1)[-1]
             current = name if is_release_id(name) else None
         elif key == "release":
-            parts = (value.split() + ["-"] * 5)[:5]
+            parts = (value.split() + ["-"] * 6)[:6]
             if is_release_id(parts[0]):
                 releases[parts[0]] = ReleaseInfo(parts[0], _dash(parts[1]), _dash(parts[2]), _dash(parts[3]),
-                                                 _dash(parts[4]))
+                                                 _dash(parts[4]), _dash(parts[5]))
         elif key == "program":
-            parts = (value.split(None, 3) + ["-"] * 4)[:4]
+            parts = (value.split(None, 4) + ["-"] * 5)[:5]
             pid = int(parts[2]) if parts[2].isdigit() and int(parts[2]) > 0 else None
-            programs[parts[0]] = ProgramState(parts[0], parts[1], pid, _dash(parts[3].strip()))
+            programs[parts[0]] = ProgramState(parts[0], parts[1], pid, _dash(parts[4].strip()), _dash(parts[3]))
         elif key == "migration":
             rel, _, path = value.partition(" ")
             migrations.setdefault(rel, []).append(path.strip())
@@ -187,16 +195,26 @@ def release_of_interpreter(layout: Layout, interpreter: str | None) -> str | Non
     return m.group(1) if m and is_release_id(m.group(1)) else None
 
 
-def in_use(layout: Layout, state: NodeState) -> set[str]:
-    """Releases whose venv path a running program's python names: never pruned (a HUP forks from it).
+def release_of_path(layout: Layout, path: str | None) -> str | None:
+    """The release a path is in (`/srv/<app>/releases/<id>[/...]`)."""
+    if not path:
+        return None
+    m = re.match(re.escape(layout.releases) + r"/([^/]+)(?:/|$)", path)
+    return m.group(1) if m and is_release_id(m.group(1)) else None
 
-    None when the program runs python through `current` (see `master_venv`).
+
+def in_use(layout: Layout, state: NodeState) -> set[str]:
+    """Releases a running program depends on: never pruned.
+
+    The one whose venv its python names (a HUP forks workers with that sys.path; none when python is
+    named through `current`, see `master_venv`), and the one it is in (gunicorn's master validates
+    its directory on the next HUP and exits if it is gone).
     """
     used = set()
     for program in state.programs.values():
-        rel = release_of_interpreter(layout, program.interpreter) if program.running else None
-        if rel:
-            used.add(rel)
+        if program.running:
+            used |= {rel for rel in (release_of_interpreter(layout, program.interpreter),
+                                     release_of_path(layout, program.cwd)) if rel}
     return used
 
 

@@ -126,16 +126,19 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
 
 
 @task(help={**DEPLOY_HELP, "to": "the release to go back to (default: the one before current; see fab releases)",
-            "migrate-back": "first undo the database migrations the target release lacks (if reversible)"})
-def rollback(c, to=None, migrate_back=False, config="roles.yaml", target=None, break_lock=False, dry_run=False,
-             health_timeout=int(HEALTH_TIMEOUT)):
+            "migrate-back": "first undo the database migrations the target release lacks (if reversible)",
+            "component": "web (app and proxy nodes), workers or all (default): the nodes to switch"})
+def rollback(c, to=None, migrate_back=False, component="all", config="roles.yaml", target=None, break_lock=False,
+             dry_run=False, health_timeout=int(HEALTH_TIMEOUT)):
     """Switch every node back to the previous (or --to) release and reload; no reinstall."""
-    with exits(*ERRORS):
+    with exits(*ERRORS, AnswerMissing):
         cfg = load(config, target)
-        cl = open_cluster(cfg, _ec2(cfg))
+        check_component(component)
+        cl = open_cluster(cfg, _ec2(cfg), roles=COMPONENT_ROLES[component])
         try:
-            run_rollback(cl, RollbackOptions(to=to, migrate_back=migrate_back, break_lock=break_lock,
-                                             dry_run=dry_run, health_timeout=float(health_timeout)))
+            run_rollback(cl, RollbackOptions(to=to, component=component, migrate_back=migrate_back,
+                                             break_lock=break_lock, dry_run=dry_run,
+                                             health_timeout=float(health_timeout)))
         finally:
             cl.close()
 

@@ -201,7 +201,8 @@ def test_extract_a_subdirectory_of_a_commit_from_the_mirror(lay, tmp_path):
     local(c.extract(lay, R, sha, "examples/demo", tree))
     assert (rel / ".whipup-tree").read_text() == tree + "\n"
     assert parse_state(local(c.state(lay)).stdout).releases[R].tree == tree
-    local(c.extract(lay, R2, sha, ""))
+    local(c.extract(lay, R2, sha, "", None, R))
+    assert parse_state(local(c.state(lay)).stdout).releases[R2].previous == R
     assert (Path(lay.release(R2)) / "README.md").is_file()
     bad = local(c.extract(lay, R, sha, "examples/nope"), check=False)
     assert bad.returncode == 1 and f"{sha}:examples/nope: no such tree" in bad.stderr

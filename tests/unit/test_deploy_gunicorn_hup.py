@@ -48,6 +48,16 @@ def wait_for(port: int, want: str, limit: float = 15) -> None:
     raise AssertionError(f"wanted {want!r}, last got {last!r}")
 
 
+def wait_log(path: Path, line: str, count: int, limit: float = 15) -> None:
+    """Until gunicorn's log has `line` `count` times (the master handled that many HUPs)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count(line) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{line!r} not {count} times in {path}")
+
+
 def switch(root: Path, release: str) -> None:
     (root / "current.tmp").symlink_to(f"releases/{release}")
     os.replace(root / "current.tmp", root / "current")
@@ -60,25 +70,33 @@ def test_hup_serves_the_new_current_and_survives_pruning(tmp_path):
         (root / "releases" / name / "site_app.py").write_text(APP.format(name))
     switch(root, "r1")
     port = free_port()
+    log = tmp_path / "gunicorn.log"
     master = subprocess.Popen([sys.executable, "-m", "gunicorn", "--chdir", str(root / "current"),
-                               "--bind", f"127.0.0.1:{port}", "--workers", "2", "site_app:application"],
+                               "--bind", f"127.0.0.1:{port}", "--workers", "2", "--error-logfile", str(log),
+                               "site_app:application"],
                               cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(port, "r1")
         switch(root, "r2")
         master.send_signal(signal.SIGHUP)
+        wait_log(log, "Hang up: Master", 1)            # handled: the master's cwd is now releases/r2
         wait_for(port, "r2")
         import shutil
 
         shutil.rmtree(root / "releases" / "r1")      # pruned: the release the master started on
         switch(root, "r3")
         master.send_signal(signal.SIGHUP)
+        wait_log(log, "Hang up: Master", 2)
         wait_for(port, "r3")
         assert master.poll() is None                   # the same master all along
-    finally:
+    except AssertionError:
         master.terminate()
+        raise AssertionError(log.read_text()[-3000:] if log.exists() else "no log")
+    finally:
+        if master.poll() is None:
+            master.terminate()
         err = master.communicate(timeout=30)[1]
-    assert "can't chdir" not in err
+    assert "can't chdir" not in err, err
 
 
 def test_a_master_started_in_current_dies_on_hup_once_its_start_release_is_pruned(tmp_path):

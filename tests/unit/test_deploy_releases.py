@@ -72,8 +72,8 @@ current=releases/20240102120000-bbbbbbb
 release=20240101120000-aaaaaaa 1111111111111111111111111111111111111111 hash1 20240101120000-aaaaaaa
 release=20240102120000-bbbbbbb 2222222222222222222222222222222222222222 hash1 20240101120000-aaaaaaa
 release=20240103120000-ccccccc - - -
-program=demo-web RUNNING 4242 /srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3
-program=demo-worker FATAL 0 -
+program=demo-web RUNNING 4242 /srv/demo/releases/20240102120000-bbbbbbb /srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3
+program=demo-worker FATAL 0 - -
 """
 
 
@@ -86,7 +86,8 @@ def test_parse_state():
     web = st.programs["demo-web"]
     assert web.running and web.pid == 4242
     assert not st.programs["demo-worker"].running and st.programs["demo-worker"].pid is None
-    assert in_use(L, st) == {"20240101120000-aaaaaaa"}
+    assert web.cwd == "/srv/demo/releases/20240102120000-bbbbbbb"
+    assert in_use(L, st) == {"20240101120000-aaaaaaa", "20240102120000-bbbbbbb"}
     assert master_venv(L, st, "demo-web") == "20240101120000-aaaaaaa"
     assert master_venv(L, st, "demo-worker") is None
     assert parse_state("layout=missing\n").configured is False
@@ -97,7 +98,7 @@ def test_a_python_named_through_current_has_the_current_releases_venv():
     st = parse_state(STATE.replace("/srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3",
                                    "/srv/demo/current/.venv/bin/python"))
     assert master_venv(L, st, "demo-web") == "20240101120000-aaaaaaa"     # the venv id of current's venv
-    assert in_use(L, st) == set()                                           # nothing pinned: prune freely
+    assert in_use(L, st) == {"20240102120000-bbbbbbb"}                      # only the directory it is in
     other = parse_state(STATE.replace("hash1 20240101120000-aaaaaaa\nrelease=20240103",
                                       "hash2 v-other\nrelease=20240103")
                         .replace("/srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3",
@@ -176,3 +177,15 @@ def test_same_code_compares_the_app_tree_else_the_commit():
     assert not same_code(None, "2" * 40, None)
     line = "layout=ok\nrelease=20240102120000-bbbbbbb " + "2" * 40 + " h1 v1 " + "t" * 40 + "\n"
     assert parse_state(line).releases["20240102120000-bbbbbbb"] == info
+
+
+def test_previous_is_what_was_current_before_not_just_the_next_older():
+    # A deployed, B deployed, rolled back to A, C deployed from A: rollback from C goes to A, not B
+    a, b, c = "20240101120000-aaaaaaa", "20240102120000-bbbbbbb", "20240103120000-ccccccc"
+    text = (f"layout=ok\ncurrent=releases/{c}\nrelease={a} - - - - -\nrelease={b} - - - - {a}\n"
+            f"release={c} - - - - {a}\n")
+    st = parse_state(text)
+    assert st.current_info.previous == a and st.previous == a
+    assert releases_to_delete([a, b, c], c, 1, previous=a) == [b]
+    # the marked one is gone (or missing): the newest older one
+    assert parse_state(text.replace(f"release={a} - - - - -\n", "")).previous == b
