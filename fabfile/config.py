@@ -328,6 +328,17 @@ def _config(data: Any, path: Path) -> Config:
                   configure=configure)
 
 
+def check_templates(cfg: Config) -> None:
+    """Every template a role names exists: tasks that will configure hosts call this before any API call."""
+    templates_dir = cfg.configure.templates_dir
+    needed = [(f"roles.{r.name}.templates[{i}].src", t.src) for r in cfg.roles for i, t in enumerate(r.templates)]
+    if needed and not templates_dir.is_dir():
+        raise ConfigError(f"{cfg.path.name}: configure.templates_dir: {templates_dir} is not a directory")
+    for where, src in needed:
+        if not (templates_dir / src).is_file():
+            raise ConfigError(f"{cfg.path.name}: {where}: no such template: {templates_dir / src}")
+
+
 def _configure(value: Any, path: str, root: Path) -> ConfigureSettings:
     m = _mapping(value, path, _CONFIGURE_KEYS)
     return ConfigureSettings(

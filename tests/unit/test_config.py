@@ -217,3 +217,17 @@ def test_push_repo_must_be_an_existing_directory(tmp_path):
     data["app"]["repo"] = "missing/app"
     assert error_of(tmp_path, data) == (
         f"roles.yaml: app.repo: strategy push needs a local directory, and {tmp_path}/missing/app is not one")
+
+
+def test_check_templates_names_the_missing_one(roles_file):
+    from fabfile.config import check_templates
+
+    cfg = load_config(roles_file)
+    (roles_file.parent / "templates").symlink_to(REPO / "templates")
+    check_templates(cfg)
+    text = roles_file.read_text().replace("etc/nginx/sites-available/whipup.conf.j2", "etc/nginx/typo.conf.j2")
+    roles_file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        check_templates(load_config(roles_file))
+    assert str(info.value) == (f"roles.yaml: roles.proxy.templates[0].src: no such template: "
+                               f"{roles_file.parent}/templates/etc/nginx/typo.conf.j2")
