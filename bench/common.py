@@ -64,6 +64,7 @@ class Sandbox:
         data = yaml.safe_load((ROOT / "roles.yaml").read_text())
         data["cluster"].update(name=name, state_dir=str(self.tmp / "state"), vpc=self.vpc, subnet=self.subnet)
         data["app"]["repo"] = str(repo or ROOT / "examples" / "demo")
+        data.setdefault("configure", {})["templates_dir"] = str(ROOT / "templates")
         if roles is not None:
             data["roles"] = {k: v for k, v in data["roles"].items() if k in roles}
             for role in data["roles"].values():  # ports from dropped roles

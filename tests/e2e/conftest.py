@@ -84,6 +84,7 @@ def cluster_roles(tmp: Path, name: str, network: dict, *, app_count: int = 1) ->
     data["cluster"].update(network)
     data["cluster"]["state_dir"] = str(tmp / "state")
     data["app"]["repo"] = str(ROOT / "examples" / "demo")
+    data.setdefault("configure", {})["templates_dir"] = str(ROOT / "templates")
     data["roles"]["app"]["count"] = app_count
     path = tmp / "roles.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
