@@ -394,6 +394,12 @@ def audit_tail(layout: Layout, lines: int = 10) -> str:
 
 
 def remove_releases(layout: Layout, release_ids: Iterable[str]) -> str:
-    """Delete these releases (validated ids only: never `current` or anything else)."""
+    """Delete these releases (validated ids only: never `current` or anything else).
+
+    They leave releases/ at once (renamed into a fresh trash dir); the files, ~10k per venv, are
+    deleted in the background, detached from the SSH session, so a deploy does not wait for it.
+    """
     ids = " ".join(q(_rid(r)) for r in release_ids)
-    return as_app(layout, f"cd {q(layout.releases)} && rm -rf -- {ids}")
+    root = q(layout.root)
+    return as_app(layout, f"cd {root} && t=$(mktemp -d {root}/.trash.XXXXXX) && (cd releases && mv -- {ids} \"$t\"/) "
+                          f"&& {{ setsid nohup rm -rf {root}/.trash.* </dev/null >/dev/null 2>&1 & }}")

@@ -6,6 +6,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,9 @@ def test_other_exact_strings():
     assert c.init_mirror(L) == ("sudo -n -u demo -- sh -c 'test -d /srv/demo/repo.git || "
                                 "git init --bare --quiet /srv/demo/repo.git'")
     assert c.remove_releases(L, [R, R2]) == (
-        "sudo -n -u demo -- sh -c 'cd /srv/demo/releases && rm -rf -- 20240131120000-1a2b3c4 20240131130000-5e6f708'")
+        "sudo -n -u demo -- sh -c 'cd /srv/demo && t=$(mktemp -d /srv/demo/.trash.XXXXXX) && (cd releases && "
+        "mv -- 20240131120000-1a2b3c4 20240131130000-5e6f708 \"$t\"/) && { setsid nohup rm -rf /srv/demo/.trash.* "
+        "</dev/null >/dev/null 2>&1 & }'")
     assert c.lock_acquire(L) == (
         "sudo -n -u demo -- sh -c 'mkdir /srv/demo/shared/deploy.lock 2>/dev/null || "
         "{ cat /srv/demo/shared/deploy.lock/info 2>/dev/null; exit 75; }; cat > /srv/demo/shared/deploy.lock/info'")
@@ -131,7 +134,11 @@ def test_switch_and_state(lay):
     assert local(c.switch(lay, "20990101000000-0000000"), check=False).returncode != 0
     assert os.readlink(lay.current) == f"releases/{R}"
     local(c.remove_releases(lay, [R2]))
-    assert os.listdir(lay.releases) == [R]
+    assert os.listdir(lay.releases) == [R]                       # gone from releases/ at once
+    deadline = time.monotonic() + 10
+    while any(n.startswith(".trash.") for n in os.listdir(lay.root)):   # and deleted in the background
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 def test_state_of_an_unconfigured_host(tmp_path):
