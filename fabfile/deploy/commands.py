@@ -211,14 +211,21 @@ def venv_reuse(layout: Layout, release_id: str, from_release: str) -> str:
 
 
 def upgrade_django(layout: Layout, release_id: str, spec: str, venv_id: str) -> str:
-    """`pip install --upgrade 'Django>=4.2,<5.1'` in the release's venv; prints the version after."""
+    """`pip install --upgrade 'Django>=4.2,<5.1'` in the release's venv; prints `<before> <after>`.
+
+    The venv gets the new content id `venv_id` only if Django's version changed (pip replaces the
+    hardlinked files it upgrades; the old release's venv keeps its own).
+    """
     venv = q(layout.venv(_rid(release_id)))
+    version = f"{venv}/bin/python -c 'import django; print(django.get_version())'"
     return as_app(layout, "\n".join([
         "set -e",
         f"export HOME={q(layout.root)}",
+        f"before=$({version})",
         f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-input --upgrade {q(spec)}",
-        f"printf '%s\\n' {q(venv_id)} > {venv}/{VENV_MARK}",
-        f"{venv}/bin/python -c 'import django; print(django.get_version())'",
+        f"after=$({version})",
+        f'if [ "$before" != "$after" ]; then printf \'%s\\n\' {q(venv_id)} > {venv}/{VENV_MARK}; fi',
+        'echo "$before $after"',
     ]))
 
 

@@ -17,7 +17,7 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Iterable
 
@@ -333,7 +333,10 @@ def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
             if plan.options.upgrade_django:
                 what.append("upgrade Django")
         if m.name in plan.reloads:
-            what.append(f"gunicorn: {plan.reloads[m.name]}")
+            action = plan.reloads[m.name]
+            if plan.options.upgrade_django and action == "restart" and plan.venvs[m.name].action == "reuse":
+                action = "restart (a HUP if Django is already the newest)"
+            what.append(f"gunicorn: {action}")
         if cl.role_of(m) == "worker":
             what.append("celery: restart")
         if cl.role_of(m) == "proxy":
@@ -488,15 +491,23 @@ def _deliver(cl: Cluster, plan: Plan) -> None:
 
 
 def _upgrade_django(cl: Cluster, plan: Plan, m: Member) -> None:
+    """Upgrade Django within the requirements' constraint in the new venv; report old -> new. Unchanged,
+    the venv keeps its content id, so gunicorn gets a HUP rather than a restart."""
     spec = upgrade_spec(plan.source.requirements, cl.layout.requirements)
-    cur = plan.current(m.name)
-    old = "(none)"
-    if cur and plan.before[m.name].current_info and plan.before[m.name].current_info.venv:
-        old = run(m.conn, commands.django_version(cl.layout, cur), step="Django version", check=False
-                  ).stdout.strip() or "(unknown)"
-    new = run(m.conn, commands.upgrade_django(cl.layout, plan.release, spec, plan.release),
+    out = run(m.conn, commands.upgrade_django(cl.layout, plan.release, spec, plan.release),
               step="upgrade Django", timeout=900).stdout.strip().splitlines()[-1]
-    cl.progress(m.name, "Django", f"{old} -> {new} (within {spec!r})" + (" (already the newest)" if old == new else ""))
+    before, _, after = out.partition(" ")
+    cl.progress(m.name, "Django", f"{before} -> {after} (within {spec!r})"
+                + (": already the newest" if before == after else ""))
+    v = plan.venvs[m.name]
+    if before == after and v.action == "reuse":
+        info = plan.before[m.name].current_info
+        plan.venvs[m.name] = replace(v, venv_id=info.venv if info and info.venv else v.venv_id)
+        if m.name in plan.reloads:
+            st = plan.before[m.name]
+            plan.reloads[m.name] = web_reload_action(st.programs.get(cl.layout.web_program),
+                                                     master_venv(cl.layout, st, cl.layout.web_program),
+                                                     plan.venvs[m.name].venv_id)
 
 
 def _on_app0(cl: Cluster, command: str, step: str, **kw):
