@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
+from paramiko.ssh_exception import SSHException
+
 from .nodes import Node
 
 T = TypeVar("T")
@@ -43,15 +45,49 @@ class RemoteError(Exception):
                          + (f":\n{tail}" if tail else ""))
 
 
+class ConnectionLost(RemoteError):
+    """The SSH connection to a host went away while a command ran (or as one started)."""
+
+    def __init__(self, host: str, step: str, why: str):
+        self.why = why
+        Exception.__init__(self, f"{host}: {step}: the SSH connection was lost ({why}); what the command did "
+                                 f"on the host is unknown")
+        self.host, self.step, self.exit_code, self.output = host, step, None, why
+
+
+def _transport_gone(conn, wait: float = 1.0) -> bool:
+    """True once conn's SSH transport is down. paramiko closes a dying transport's channels just before it
+    marks the transport inactive, so a command that ended without an exit status gets a moment to see it."""
+    transport = getattr(conn, "transport", None)
+    if transport is None:
+        return False
+    deadline = time.monotonic() + wait
+    while transport.is_active():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, check: bool = True,
         timeout: float | None = None):
-    """Run `command` over `conn` (a fabric Connection) quietly; RemoteError names `step` on failure."""
+    """Run `command` over `conn` (a fabric Connection) quietly; RemoteError names `step` on failure.
+
+    A connection lost before or while the command runs is a `ConnectionLost` (a RemoteError naming the
+    host and step) whatever `check` says: there is no exit status to look at. fabric opens a new
+    connection for the next command on `conn` if the old one is gone.
+    """
     kwargs = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
     if stdin is not None:
         kwargs["in_stream"] = _WholeRead(stdin if isinstance(stdin, str) else stdin.decode("utf-8"))
     else:
         kwargs["in_stream"] = False
-    result = conn.run(command, **kwargs)
+    try:
+        result = conn.run(command, **kwargs)
+    except (SSHException, EOFError, OSError) as exc:
+        raise ConnectionLost(conn.host, step, f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+    if result.exited == -1 and _transport_gone(conn):     # paramiko's "no exit status came"
+        raise ConnectionLost(conn.host, step, "closed before the command's exit status came")
     if check and result.exited != 0:
         raise RemoteError(conn.host, step, result.exited, (result.stdout or "") + (result.stderr or ""))
     return result

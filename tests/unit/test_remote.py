@@ -77,3 +77,38 @@ def test_progress_lines(capsys):
     p = Progress()
     p("app-0", "packages", "3 to install")
     assert capsys.readouterr().out == "[app-0] packages: 3 to install\n"
+
+
+class FakeTransport:
+    def __init__(self, active):
+        self.active = active
+
+    def is_active(self):
+        return self.active
+
+
+def test_a_connection_lost_during_a_command_names_the_host_and_step_whatever_check_says():
+    from fabfile.remote import ConnectionLost, RemoteError
+
+    cut = FakeConn()
+    cut.run = lambda command, **kw: (_ for _ in ()).throw(EOFError())
+    with pytest.raises(ConnectionLost) as exc:
+        run(cut, "pip install -r requirements.txt", step="pip install", check=False)
+    assert isinstance(exc.value, RemoteError) and exc.value.host == "10.0.0.9" and exc.value.step == "pip install"
+    assert str(exc.value) == ("10.0.0.9: pip install: the SSH connection was lost (EOFError); what the command "
+                              "did on the host is unknown")
+    # the channel closed with no exit status (paramiko's -1) because the transport died
+    gone = FakeConn(exited=-1)
+    gone.transport = FakeTransport(active=False)
+    with pytest.raises(ConnectionLost, match="closed before the command's exit status came"):
+        run(gone, "true", step="migrate", check=False)
+
+
+def test_no_exit_status_on_a_live_connection_is_the_command_s_own_failure():
+    """A command killed by a signal sends no exit status either; the connection is fine."""
+    killed = FakeConn(exited=-1)
+    killed.transport = FakeTransport(active=True)
+    assert run(killed, "sleep 9", step="wait", check=False).exited == -1
+    with pytest.raises(Exception) as exc:
+        run(killed, "sleep 9", step="wait")
+    assert str(exc.value).startswith("10.0.0.9: wait failed (exit -1)")
