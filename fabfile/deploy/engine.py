@@ -30,7 +30,7 @@ from ..state import cluster_dir, ensure_cluster_dir
 from . import commands
 from .errors import DeployError, LockHeld
 from .layout import PORT, Layout, env_text
-from .lock import (AuditRecord, LockInfo, describe_audit, format_audit, format_lock, held_message, iso,
+from .lock import (AuditRecord, LockInfo, describe_audit, describe_holder, format_audit, format_lock, held_message, iso,
                    parse_audit, parse_lock, utc_now, whoami)
 from .prompts import COMPONENTS
 from .releases import (SHA, NodeState, VenvPlan, check_release_id, in_use, master_venv, migration_files_missing,
@@ -344,8 +344,8 @@ def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
         lines.append(f"  {m.name}: " + "; ".join(what))
     if plan.web:
         lines.append(f"  {cl.apps[0].name}: collectstatic, migrate (once, under the deploy lock)")
-    lines.append(f"  then: health gate on {', '.join(m.name for m in cl.apps) if plan.web else '(no web)'}; "
-                 f"keep {cl.cfg.app.keep_releases} releases")
+    gate = f"health gate on {', '.join(m.name for m in cl.apps)}" if plan.web else "no health gate (no web)"
+    lines.append(f"  then: {gate}; keep {cl.cfg.app.keep_releases} releases")
     return lines
 
 
@@ -993,7 +993,8 @@ def releases_report(cl: Cluster, history: int = 5) -> list[str]:
             if st.current and st.current not in st.releases:
                 lines.append(f"    * {st.current}  (current points at a missing release!)")
     held = read_lock(cl)
-    lines.append("deploy lock: " + ("free" if held is None else held_message(held, cl.anchor.name)))
+    lines.append("deploy lock: " + ("free" if held is None else
+                                    f"held by {describe_holder(held)} (--break-lock takes it over)"))
     text = run(cl.anchor.conn, commands.audit_tail(layout, history), step="read the audit log").stdout
     records = parse_audit(text)
     if records:

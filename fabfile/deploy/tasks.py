@@ -78,9 +78,10 @@ def deploy(c, config="roles.yaml", target=None, deps=False, force=False, break_l
             "deps": "reinstall the dependencies (pip install)", "no-deps": "reuse the current venv",
             "upgrade-django": "upgrade Django within the requirements' constraint",
             "no-upgrade-django": "do not upgrade Django",
-            "yes": "take the default answer of every question no flag answered"})
+            "yes": "take the default answer of every question no flag answered",
+            "force": "deploy even if the component's nodes already run this code"})
 def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=False, no_upgrade_django=False,
-                 yes=False, config="roles.yaml", target=None, break_lock=False, dry_run=False,
+                 yes=False, force=False, config="roles.yaml", target=None, break_lock=False, dry_run=False,
                  health_timeout=int(HEALTH_TIMEOUT)):
     """Deploy only what is needed; asks component, reinstall deps?, upgrade Django? (or flags)."""
     with exits(*ERRORS, AnswerMissing):
@@ -119,7 +120,7 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
                   f"Django {'upgraded' if answers.upgrade_django else 'kept'}")
             run_deploy(cl, source, DeployOptions(
                 action="quick-update", component=answers.component, deps=answers.deps,
-                upgrade_django=answers.upgrade_django, break_lock=break_lock, dry_run=dry_run,
+                upgrade_django=answers.upgrade_django, force=force, break_lock=break_lock, dry_run=dry_run,
                 health_timeout=float(health_timeout)))
         finally:
             cl.close()

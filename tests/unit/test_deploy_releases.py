@@ -189,3 +189,18 @@ def test_previous_is_what_was_current_before_not_just_the_next_older():
     assert releases_to_delete([a, b, c], c, 1, previous=a) == [b]
     # the marked one is gone (or missing): the newest older one
     assert parse_state(text.replace(f"release={a} - - - - -\n", "")).previous == b
+
+
+def test_deploy_layout_agrees_with_the_contract_configure_uses(cfg):
+    """docs/remote-layout.md is spelled twice in code (fabfile/layout.py for configure); they must agree."""
+    from fabfile.layout import WEB_PORT, app_layout
+
+    mine, theirs = Layout.of(cfg), app_layout(cfg.app)
+    assert (mine.user, mine.root, mine.releases, mine.shared, mine.current, mine.env_file) == (
+        theirs.user, theirs.root, theirs.releases, theirs.shared, theirs.current, theirs.env_file)
+    assert (mine.web_program, mine.worker_program, mine.project) == (
+        theirs.web_program, theirs.worker_program, theirs.project)
+    assert f"{mine.current}/.venv" == theirs.venv
+    from fabfile.deploy.layout import PORT
+
+    assert PORT == WEB_PORT
