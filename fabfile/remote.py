@@ -46,12 +46,13 @@ class RemoteError(Exception):
 
 
 class ConnectionLost(RemoteError):
-    """The SSH connection to a host went away while a command ran (or as one started)."""
+    """No SSH connection to a host: it went away while a command ran, or could not be (re)opened for one."""
 
-    def __init__(self, host: str, step: str, why: str):
-        self.why = why
-        Exception.__init__(self, f"{host}: {step}: the SSH connection was lost ({why}); what the command did "
-                                 f"on the host is unknown")
+    def __init__(self, host: str, step: str, why: str, *, connecting: bool = False):
+        self.why, self.connecting = why, connecting
+        Exception.__init__(self, f"{host}: {step}: could not connect over SSH ({why})" if connecting else
+                           f"{host}: {step}: the SSH connection was lost ({why}); what the command did on the "
+                           f"host is unknown")
         self.host, self.step, self.exit_code, self.output = host, step, None, why
 
 
@@ -82,10 +83,12 @@ def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, chec
         kwargs["in_stream"] = _WholeRead(stdin if isinstance(stdin, str) else stdin.decode("utf-8"))
     else:
         kwargs["in_stream"] = False
+    connected = getattr(conn, "is_connected", True)       # fabric (re)opens the connection in run()
     try:
         result = conn.run(command, **kwargs)
     except (SSHException, EOFError, OSError) as exc:
-        raise ConnectionLost(conn.host, step, f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        raise ConnectionLost(conn.host, step, f"{type(exc).__name__}: {exc}".rstrip(": "),
+                             connecting=not connected) from None
     if result.exited == -1 and _transport_gone(conn):     # paramiko's "no exit status came"
         raise ConnectionLost(conn.host, step, "closed before the command's exit status came")
     if check and result.exited != 0:

@@ -97,6 +97,12 @@ def test_a_connection_lost_during_a_command_names_the_host_and_step_whatever_che
     assert isinstance(exc.value, RemoteError) and exc.value.host == "10.0.0.9" and exc.value.step == "pip install"
     assert str(exc.value) == ("10.0.0.9: pip install: the SSH connection was lost (EOFError); what the command "
                               "did on the host is unknown")
+    down = FakeConn()
+    down.is_connected = False
+    down.run = lambda command, **kw: (_ for _ in ()).throw(TimeoutError("timed out"))
+    with pytest.raises(ConnectionLost) as exc:
+        run(down, "true", step="facts")
+    assert str(exc.value) == "10.0.0.9: facts: could not connect over SSH (TimeoutError: timed out)"
     # the channel closed with no exit status (paramiko's -1) because the transport died
     gone = FakeConn(exited=-1)
     gone.transport = FakeTransport(active=False)
