@@ -205,6 +205,7 @@ def whip_up_full_system(c, config="roles.yaml", target=None, dry_run=False):
         from ..configure.run import ConfigureError, TemplateError, configure_cluster
     except ImportError as exc:
         raise Exit(f"whip-up-full-system: host configuration is not available ({exc})", code=1) from None
+    from ..provision.accounting import MutationCounter
     from ..provision.converge import provision as provision_cluster
     from ..provision.timing import DEFAULT_TIMING
 
@@ -223,18 +224,20 @@ def whip_up_full_system(c, config="roles.yaml", target=None, dry_run=False):
                                       "fab sandbox.up), so there is nothing to inspect")
                 print("== local cloud: starting it (fab sandbox.up)")
                 control.up(settings)
-        ec2 = _ec2(cfg)
+        counter = MutationCounter()
+        ec2 = counter.attach(_ec2(cfg))
         if dry_run:
             _whip_up_dry_run(cfg, ec2, source)
             return
         print("== provision")
         provision_cluster(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING)
+        print(counter.summary())
         marks = [("provision", time.monotonic() - start)]
         print("== configure")
         configure_cluster(cfg, ec2)
         marks.append(("configure", time.monotonic() - start))
         print("== deploy")
-        cl = open_cluster(cfg, _ec2(cfg))
+        cl = open_cluster(cfg, ec2)
         try:
             source = source or _source(cfg, cl)
             for w in warnings(cfg, source):
