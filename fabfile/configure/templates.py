@@ -164,3 +164,29 @@ def _shown(cfg: Config, filename: str) -> str:
         return str(path.relative_to(cfg.root))
     except ValueError:
         return str(path)
+
+
+REHEARSAL_NET = "192.0.2."  # TEST-NET-1 (RFC 5737): documentation addresses, only ever rendered, never contacted
+
+
+def rehearsal_nodes(cfg: Config) -> list[Node]:
+    """The nodes roles.yaml asks for, with placeholder addresses: what templates will see, before any launch."""
+    nodes, n = [], 10
+    for role in cfg.roles:
+        for index in range(role.count):
+            n += 1
+            nodes.append(Node(role=role.name, index=index, name=f"{cfg.cluster.name}-{role.name}-{index}",
+                              instance_id=f"i-rehearsal{n:08d}", state="pending", private_ip=f"{REHEARSAL_NET}{n}",
+                              public_ip=None, security_group=None))
+    return nodes
+
+
+def rehearse(cfg: Config) -> int:
+    """Render every role's templates for the cluster roles.yaml describes, before anything is launched.
+
+    A template error (an undefined variable, a syntax error, two templates writing one file) stops a
+    whip-up-full-system here, with nothing created; returns how many files rendered.
+    """
+    env = environment(cfg.configure.templates_dir)
+    nodes = rehearsal_nodes(cfg)
+    return sum(len(render_role_files(cfg, node, nodes, env)) for node in nodes)

@@ -16,7 +16,7 @@ from invoke import Exit, task
 
 from ..boundary import HELP, exits, load
 from ..cloud import open_cloud
-from ..config import Config
+from ..config import Config, check_templates
 from ..remote import HostFailures, RemoteError, run
 from ..ssh import NotInSandbox
 from . import commands
@@ -200,11 +200,9 @@ def check_site(cfg: Config, cl: Cluster, address: str) -> list[str]:
 @task(name="whip-up-full-system", help={**HELP, "dry-run": "show what provision, configure and deploy would do"})
 def whip_up_full_system(c, config="roles.yaml", target=None, dry_run=False):
     """From nothing to a working site: provision, configure, deploy; ends with the site's URL."""
-    try:
-        from ..configure.facts import FactsError
-        from ..configure.run import ConfigureError, TemplateError, configure_cluster
-    except ImportError as exc:
-        raise Exit(f"whip-up-full-system: host configuration is not available ({exc})", code=1) from None
+    from ..configure.facts import FactsError
+    from ..configure.run import ConfigureError, TemplateError, configure_cluster
+    from ..configure.templates import rehearse
     from ..provision.accounting import MutationCounter
     from ..provision.converge import provision as provision_cluster
     from ..provision.timing import DEFAULT_TIMING
@@ -212,6 +210,8 @@ def whip_up_full_system(c, config="roles.yaml", target=None, dry_run=False):
     with exits(*ERRORS, ConfigureError, TemplateError, FactsError):
         start = time.monotonic()
         cfg = load(config, target)
+        check_templates(cfg)   # bad input stops here: nothing launched, no API called
+        rehearse(cfg)
         source = local_source(cfg) if cfg.app.strategy == "push" else None
         if cfg.cluster.target == "sandbox":
             from ..sandbox import control

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -117,6 +118,10 @@ CASES = [
                                        [{"src": "etc/nginx/sites-available/whipup.conf.j2", "mode": 644}])),
      ["provision"], "roles.proxy.templates[0].mode"),
     ("bad-cluster-name", mutate(setitem(["cluster", "name"], "My Cluster!")), ["provision"], "cluster.name"),
+    ("missing-template", mutate(setitem(["roles", "proxy", "templates"], [{"src": "etc/nginx/nope.conf.j2"}])),
+     ["whip-up-full-system"], "roles.yaml: roles.proxy.templates[0].src: no such template"),
+    ("template-undefined-variable", mutate(setitem(["configure"], {"templates_dir": "bad-templates"})),
+     ["whip-up-full-system"], "etc/nginx/sites-available/whipup.conf.j2:2: 'no_such_setting' is undefined"),
     ("missing-config-file", None, ["provision", "--config", "nope.yaml"], "nope.yaml: cannot read"),
     ("unknown-target-flag", None, ["provision", "--target", "azure"], "--target: unknown target 'azure'"),
     ("aws-without-credentials", None, ["provision", "--target", "aws"], "no AWS credentials found"),
@@ -131,6 +136,12 @@ def test_bad_input_is_refused_before_any_api_call(tmp_path, recorder, case):
     seen.clear()
     (tmp_path / "roles.yaml").write_text(text if text is not None else (ROOT / "roles.yaml").read_text())
     (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "templates").symlink_to(ROOT / "templates")
+    bad = tmp_path / "bad-templates"  # a copy of templates/ with an undefined variable on line 2 of one
+    shutil.copytree(ROOT / "templates", bad)
+    site = bad / "etc/nginx/sites-available/whipup.conf.j2"
+    lines = site.read_text().splitlines(True)
+    site.write_text(lines[0] + "# {{ no_such_setting }}\n" + "".join(lines[1:]))
     p = run_fab(tmp_path, port, *args)
     assert p.returncode != 0, f"{name}: exit 0\n{p.stdout}\n{p.stderr}"
     assert message in p.stderr, f"{name}: stderr does not say {message!r}:\n{p.stderr}"

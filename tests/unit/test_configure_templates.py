@@ -162,3 +162,15 @@ def test_configure_settings_resolve_against_roles_yaml(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"configure\.template_dir: unknown key \(did you mean 'templates_dir'\?\)"):
         load_config(path)
+
+
+def test_rehearsal_renders_every_role_before_anything_exists(roles_file):
+    from fabfile.config import load_config
+    from fabfile.configure.templates import rehearsal_nodes, rehearse
+
+    (roles_file.parent / "templates").symlink_to(Path(__file__).resolve().parents[2] / "templates")
+    cfg = load_config(roles_file)
+    nodes = rehearsal_nodes(cfg)
+    assert sorted(n.role for n in nodes) == ["app", "db", "proxy", "worker"]
+    assert all(n.private_ip.startswith("192.0.2.") for n in nodes)
+    assert rehearse(cfg) == sum(len(r.templates) for r in cfg.roles)
