@@ -29,6 +29,7 @@ from ..ssh import connect
 from ..state import cluster_dir, ensure_cluster_dir
 from . import commands
 from .errors import DeployError, LockHeld
+from ..layout import DB_ROLE
 from .layout import PORT, Layout, env_text
 from .lock import (AuditRecord, LockInfo, describe_audit, describe_holder, format_audit, format_lock, held_message, iso,
                    parse_audit, parse_lock, utc_now, whoami)
@@ -372,6 +373,13 @@ class Timer:
 
 
 def dotenv(cl: Cluster) -> str:
+    if DB_ROLE not in cl.cfg.role_names:  # a one-node cluster: SQLite in shared/, kept across releases
+        app_nodes = [m.name for m in cl.apps + cl.workers]
+        if len(app_nodes) > 1:
+            raise DeployError(f"roles.yaml has no {DB_ROLE} role, so the app uses SQLite on its node; that needs "
+                              f"a single app or worker node, and there are {len(app_nodes)}: {', '.join(app_nodes)}")
+        return env_text(cl.layout, secret_key=secret(cl.cfg, "django_secret_key"), db_password=None,
+                        db_host=None, broker_host=cl.broker.private_ip if cl.broker else None)
     if cl.db is None or not cl.db.private_ip:
         raise DeployError(f"cluster {cl.cfg.cluster.name} has no running db node: the app needs its database")
     broker = cl.broker.private_ip if cl.broker else None

@@ -84,20 +84,22 @@ class Layout:
         return f"{self.release(release_id)}/{VENV}"
 
 
-def env_text(layout: Layout, *, secret_key: str, db_password: str, db_host: str,
+def env_text(layout: Layout, *, secret_key: str, db_password: str | None, db_host: str | None,
              broker_host: str | None) -> str:
-    """shared/.env as docs/remote-layout.md lists it (secrets included: it goes on stdin, never argv)."""
+    """shared/.env as docs/remote-layout.md lists it (secrets included: it goes on stdin, never argv).
+
+    Without a db host (a cluster with no db role) the app uses SQLite in shared/, which outlives releases.
+    """
     lines = [
         f"DJANGO_SECRET_KEY={secret_key}",
         "DJANGO_DEBUG=false",
         "DJANGO_ALLOWED_HOSTS=*",
-        "DB_ENGINE=postgresql",
-        f"DB_NAME={layout.app}",
-        f"DB_USER={layout.app}",
-        f"DB_PASSWORD={db_password}",
-        f"DB_HOST={db_host}",
-        "DB_PORT=5432",
     ]
+    if db_host is None:
+        lines += ["DB_ENGINE=sqlite", f"DB_NAME={layout.shared}/db.sqlite3"]
+    else:
+        lines += ["DB_ENGINE=postgresql", f"DB_NAME={layout.app}", f"DB_USER={layout.app}",
+                  f"DB_PASSWORD={db_password}", f"DB_HOST={db_host}", "DB_PORT=5432"]
     if broker_host:
         lines.append(f"CELERY_BROKER_URL=redis://{broker_host}:6379/0")
     return "".join(f"{line}\n" for line in lines)

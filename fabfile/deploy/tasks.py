@@ -7,6 +7,7 @@ boundary in fabfile/boundary.py).
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 import time
 import urllib.error
@@ -25,6 +26,7 @@ from .engine import (COMPONENT_ROLES, HEALTH_TIMEOUT, Cluster, DeployOptions, Ro
 from .engine import deploy as run_deploy
 from .engine import rollback as run_rollback
 from .errors import AnswerMissing, DeployError
+from .layout import PORT
 from .prompts import COMPONENTS, check_component, resolve
 from .releases import django_requirement, requirements_change
 from .source import Source, local_source, warnings
@@ -159,36 +161,45 @@ def releases(c, config="roles.yaml", target=None, history=5):
 # --- from nothing ------------------------------------------------------------------------------------
 
 def site_address(cfg: Config, cl: Cluster) -> str:
-    """The proxy's address users reach: its private IP on the local cloud, its public (elastic) IP on AWS."""
-    if not cl.proxies:
-        raise DeployError(f"cluster {cfg.cluster.name} has no proxy node: no site address")
-    node = cl.proxies[0].node
+    """Where users reach the site: the proxy (private IP on the local cloud, public/elastic IP on AWS); in a
+    cluster without a proxy role, app node 0's gunicorn on its port."""
+    if cl.proxies:
+        node, port = cl.proxies[0].node, ""
+    elif cl.apps:
+        node, port = cl.apps[0].node, f":{PORT}"
+    else:
+        raise DeployError(f"cluster {cfg.cluster.name} has no proxy or app node: no site address")
     address = node.private_ip if cfg.cluster.target == "sandbox" else (node.public_ip or node.private_ip)
     if not address:
         raise DeployError(f"{node.name} has no address yet")
-    return address
+    return address + port
 
 
 def check_site(cfg: Config, cl: Cluster, address: str) -> list[str]:
-    """The site answers through the proxy: /, /health and the first /static/ file the page links to."""
-    proxy = cl.proxies[0]
-    page = run(proxy.conn, "curl -sS -m 10 -w '\\n%{http_code}' http://127.0.0.1/", step="GET /", check=False)
+    """The site answers: /, /health and the first /static/ file the page links to, through nginx on the
+    proxy (or, with no proxy role, from gunicorn on app node 0, which serves no static files)."""
+    via = cl.proxies[0] if cl.proxies else cl.apps[0]
+    base = "http://127.0.0.1" if cl.proxies else f"http://{via.node.private_ip}:{PORT}"
+    served_by = "nginx" if cl.proxies else "gunicorn"
+    page = run(via.conn, f"curl -sS -m 10 -w '\\n%{{http_code}}' {shlex.quote(base + '/')}", step="GET /", check=False)
     body, _, code = (page.stdout or "").rstrip("\n").rpartition("\n")
     if code != "200":
-        raise DeployError(f"{proxy.name}: GET / through nginx answered {code or '(nothing)'}: "
+        raise DeployError(f"{via.name}: GET / through {served_by} answered {code or '(nothing)'}: "
                           f"{(body or page.stderr or '')[:300]}")
     lines = [f"GET / -> 200 ({len(body)} bytes)"]
-    static = re.search(r'(?:href|src)="(/static/[^"]+)"', body)
+    static = re.search(r'(?:href|src)="(/static/[^"]+)"', body) if cl.proxies else None
     urls = ["/health"] + ([static.group(1)] if static else [])
     for url in urls:
-        r = run(proxy.conn, commands.http_code(f"http://127.0.0.1{url}"), step=f"GET {url}", check=False)
+        r = run(via.conn, commands.http_code(f"{base}{url}"), step=f"GET {url}", check=False)
         if r.stdout.strip() != "200":
-            raise DeployError(f"{proxy.name}: GET {url} through nginx answered {r.stdout.strip() or r.stderr}")
+            raise DeployError(f"{via.name}: GET {url} through {served_by} answered {r.stdout.strip() or r.stderr}")
         lines.append(f"GET {url} -> 200")
+    if not cl.proxies:
+        lines.append("no proxy role: static files are not served (add a proxy role for nginx)")
     if cfg.cluster.target == "sandbox":
         from ..ssh import check_sandbox_route
 
-        check_sandbox_route(address)
+        check_sandbox_route(address.split(":")[0])
         try:
             with urllib.request.urlopen(f"http://{address}/", timeout=10) as resp:  # noqa: S310 - sandbox host
                 lines.append(f"from this machine: GET http://{address}/ -> {resp.status}")
