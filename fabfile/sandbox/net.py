@@ -27,6 +27,15 @@ def veth_name(bridge: str, instance_id: str) -> str:
     return VETH_PREFIX + hashlib.sha1(f"{bridge}/{instance_id}".encode()).hexdigest()[:12]
 
 
+def mac_address(bridge: str, instance_id: str) -> str:
+    """The host's eth0 MAC: fixed for the instance's life, as an ENI's is across stop and start (a
+    locally administered unicast address). A new MAC at every boot would leave the other hosts' (and this
+    machine's) neighbour caches pointing at the old one: connections to a restarted host would hang until
+    those entries expired (up to a minute)."""
+    digest = hashlib.sha1(f"mac/{bridge}/{instance_id}".encode()).hexdigest()
+    return "02:" + ":".join(digest[i:i + 2] for i in range(0, 10, 2))
+
+
 def bridge_up_cmds(bridge: str, address: str) -> list[list[str]]:
     return [
         ["ip", "link", "add", bridge, "type", "bridge"],
@@ -43,7 +52,8 @@ def host_net_cmds(instance_id: str, ip: str, bridge: str, bridge_address: str) -
     ns, veth = netns_name(bridge, instance_id), veth_name(bridge, instance_id)
     cmds = [
         ["ip", "netns", "add", ns],
-        ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+        ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "address",
+         mac_address(bridge, instance_id), "netns", ns],
         ["ip", "link", "set", veth, "master", bridge, "up"],
         ["ip", "-n", ns, "link", "set", "lo", "up"],
         ["ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", "eth0"],

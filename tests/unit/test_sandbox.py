@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import gzip
 import py_compile
+import re
 from pathlib import Path
 
 from fabfile.sandbox import control, hosts, image, materializer, net
@@ -17,7 +18,7 @@ def test_host_network_commands():
     assert net.host_net_cmds("i-0abc", "172.31.5.9", "whipbr0", "10.255.255.254") == [
         ["ip", "netns", "add", "whipbr0-i-0abc"],
         ["ip", "link", "add", net.veth_name("whipbr0", "i-0abc"), "type", "veth", "peer", "name", "eth0",
-         "netns", "whipbr0-i-0abc"],
+         "address", net.mac_address("whipbr0", "i-0abc"), "netns", "whipbr0-i-0abc"],
         ["ip", "link", "set", net.veth_name("whipbr0", "i-0abc"), "master", "whipbr0", "up"],
         ["ip", "-n", "whipbr0-i-0abc", "link", "set", "lo", "up"],
         ["ip", "-n", "whipbr0-i-0abc", "addr", "add", "172.31.5.9/32", "dev", "eth0"],
@@ -39,6 +40,12 @@ def test_interface_names_fit_and_differ_per_sandbox():
     a, b = net.veth_name("whipbr0", "i-0123456789abcdef0"), net.veth_name("whiptest1", "i-0123456789abcdef0")
     assert len(a) <= 15 and len(b) <= 15 and a != b
     assert net.netns_name("whiptest1", "i-1") == "whiptest1-i-1"
+
+
+def test_a_host_keeps_its_mac_across_boots_and_hosts_differ():
+    mac = net.mac_address("whipbr0", "i-0abc")
+    assert re.fullmatch(r"02(:[0-9a-f]{2}){5}", mac)                  # locally administered, unicast
+    assert mac == net.mac_address("whipbr0", "i-0abc") != net.mac_address("whipbr0", "i-0abd")
 
 
 def test_parsers():
