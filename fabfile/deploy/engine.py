@@ -40,6 +40,9 @@ from .releases import (SHA, NodeState, VenvPlan, check_release_id, in_use, maste
 from .source import Source, push
 
 ROLES = ("proxy", "app", "worker")
+# A restart refuses connections for a moment; nginx then skips that app node for its fail_timeout (10 s in
+# configure's site). A rolling restart waits that long before the next node, or nginx would find none alive.
+ROLLING_PAUSE = 11.0
 # the roles a component's deploy connects to (app node 0 holds the lock and the audit log)
 COMPONENT_ROLES = {"web": ("proxy", "app"), "workers": ("app", "worker"), "all": ROLES}
 HEALTH_TIMEOUT = 60.0
@@ -582,15 +585,20 @@ def _switch(cl: Cluster, plan: Plan, members: list[Member], release: str, switch
     cl.out(f"current -> releases/{release} on {', '.join(m.name for m in members)}")
 
 
+def rolling(actions: dict[str, str]) -> bool:
+    """Restart app nodes one at a time: more than one, and a restart (not a HUP) among them."""
+    return len(actions) > 1 and "restart" in actions.values()
+
+
 def _reload(cl: Cluster, plan: Plan, actions: dict[str, str] | None = None, release: str | None = None,
-            after_web: Callable[[], None] | None = None) -> None:
+            after_web: Callable[[], None] | None = None, workers: bool = True) -> None:
     """gunicorn by HUP/restart/start on app nodes (one at a time when restarting several), then `after_web`
     (the health gate); celery restarts meanwhile."""
     actions = actions if actions is not None else plan.reloads
     release = release or plan.release
     apps = [m for m in plan.code if cl.role_of(m) == "app"]
-    workers = [m for m in plan.code if cl.role_of(m) == "worker"]
-    rolling = len(apps) > 1 and any(actions.get(m.name) == "restart" for m in apps)
+    workers = [m for m in plan.code if cl.role_of(m) == "worker"] if workers else []
+    one_by_one = rolling({m.name: actions[m.name] for m in apps})
 
     def web(m: Member) -> None:
         action = actions[m.name]
@@ -610,8 +618,12 @@ def _reload(cl: Cluster, plan: Plan, actions: dict[str, str] | None = None, rele
         cl.progress(m.name, "celery", "restarted (warm shutdown, then start)")
 
     def all_web() -> None:
-        if rolling:
-            for m in apps:     # one app node at a time: nginx sends requests to the others meanwhile
+        if one_by_one:
+            for i, m in enumerate(apps):   # one app node at a time: nginx sends requests to the others meanwhile
+                if i:
+                    cl.progress(m.name, "gunicorn", f"waiting {ROLLING_PAUSE:g} s: nginx skips a restarted node "
+                                                    f"for its fail_timeout")
+                    time.sleep(ROLLING_PAUSE)
                 web(m)
                 _health_gate(cl, release, plan.options.health_timeout, [m])
         elif apps:
@@ -927,13 +939,20 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
             cl.out(note)
         info = anchor.releases.get(target)
 
+        apps = [m for m in moving if cl.role_of(m) == "app"]
+        actions = {m.name: web_reload_action(states[m.name].programs.get(cl.layout.web_program),
+                                             master_venv(cl.layout, states[m.name], cl.layout.web_program),
+                                             states[m.name].releases[target].venv or "")
+                   for m in apps}
+        one_by_one = rolling(actions)     # a venv that differs: restarts, one app node at a time, after the switch
+
         def one(m: Member) -> None:
             role = cl.role_of(m)
-            if role == "app":
-                st = states[m.name]
-                action = web_reload_action(st.programs.get(cl.layout.web_program),
-                                           master_venv(cl.layout, st, cl.layout.web_program),
-                                           (st.releases[target].venv or ""))
+            if role == "app" and one_by_one:
+                run(m.conn, commands.switch(cl.layout, target), step="switch")
+                cl.progress(m.name, "rollback", f"current -> {target}")
+            elif role == "app":
+                action = actions[m.name]
                 run(m.conn, commands.switch_and_web(cl.layout, target, action), step=f"switch + gunicorn {action}")
                 cl.progress(m.name, "rollback", f"current -> {target}; gunicorn {action}")
             elif role == "worker":
@@ -944,8 +963,10 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
                 cl.progress(m.name, "rollback", f"current -> {target}")
 
         timer.step("switch+reload", lambda: each(moving, one, "rolling back"))
+        if one_by_one:
+            sub = Plan(target, None, DeployOptions(health_timeout=opts.health_timeout), True, False, apps, [], states)
+            timer.step("rolling restart", lambda: _reload(cl, sub, actions, release=target, workers=False))
         switched_at = timer.total
-        apps = [m for m in moving if cl.role_of(m) == "app"]
         result, detail = "ok", note or ""
         try:
             if apps:
