@@ -31,7 +31,7 @@ from . import commands
 from .errors import DeployError, LockHeld
 from ..layout import DB_ROLE
 from .layout import PORT, Layout, env_text
-from .lock import (AuditRecord, LockInfo, describe_audit, describe_holder, format_audit, format_lock, held_message, iso,
+from .lock import (AuditRecord, LockInfo, describe_audit, format_audit, format_lock, held_message, iso,
                    parse_audit, parse_lock, utc_now, whoami)
 from .prompts import COMPONENTS
 from .releases import (SHA, NodeState, VenvPlan, check_release_id, in_use, master_venv, migration_files_missing,
@@ -1022,8 +1022,7 @@ def releases_report(cl: Cluster, history: int = 5) -> list[str]:
             if st.current and st.current not in st.releases:
                 lines.append(f"    * {st.current}  (current points at a missing release!)")
     held = read_lock(cl)
-    lines.append("deploy lock: " + ("free" if held is None else
-                                    f"held by {describe_holder(held)} (--break-lock takes it over)"))
+    lines.append("deploy lock: " + ("free" if held is None else held_message(held, cl.anchor.name)))
     text = run(cl.anchor.conn, commands.audit_tail(layout, history), step="read the audit log").stdout
     records = parse_audit(text)
     if records:
