@@ -76,6 +76,9 @@ if DB_ENGINE in ("postgresql", "postgres"):
             "PORT": get_int("DB_PORT", 5432),
             "CONN_MAX_AGE": get_int("DB_CONN_MAX_AGE", 60),
             "CONN_HEALTH_CHECKS": True,
+            # a database host that is down (stopped, lost) drops packets: without a timeout, connecting
+            # blocks for minutes (the kernel's SYN retries) and /health hangs instead of answering 503
+            "OPTIONS": {"connect_timeout": get_int("DB_CONNECT_TIMEOUT", 3)},
         }
     }
 elif DB_ENGINE in ("sqlite", "sqlite3"):
