@@ -5,7 +5,8 @@ Every decision comes from `releases`/`prompts` (pure) and every command from
 `remote.on_hosts`) and reports.  A deploy:
 
     lock (anchor node) -> state of every node -> code (push/fetch + extract) -> .env -> venv
-    -> collectstatic + migrate (app node 0) -> static to proxies -> switch `current` -> reload
+    -> collectstatic + migrate (app node 0) -> static to proxies, and /health of the new release on every
+    app node in a Python process (before any traffic) -> switch `current` -> reload
     -> health gate (every app node's /health is 200 with the new release, or automatic rollback)
     -> prune -> audit line -> unlock (always, in `finally`)
 
@@ -348,7 +349,8 @@ def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
         lines.append(f"  {m.name}: " + "; ".join(what))
     if plan.web:
         lines.append(f"  {cl.apps[0].name}: collectstatic, migrate (once, under the deploy lock)")
-    gate = f"health gate on {', '.join(m.name for m in cl.apps)}" if plan.web else "no health gate (no web)"
+    gate = (f"/health of the new release before any traffic, then the health gate on "
+            f"{', '.join(m.name for m in cl.apps)}" if plan.web else "no health gate (no web)")
     lines.append(f"  then: {gate}; keep {cl.cfg.app.keep_releases} releases")
     return lines
 
@@ -444,7 +446,7 @@ def _run_deploy(cl: Cluster, plan: Plan, timer: Timer, lock: HeldLock | None = N
         timer.step("code", lambda: _deliver(cl, plan))
         if plan.web:
             timer.step("collectstatic+migrate", lambda: _collectstatic_and_migrate(cl, plan))
-            timer.step("static", lambda: _static_to_proxies(cl, plan))
+            timer.step("static+health", lambda: _static_and_health_before_traffic(cl, plan))
         elif plan.workers:
             timer.step("migrations check", lambda: _migrations_applied(cl, plan))
         timer.step("switch", lambda: _switch(cl, plan, plan.involved, plan.release, switched))
@@ -551,6 +553,56 @@ def _migrate(cl: Cluster, plan: Plan) -> None:
     out = _on_app0(cl, commands.migrate(cl.layout, plan.release), "migrate", timeout=3600).stdout
     applied = [line.strip() for line in out.splitlines() if line.strip().startswith("Applying ")]
     cl.progress(cl.apps[0].name, "migrate", "; ".join(applied) if applied else "no migrations to apply")
+
+
+# /health of the new release in a Python process on the app node (Django's test client, the real
+# settings, database and shared/.env, the Host header the proxy's probe sends): before any request reaches it
+HEALTH_BEFORE_TRAFFIC = """\
+import json, django
+django.setup()
+from django.test import Client
+r = Client(raise_request_exception=False).get("/health", HTTP_HOST=__HOST__)
+body = b"".join(r.streaming_content) if r.streaming else r.content
+print(json.dumps({"code": r.status_code, "body": body.decode("utf-8", "replace")[:2000]}))
+"""
+
+
+def _health_before_traffic(cl: Cluster, plan: Plan) -> None:
+    """Every app node's new release answers /health with 200 while the previous one still serves: a
+    release that fails it never receives a request (the gate after the switch stays, for what only shows
+    under gunicorn)."""
+    apps = [m for m in plan.code if cl.role_of(m) == "app"]
+
+    def one(m: Member) -> None:
+        host = f"{m.node.private_ip}:{PORT}"
+        r = run(m.conn, commands.python_stdin(cl.layout, plan.release), step="/health before traffic",
+                stdin=HEALTH_BEFORE_TRAFFIC.replace("__HOST__", repr(host)), check=False, timeout=120)
+        found = _json_last_line(r.stdout or "")
+        p = Probe(str(found.get("code", "000")), str(found.get("body", "")))
+        if r.exited == 0 and _healthy(p, plan.release):
+            cl.progress(m.name, "health", f"200 from release {plan.release} before any traffic")
+            return
+        output = ((r.stderr or "") + "\n" + (r.stdout or "")).strip().splitlines()
+        log = [line for line in output if line.strip() and not line.startswith('{"code"')][-20:]
+        served = p.release()
+        why = (f"answered {p.code}" + (f" for release {served}" if served and served != plan.release else "")
+               + f": {p.body[:500]}" if found else f"could not be asked (exit {r.exited})")
+        raise DeployError(f"/health of release {plan.release} on {m.node.private_ip}:{PORT} {why}\n"
+                          f"last lines of its output:\n  " + ("\n  ".join(log) or "(empty)") + "\n"
+                          f"it never received traffic: the previous release keeps serving")
+
+    each(apps, one, "health check before traffic")
+
+
+def _static_and_health_before_traffic(cl: Cluster, plan: Plan) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        static = pool.submit(_static_to_proxies, cl, plan)
+        try:
+            _health_before_traffic(cl, plan)
+        finally:
+            static_error = static.exception()
+    if static_error is not None:
+        raise static_error
 
 
 def _migrations_applied(cl: Cluster, plan: Plan) -> None:
