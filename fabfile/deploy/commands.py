@@ -361,10 +361,14 @@ def http_code(url: str, timeout: float = 5) -> str:
 # --- lock and audit log ----------------------------------------------------------------------
 
 def lock_acquire(layout: Layout) -> str:
-    """mkdir the lock (atomic), then its info from stdin; when held, print the holder's info, exit 75."""
+    """Take the lock: its info (stdin) is written in a temporary directory renamed to the lock's path
+    (rename is atomic and fails onto a lock that holds its info), so whoever finds the lock held always
+    reads who holds it; when held, print the holder's info and exit 75. (With mkdir and then the info,
+    a second deploy started at the same moment read an empty lock and named no holder.)"""
     lock = q(layout.lock_dir)
-    return as_app(layout, f"mkdir {lock} 2>/dev/null || {{ cat {lock}/info 2>/dev/null; exit {LOCK_HELD}; }}; "
-                          f"cat > {lock}/info")
+    return as_app(layout, f'tmp=$(mktemp -d {lock}.new.XXXXXX) && cat > "$tmp/info" && chmod 755 "$tmp" && '
+                          f'if mv -T "$tmp" {lock} 2>/dev/null; then :; else rm -rf "$tmp"; '
+                          f"cat {lock}/info 2>/dev/null; exit {LOCK_HELD}; fi")
 
 
 def lock_read(layout: Layout) -> str:

@@ -83,8 +83,9 @@ def test_other_exact_strings():
         "mv -- 20240131120000-1a2b3c4 20240131130000-5e6f708 \"$t\"/) && { setsid nohup rm -rf /srv/demo/.trash.* "
         "</dev/null >/dev/null 2>&1 & }'")
     assert c.lock_acquire(L) == (
-        "sudo -n -u demo -- sh -c 'mkdir /srv/demo/shared/deploy.lock 2>/dev/null || "
-        "{ cat /srv/demo/shared/deploy.lock/info 2>/dev/null; exit 75; }; cat > /srv/demo/shared/deploy.lock/info'")
+        "sudo -n -u demo -- sh -c 'tmp=$(mktemp -d /srv/demo/shared/deploy.lock.new.XXXXXX) && cat > \"$tmp/info\" "
+        "&& chmod 755 \"$tmp\" && if mv -T \"$tmp\" /srv/demo/shared/deploy.lock 2>/dev/null; then :; else "
+        "rm -rf \"$tmp\"; cat /srv/demo/shared/deploy.lock/info 2>/dev/null; exit 75; fi'")
     assert c.write_env(L) == (
         "sudo -n -u demo -- sh -c 'umask 077 && cat > /srv/demo/shared/.env.tmp && if cmp -s "
         "/srv/demo/shared/.env.tmp /srv/demo/shared/.env; then rm -f /srv/demo/shared/.env.tmp; echo unchanged; "
@@ -161,6 +162,20 @@ def test_lock_is_exclusive_and_released_only_by_its_owner(lay):
     local(c.lock_acquire(lay), stdin=format_lock(mine))
     assert parse_lock(local(c.lock_break(lay)).stdout).who == "ana@laptop"
     assert not os.path.exists(lay.lock_dir)
+
+
+def test_a_lock_found_held_always_names_its_holder_even_in_a_race(lay):
+    """Many deploys take the lock at the same moment: one gets it, every other reads the winner's info
+    (never an empty lock), and no temporary directory is left behind."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    infos = [LockInfo.new(R, "quick-update", who=f"user{i}@host") for i in range(8)]
+    with ThreadPoolExecutor(len(infos)) as pool:
+        runs = list(pool.map(lambda info: local(c.lock_acquire(lay), stdin=format_lock(info), check=False), infos))
+    won = [info for info, r in zip(infos, runs) if r.returncode == 0]
+    assert len(won) == 1
+    assert all(r.returncode == c.LOCK_HELD and parse_lock(r.stdout) == won[0] for r in runs if r.returncode != 0)
+    assert sorted(os.listdir(os.path.dirname(lay.lock_dir))) == ["deploy.lock"]
 
 
 def test_env_is_written_0600_from_stdin(lay):
