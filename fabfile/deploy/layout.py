@@ -94,6 +94,7 @@ def env_text(layout: Layout, *, secret_key: str, db_password: str | None, db_hos
         f"DJANGO_SECRET_KEY={secret_key}",
         "DJANGO_DEBUG=false",
         "DJANGO_ALLOWED_HOSTS=*",
+        f"MEDIA_ROOT={layout.shared}/media",      # uploads outlive releases
     ]
     if db_host is None:
         lines += ["DB_ENGINE=sqlite", f"DB_NAME={layout.shared}/db.sqlite3"]

@@ -162,14 +162,15 @@ def test_layout_and_env_text():
         "/srv/demo/shared/deploy.lock", "/srv/demo/shared/deploys.log")
     assert (L.web_program, L.worker_program, L.project) == ("demo-web", "demo-worker", "demo")
     text = env_text(L, secret_key="k3y", db_password="pw", db_host="10.0.0.7", broker_host="10.0.0.6")
-    assert text == ("DJANGO_SECRET_KEY=k3y\nDJANGO_DEBUG=false\nDJANGO_ALLOWED_HOSTS=*\nDB_ENGINE=postgresql\n"
+    assert text == ("DJANGO_SECRET_KEY=k3y\nDJANGO_DEBUG=false\nDJANGO_ALLOWED_HOSTS=*\n"
+                    "MEDIA_ROOT=/srv/demo/shared/media\nDB_ENGINE=postgresql\n"
                     "DB_NAME=demo\nDB_USER=demo\nDB_PASSWORD=pw\nDB_HOST=10.0.0.7\nDB_PORT=5432\n"
                     "CELERY_BROKER_URL=redis://10.0.0.6:6379/0\n")
     assert "CELERY" not in env_text(L, secret_key="k", db_password="p", db_host="h", broker_host=None)
     # no db role: SQLite in shared/, which outlives the releases
     assert env_text(L, secret_key="k", db_password=None, db_host=None, broker_host=None) == (
-        "DJANGO_SECRET_KEY=k\nDJANGO_DEBUG=false\nDJANGO_ALLOWED_HOSTS=*\nDB_ENGINE=sqlite\n"
-        "DB_NAME=/srv/demo/shared/db.sqlite3\n")
+        "DJANGO_SECRET_KEY=k\nDJANGO_DEBUG=false\nDJANGO_ALLOWED_HOSTS=*\nMEDIA_ROOT=/srv/demo/shared/media\n"
+        "DB_ENGINE=sqlite\nDB_NAME=/srv/demo/shared/db.sqlite3\n")
 
 
 def test_same_code_compares_the_app_tree_else_the_commit():
