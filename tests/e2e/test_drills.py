@@ -1,0 +1,592 @@
+"""Fault drills (issue 6) on the local cloud: things break mid-flight, whipup copes.
+
+One cluster of the 4 default roles on a private sandbox (#4), shared by the drills in order, from the
+least destructive to the most:
+
+1. two quick-updates at once: exactly one runs, the other is refused at once, naming the holder;
+2. a deploy whose health check fails: undone by itself before any request reaches it, 0 failed requests
+   under load, non-zero exit;
+3. the SSH connection cut mid-deploy (the session's sshd killed during pip): the previous release keeps
+   serving, the lock is released or reported with its holder and age, and a re-run completes;
+4. the db node stopped and started: its data survives and the app recovers;
+5. the app node lost (terminated): whip-up-full-system rebuilds exactly that node, the rows intact.
+
+Code changes are commits in a standalone git copy of examples/demo. HTTP goes only to the proxy's private
+IP once `ip route get` shows it on this sandbox's bridge; every load is bounded in requests and time.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from .conftest import ROOT, cluster_roles, fab, make_network, sandbox_env
+
+pytestmark = pytest.mark.e2e
+
+SANDBOX = 4
+DEMO = ROOT / "examples" / "demo"
+SANDBOX_VARS = ("WHIPUP_SANDBOX_STATE", "WHIPUP_SANDBOX_PORT", "WHIPUP_SANDBOX_BRIDGE",
+                "WHIPUP_SANDBOX_BRIDGE_ADDRESS", "WHIPUP_SANDBOX_PROXY_PORT")
+RELEASE = re.compile(r'<code class="release">([^<]+)</code>')
+ROW = re.compile(r'<span class="text">([^<]+)</span>')
+QUICK_WEB = ("quick-update", "--component", "web", "--no-upgrade-django", "--yes")
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=drill", "-c", "user.email=drill@example.invalid", *args],
+                          cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+class Background:
+    """`fab ARGS` started now, its output in files (no pipe to fill up)."""
+
+    def __init__(self, env: dict, *args: str):
+        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=ROOT, env=env,
+                                     stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err, text=True)
+        self.ended: float | None = None
+
+    def poll(self) -> int | None:
+        code = self.proc.poll()
+        if code is not None and self.ended is None:
+            self.ended = time.monotonic()
+        return code
+
+    def wait(self, timeout: float = 600) -> "Background":
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"fab did not end within {timeout} s:\n{self.stdout}\n{self.stderr}") from None
+        self.poll()
+        return self
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+    def _read(self, f) -> str:
+        f.seek(0)
+        return f.read()
+
+    @property
+    def stdout(self) -> str:
+        return self._read(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return self._read(self.err)
+
+
+class Cluster:
+    """The drills' cluster: fab with its roles.yaml, boto3 and SSH to its nodes, HTTP to its proxy."""
+
+    def __init__(self, env: dict, roles: Path, tmp: Path):
+        self.env, self.tmp = env, tmp
+        data = yaml.safe_load(roles.read_text())
+        data["configure"]["templates_dir"] = str(ROOT / "templates")     # the copy lives in a temp dir
+        self.repo = tmp / "app"                                          # a standalone copy of the demo
+        shutil.copytree(DEMO, self.repo, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3",
+                                                                        "static_collected", "media"))
+        (self.repo / "DRILL_SESSION").write_text(f"{time.time_ns()}\n")
+        git(self.repo, "init", "-q", "-b", "main")
+        git(self.repo, "add", ".")
+        git(self.repo, "commit", "-q", "-m", "demo app")
+        data["app"]["repo"] = str(self.repo)
+        self.roles = tmp / "roles-drills.yaml"
+        self.roles.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{env['WHIPUP_SANDBOX_PORT']}",
+                                region_name="us-east-1", aws_access_key_id="testing",
+                                aws_secret_access_key="testing")
+        self.cfg = None
+        self.nodes: dict = {}
+
+    # --- fab and the app repo ---
+    def fab(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+        return fab(*args, "--config", str(self.roles), env=self.env, check=check, timeout=timeout)
+
+    def background(self, *args: str) -> Background:
+        return Background(self.env, *args, "--config", str(self.roles))
+
+    def commit(self, message: str, files: dict[str, str] | None = None) -> str:
+        for rel, text in (files or {}).items():
+            (self.repo / rel).write_text(text)
+        git(self.repo, "add", "-A")
+        git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.repo, "rev-parse", "HEAD")
+
+    def edit(self, rel: str, old: str, new: str) -> dict[str, str]:
+        text = (self.repo / rel).read_text()
+        assert old in text, f"{rel}: {old!r} not found"
+        return {rel: text.replace(old, new, 1)}
+
+    # --- nodes ---
+    def load(self) -> None:
+        from fabfile.config import load_config
+        from fabfile.nodes import find_nodes
+
+        self.cfg = load_config(self.roles)
+        self.nodes = {f"{n.role}-{n.index}": n for n in find_nodes(self.ec2, self.cfg.cluster.name)
+                      if n.state not in ("terminated", "shutting-down")}
+
+    def ssh(self, node: str, command: str, check: bool = True) -> str:
+        from fabfile.remote import run
+        from fabfile.ssh import connect
+
+        conn = connect(self.cfg, self.nodes[node])
+        try:
+            return run(conn, command, step=command[:40], check=check, timeout=120).stdout
+        finally:
+            conn.close()
+
+    def current(self, node: str = "app-0") -> str:
+        return self.ssh(node, f"readlink /srv/{self.cfg.app.name}/current").strip().rsplit("/", 1)[-1]
+
+    def releases(self, node: str = "app-0") -> list[str]:
+        return sorted(self.ssh(node, f"ls /srv/{self.cfg.app.name}/releases").split())
+
+    def lock_held(self) -> bool:
+        lock = f"/srv/{self.cfg.app.name}/shared/deploy.lock"
+        return self.ssh("app-0", f"sudo -n test -d {lock} && echo held || echo free").strip() == "held"
+
+    def instance_state(self, node: str) -> str:
+        r = self.ec2.describe_instances(InstanceIds=[self.nodes[node].instance_id])
+        return r["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    def wait_state(self, node: str, state: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while (now := self.instance_state(node)) != state:
+            assert time.monotonic() < deadline, f"{node} still {now} after {timeout} s (waiting for {state})"
+            time.sleep(0.5)
+
+    def host_pid1(self, node: str) -> int:
+        """The node's PID 1 as seen from this machine (`fab sandbox.status --json`)."""
+        st = json.loads(fab("sandbox.status", "--json", env=self.env).stdout)
+        pid = next((h["pid"] for h in st["hosts"] if h["instance_id"] == self.nodes[node].instance_id), None)
+        assert pid, f"{node} ({self.nodes[node].instance_id}) has no PID 1: {st['hosts']}"
+        return int(pid)
+
+    # --- HTTP through the proxy ---
+    @property
+    def proxy_ip(self) -> str:
+        return self.nodes["proxy-0"].private_ip
+
+    def routed(self, ip: str) -> None:
+        out = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True).stdout
+        assert f" dev {self.env['WHIPUP_SANDBOX_BRIDGE']} " in out, f"{ip} is not a host of this sandbox: {out}"
+
+    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None,
+                timeout: float = 10) -> tuple[int, dict, str]:
+        self.routed(self.proxy_ip)
+        conn = http.client.HTTPConnection(self.proxy_ip, 80, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
+        finally:
+            conn.close()
+
+    def get(self, path: str) -> tuple[int, str]:
+        status, _, body = self.request("GET", path)
+        return status, body
+
+    def page(self) -> tuple[str, list[str]]:
+        """(release, rows) of the site's page; asserts it answers 200."""
+        status, body = self.get("/")
+        assert status == 200, body[:500]
+        m = RELEASE.search(body)
+        return (m.group(1) if m else ""), ROW.findall(body)
+
+    def add_note(self, text: str) -> None:
+        """As a user would: GET the page (CSRF cookie and token), POST its form."""
+        status, headers, body = self.request("GET", "/")
+        assert status == 200, body[:500]
+        cookie = headers.get("set-cookie", "").split(";", 1)[0]
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1)
+        status, headers, body = self.request(
+            "POST", "/notes/", urllib.parse.urlencode({"csrfmiddlewaretoken": token, "text": text}),
+            {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 302, (status, body[:500])
+
+    def wait_health(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            try:
+                last = self.get("/health")
+                if last[0] == 200:
+                    return
+            except OSError as exc:
+                last = repr(exc)
+            assert time.monotonic() < deadline, f"/health not 200 through the proxy within {timeout} s: {last}"
+            time.sleep(0.5)
+
+
+class Load:
+    """A steady, bounded GET load on the proxy from a few threads; every outcome counted per path."""
+
+    def __init__(self, cl: Cluster, paths: tuple[str, ...] = ("/",), threads: int = 4, max_seconds: float = 300,
+                 max_requests: int = 50_000):
+        cl.routed(cl.proxy_ip)
+        self.address, self.paths = cl.proxy_ip, paths
+        self.max_seconds, self.max_requests = max_seconds, max_requests
+        self.ok: Counter = Counter()
+        self.failed: Counter = Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
+
+    def _work(self, i: int) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        n = i
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if sum(self.ok.values()) + sum(self.failed.values()) >= self.max_requests:
+                    return
+            path = self.paths[n % len(self.paths)]
+            n += 1
+            why = None
+            try:
+                conn = http.client.HTTPConnection(self.address, 80, timeout=10)
+                conn.request("GET", path, headers={"Connection": "close"})
+                r = conn.getresponse()
+                r.read()
+                conn.close()
+                if r.status != 200:
+                    why = f"HTTP {r.status}"
+            except OSError as exc:
+                why = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                if why is None:
+                    self.ok[path] += 1
+                else:
+                    self.failed[path] += 1
+                    self.errors.append(f"{path}: {why}")
+            time.sleep(0.02)
+
+    def __enter__(self) -> "Load":
+        self.start = time.monotonic()
+        for t in self._threads:
+            t.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.5)
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+        self.seconds = time.monotonic() - self.start
+
+    def summary(self) -> str:
+        return ", ".join(f"{p}: {self.ok[p]} ok, {self.failed[p]} failed" for p in self.paths) + \
+            f" in {self.seconds:.1f} s"
+
+
+# --- processes of a host, from this machine ------------------------------------------------------------
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _ppid(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def host_processes(pid1: int) -> list[int]:
+    """Every process of the host whose PID 1 is `pid1` (they share its PID namespace)."""
+    ns = os.readlink(f"/proc/{pid1}/ns/pid")
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def session_sshd(pid1: int, pid: int) -> list[int]:
+    """The sshd processes serving the SSH connection `pid` runs under: the child the listening sshd forked
+    for the connection (`sshd: admin [priv]`) and its unprivileged child (`sshd: admin@notty`), which
+    holds the socket. Killing both cuts the connection at once."""
+    chain = []
+    while pid and pid != pid1:
+        chain.append(pid)
+        pid = _ppid(pid)
+    return [p for p in chain if _cmdline(p).startswith("sshd: ") and "[listener]" not in _cmdline(p)]
+
+
+# --- the fixture ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cl(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("drills")
+    env = sandbox_env(tmp, SANDBOX)
+    saved = {k: os.environ.get(k) for k in SANDBOX_VARS}
+    fab("sandbox.up", env=env)
+    try:
+        os.environ.update({k: env[k] for k in SANDBOX_VARS})     # whipup code in this process: this sandbox
+        roles = cluster_roles(tmp, "drills", make_network(env, SANDBOX))
+        c = Cluster(env, roles, tmp)
+        start = time.monotonic()
+        c.fab("whip-up-full-system", timeout=1800)
+        print(f"\ndrills: cold whip-up-full-system {time.monotonic() - start:.0f} s")
+        c.load()
+        assert c.page()[0] == c.current()
+        yield c
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        fab("sandbox.down", env=env, check=False)
+
+
+# --- the drills -----------------------------------------------------------------------------------------
+
+SLOW_START = "\nimport time  # noqa: E402\ntime.sleep(4)   # drill: a release whose app takes 4 s to load\n"
+
+
+def wait_all(runs: list[Background], timeout: float) -> None:
+    """Wait for every run, noting when each ended."""
+    deadline = time.monotonic() + timeout
+    while None in [r.poll() for r in runs]:         # every run polled: each end time noted
+        if time.monotonic() > deadline:
+            for r in runs:
+                r.wait(1)
+        time.sleep(0.05)
+
+
+def test_two_quick_updates_at_once_one_runs_the_other_is_refused_naming_the_holder(cl):
+    """Two `fab quick-update --component web --no-deps --no-upgrade-django --yes` started together: the
+    first to take the deploy lock deploys; the other exits 1 at once (while the first still runs), naming
+    the holder (user@host, since when, which action of which release) and --break-lock. The release
+    committed here loads its settings for 4 s, so the winner holds the lock long enough for the race
+    to be a race whatever the start order."""
+    from fabfile.deploy.lock import whoami
+
+    before = cl.current()
+    settings = cl.repo / "demo" / "settings.py"
+    fast = settings.read_text()
+    cl.commit("slow to load", {"demo/settings.py": fast + SLOW_START})
+    runs = [cl.background(*QUICK_WEB, "--no-deps"), cl.background(*QUICK_WEB, "--no-deps")]
+    wait_all(runs, 600)
+    won = [r for r in runs if r.returncode == 0]
+    lost = [r for r in runs if r.returncode != 0]
+    report = "\n\n".join(f"exit {r.returncode} after {r.seconds:.1f} s\n{r.stdout}\n{r.stderr}" for r in runs)
+    assert len(won) == 1 and len(lost) == 1, report
+    won, lost = won[0], lost[0]
+    print(f"\nconcurrent quick-updates: winner {won.seconds:.1f} s, refused after {lost.seconds:.1f} s")
+    assert lost.returncode == 1, report
+    release = re.search(r"^release (\S+) \(push ", won.stdout, re.M).group(1)
+    assert f"is held by {whoami()} since " in lost.stderr, report
+    assert re.search(r"since \S+Z \(\d+ s ago\), quick-update of release " + re.escape(release), lost.stderr), report
+    assert "--break-lock" in lost.stderr, report
+    assert lost.ended < won.ended - 2, report                   # refused at once, not after waiting
+    assert not re.search(r"^release \S+ \(push ", lost.stdout, re.M), report     # it planned nothing ...
+    assert "current ->" not in lost.stdout, report                                 # ... and switched nothing
+    assert cl.current() == release != before and cl.page()[0] == release
+    assert not cl.lock_held()
+    cl.commit("fast to load", {"demo/settings.py": fast})
+
+
+BROKEN_HEALTH = ("    return JsonResponse(body)\n",
+                 "    return JsonResponse(dict(body, status='broken'), status=500)\n")
+
+
+def test_a_deploy_whose_health_check_fails_is_undone_with_no_failed_request(cl):
+    """A release whose /health answers 500, deployed under a steady load through the proxy on the page, a
+    static file and /health itself. quick-update exits 1 and undoes itself: the new release answers
+    /health on app-0 in a process of its own before the switch, fails, is removed, and the previous
+    release keeps serving; it never receives a request, so the load sees 0 failed requests, /health
+    included. (Before whipup checked before the switch, the gate after the switch rolled back
+    automatically, but the broken release served /health for the whole gate: 270 of 569 requests to it
+    failed with a 5 s --health-timeout. A second app node would not have helped: nginx retries another
+    upstream on 502/503, not on a 500, and a HUP reloads every node at once.)"""
+    good = cl.current()
+    cl.commit("break /health", cl.edit("notes/views.py", *BROKEN_HEALTH))
+    with Load(cl, ("/", "/static/notes/site.css", "/health")) as load:
+        p = cl.fab(*QUICK_WEB, "--no-deps", "--health-timeout", "5", check=False)
+    print(f"\nfailed health check: exit {p.returncode}; load {load.summary()}; errors {Counter(load.errors)}")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "answered 500" in p.stderr and '"status": "broken"' in p.stderr, p.stderr
+    assert "it never received traffic: the previous release keeps serving" in p.stderr, p.stderr
+    assert "current ->" not in p.stdout, p.stdout                                # nothing was switched
+    assert cl.current() == good and cl.page()[0] == good
+    assert cl.get("/health")[0] == 200
+    failed = re.search(r"^release (\S+) \(push ", p.stdout, re.M).group(1)
+    assert failed not in cl.releases("app-0") and failed not in cl.releases("proxy-0")
+    assert min(load.ok[path] for path in load.paths) >= 30, load.summary()    # steady load on every path
+    assert sum(load.failed.values()) == 0, (load.summary(), load.errors[:10])
+    assert not cl.lock_held()
+    git(cl.repo, "revert", "--no-edit", "HEAD")
+
+
+def test_ssh_connection_cut_mid_deploy(cl):
+    """quick-update --deps (pip install on app-0); during pip, the sshd child serving the deploy's SSH
+    session on app-0 is killed. The deploy fails, the previous release keeps serving through the proxy,
+    the deploy lock is released or reported with its holder and age (and --break-lock takes it over),
+    and a re-run completes."""
+    from fabfile.deploy.lock import whoami
+
+    before = cl.current()
+    cl.commit("after the cut", cl.edit("notes/templates/notes/index.html", "<h1>Notes</h1>", "<h1>Notes!</h1>"))
+    pid1 = cl.host_pid1("app-0")
+    run = cl.background(*QUICK_WEB, "--deps")
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None:
+        assert run.poll() is None, f"the deploy ended before pip was seen:\n{run.stdout}\n{run.stderr}"
+        assert time.monotonic() < deadline, "no pip install seen on app-0 within 300 s"
+        for pid in host_processes(pid1):
+            argv = _argv(pid)
+            cmd = " ".join(argv)
+            if len(argv) > 2 and argv[1].endswith("/bin/pip") and argv[2] == "install":     # pip itself
+                sshd = session_sshd(pid1, pid)
+                assert sshd, f"pip ({pid}: {cmd}) runs under no sshd session"
+                names = [_cmdline(p) for p in sshd]
+                for p in sshd:                           # the socket's holder (innermost) first
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:            # the monitor ends by itself once its child is gone
+                        pass
+                killed = (names, cmd)
+                break
+        else:
+            time.sleep(0.05)
+    run.wait(300)
+    out = run.stdout + run.stderr
+    print(f"\nSSH cut: killed {killed[0]} during {killed[1][:80]!r}; fab exit {run.returncode} after "
+          f"{run.seconds:.1f} s\n{run.stdout}\n{run.stderr}")
+    assert run.returncode == 1, out
+    assert "Traceback" not in run.stderr, out
+    assert re.search(r"drills-app-0: \S+: pip install: the SSH connection was lost", run.stderr), out
+    assert cl.page()[0] == before and cl.current() == before          # the previous release serves
+    assert cl.get("/health")[0] == 200
+    if cl.lock_held():
+        listing = cl.fab("releases").stdout
+        print(listing)
+        assert re.search(rf"deploy lock: deploy lock on \S+ is held by {re.escape(whoami())} since \S+Z "
+                         rf"\(\d+ (s|min) ago\), quick-update of release", listing), listing
+        refused = cl.fab(*QUICK_WEB, "--no-deps", check=False)
+        assert refused.returncode == 1 and f"is held by {whoami()}" in refused.stderr, refused.stderr
+        assert re.search(r"\(\d+ (s|min) ago\)", refused.stderr) and "--break-lock" in refused.stderr
+        again = cl.fab(*QUICK_WEB, "--no-deps", "--break-lock")
+        assert f"deploy lock taken over from {whoami()}" in again.stdout, again.stdout
+    else:
+        again = cl.fab(*QUICK_WEB, "--no-deps")
+    release = cl.current()
+    assert release != before and cl.page()[0] == release
+    assert "<h1>Notes!</h1>" in cl.get("/")[1]
+    assert not cl.lock_held()
+
+
+def test_a_db_node_stopped_and_started_keeps_its_data_and_the_app_recovers(cl):
+    """The db instance is stopped (its services shut down through their init scripts, disk kept) and
+    started again. While it is down the app says so (/health 503 through the proxy).
+
+    What a user runs after the start: `fab whip-up-full-system`, the command that brings the cluster to
+    what roles.yaml says from any state. Its provision step starts the node if it is still stopped and
+    waits for its SSH (a node the API calls running may still be booting: `fab configure` right after a
+    start fails with "could not connect over SSH"); its configure step starts the stopped PostgreSQL
+    (sandbox hosts boot only sshd; on AWS systemd starts the enabled service at boot and configure finds
+    it running); deploy brings every node to the app's HEAD (the earlier drills' web-only
+    quick-updates left the worker behind); the check asks the site through the proxy. The rows written before are there and new ones can be written."""
+    text = f"before the db stop {time.time_ns()}"
+    cl.add_note(text)
+    assert text in cl.page()[1]
+    db = cl.nodes["db-0"].instance_id
+    cl.ec2.stop_instances(InstanceIds=[db])
+    cl.wait_state("db-0", "stopped")
+    deadline = time.monotonic() + 30
+    while (status := cl.get("/health")[0]) != 503:
+        assert time.monotonic() < deadline, f"/health answers {status} with the db node stopped"
+        time.sleep(0.5)
+    cl.ec2.start_instances(InstanceIds=[db])
+    cl.wait_state("db-0", "running")
+    start = time.monotonic()
+    p = cl.fab("whip-up-full-system", timeout=900)
+    print(f"\ndb stopped and started: whip-up-full-system recovered the site in {time.monotonic() - start:.0f} s")
+    assert re.search(r"^\[drills-db-0\] services: .*start postgresql", p.stdout, re.M), p.stdout
+    assert "0 mutating API calls" in p.stdout and "launched" not in p.stdout, p.stdout
+    assert p.stdout.rstrip().endswith(f"site: http://{cl.proxy_ip}/"), p.stdout[-2000:]
+    cl.load()
+    assert cl.nodes["db-0"].instance_id == db
+    cl.wait_health(30)
+    release, rows = cl.page()
+    assert text in rows and release == cl.current()
+    after = f"after the db start {time.time_ns()}"
+    cl.add_note(after)
+    assert {text, after} <= set(cl.page()[1])
+
+
+def test_a_lost_app_node_is_rebuilt_by_whip_up_with_the_rows_intact(cl):
+    """The app instance is terminated (its disk goes with it). The site fails (502 from the proxy);
+    `fab whip-up-full-system` launches exactly that node again (the other instances are the same), and
+    configures and deploys it; the site serves again with every row."""
+    text = f"before the app node was lost {time.time_ns()}"
+    cl.add_note(text)
+    rows = cl.page()[1]
+    assert text in rows
+    kept = {name: n.instance_id for name, n in cl.nodes.items() if name != "app-0"}
+    lost = cl.nodes["app-0"].instance_id
+    cl.ec2.terminate_instances(InstanceIds=[lost])
+    cl.wait_state("app-0", "terminated")
+    deadline = time.monotonic() + 30
+    while (status := cl.get("/")[0]) != 502:
+        assert time.monotonic() < deadline, f"the site answers {status} with its only app node gone"
+        time.sleep(0.5)
+    start = time.monotonic()
+    p = cl.fab("whip-up-full-system", timeout=1800)
+    print(f"\nnode lost: whip-up-full-system rebuilt it in {time.monotonic() - start:.0f} s")
+    launched = re.findall(r"^\w+: launched (\S+)", p.stdout, re.M)
+    assert launched == [f"{cl.cfg.cluster.name}-app-0"], p.stdout
+    cl.load()
+    assert cl.nodes["app-0"].instance_id != lost
+    assert {name: n.instance_id for name, n in cl.nodes.items() if name != "app-0"} == kept
+    assert p.stdout.rstrip().endswith(f"site: http://{cl.proxy_ip}/"), p.stdout[-2000:]
+    release, now = cl.page()
+    assert release == cl.current("app-0")
+    assert set(rows) <= set(now)
+    assert cl.get("/health")[0] == 200
