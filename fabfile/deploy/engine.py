@@ -459,6 +459,9 @@ def _run_deploy(cl: Cluster, plan: Plan, timer: Timer, lock: HeldLock | None = N
             raise DeployError(detail) from None
         _remove_release(cl, plan, plan.involved)
         audit(cl, _record(cl, plan, "failed", timer, str(exc)), lock)
+        if "keeps serving" not in str(exc) and any(plan.current(m.name) for m in plan.involved):
+            # e.g. an SSH connection lost during pip: say what the site is doing now
+            raise DeployError(f"{exc}\nnothing was switched: the previous release keeps serving") from None
         raise
     timer.step("prune", lambda: _prune(cl, plan))
     audit(cl, _record(cl, plan, "ok", timer), lock)
