@@ -85,7 +85,8 @@ def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, chec
         kwargs["in_stream"] = False
     connected = getattr(conn, "is_connected", True)       # fabric (re)opens the connection in run()
     try:
-        result = conn.run(command, **kwargs)
+        with channel_slot(conn):
+            result = conn.run(command, **kwargs)
     except (SSHException, EOFError, OSError) as exc:
         raise ConnectionLost(conn.host, step, f"{type(exc).__name__}: {exc}".rstrip(": "),
                              connecting=not connected) from None
@@ -94,6 +95,25 @@ def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, chec
     if check and result.exited != 0:
         raise RemoteError(conn.host, step, result.exited, (result.stdout or "") + (result.stderr or ""))
     return result
+
+
+# OpenSSH's sshd refuses an 11th session on one connection (MaxSessions 10): commands that threads run
+# at once over one shared connection (the proxy asking every app node's /health, say) wait for a slot.
+CHANNELS_PER_CONNECTION = 8
+_slots_lock = threading.Lock()
+
+
+def channel_slot(conn) -> threading.BoundedSemaphore:
+    """The semaphore bounding how many commands run at once over `conn` (made on first use)."""
+    with _slots_lock:
+        slots = getattr(conn, "_whipup_channel_slots", None)
+        if slots is None:
+            slots = threading.BoundedSemaphore(CHANNELS_PER_CONNECTION)
+            try:
+                conn._whipup_channel_slots = slots
+            except AttributeError:  # an object that takes no attributes: nothing to share
+                pass
+        return slots
 
 
 class _WholeRead(io.StringIO):

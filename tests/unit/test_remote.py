@@ -118,3 +118,25 @@ def test_no_exit_status_on_a_live_connection_is_the_command_s_own_failure():
     with pytest.raises(Exception) as exc:
         run(killed, "sleep 9", step="wait")
     assert str(exc.value).startswith("10.0.0.9: wait failed (exit -1)")
+
+
+def test_commands_over_one_connection_stay_under_sshds_session_limit():
+    from fabfile.remote import CHANNELS_PER_CONNECTION
+
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    class SlowConn(FakeConn):
+        def run(self, command, **kw):
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+            threading.Event().wait(0.02)
+            with lock:
+                state["now"] -= 1
+            return FakeResult(0)
+
+    conn = SlowConn()
+    out = on_hosts([node(str(i)) for i in range(20)], lambda n: run(conn, "true", step="health"))
+    assert all(o.ok for o in out)
+    assert state["peak"] == CHANNELS_PER_CONNECTION < 10
