@@ -7,7 +7,8 @@ least destructive to the most:
 2. a deploy whose health check fails: undone by itself before any request reaches it, 0 failed requests
    under load, non-zero exit;
 3. the SSH connection cut mid-deploy (the session's sshd killed during pip): the previous release keeps
-   serving, the lock is released or reported with its holder and age, and a re-run completes;
+   serving, the lock is released and a re-run completes; with the deploying process killed instead, the
+   lock stays, reported with its holder and age, and a re-run with --break-lock completes;
 4. the db node stopped and started: its data survives and the app recovers;
 5. the app node lost (terminated): whip-up-full-system rebuilds exactly that node, the rows intact.
 
@@ -20,7 +21,6 @@ import http.client
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -463,59 +463,72 @@ def test_a_deploy_whose_health_check_fails_is_undone_with_no_failed_request(cl):
     git(cl.repo, "revert", "--no-edit", "HEAD")
 
 
+def pip_on(pid1: int, run: Background, timeout: float = 300) -> tuple[int, str]:
+    """Wait for `pip install` (pip itself, not the shell around it) on the host of PID 1 `pid1`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert run.poll() is None, f"the deploy ended before pip was seen:\n{run.stdout}\n{run.stderr}"
+        assert time.monotonic() < deadline, f"no pip install seen within {timeout} s"
+        for pid in host_processes(pid1):
+            argv = _argv(pid)
+            if len(argv) > 2 and argv[1].endswith("/bin/pip") and argv[2] == "install":
+                return pid, " ".join(argv)
+        time.sleep(0.05)
+
+
 def test_ssh_connection_cut_mid_deploy(cl):
-    """quick-update --deps (pip install on app-0); during pip, the sshd child serving the deploy's SSH
-    session on app-0 is killed. The deploy fails, the previous release keeps serving through the proxy,
-    the deploy lock is released or reported with its holder and age (and --break-lock takes it over),
-    and a re-run completes."""
+    """quick-update --deps runs pip on app-0; meanwhile the sshd processes serving the deploy's SSH
+    connection on app-0 are killed. The deploy fails, naming the node, the step and the lost connection;
+    the previous release keeps serving through the proxy; the lock is released (the deploy, still running
+    here, reconnects to release it), so a re-run needs nothing more.
+
+    Then the other way a connection is cut: the deploying process itself dies (SIGKILL during pip, as
+    when the laptop running fab goes away). Its lock stays, and is reported as the deploy that may be
+    gone: who holds it, since when and how long ago, and --break-lock; a re-run with --break-lock
+    completes."""
     from fabfile.deploy.lock import whoami
 
     before = cl.current()
     cl.commit("after the cut", cl.edit("notes/templates/notes/index.html", "<h1>Notes</h1>", "<h1>Notes!</h1>"))
     pid1 = cl.host_pid1("app-0")
     run = cl.background(*QUICK_WEB, "--deps")
-    killed = None
-    deadline = time.monotonic() + 300
-    while killed is None:
-        assert run.poll() is None, f"the deploy ended before pip was seen:\n{run.stdout}\n{run.stderr}"
-        assert time.monotonic() < deadline, "no pip install seen on app-0 within 300 s"
-        for pid in host_processes(pid1):
-            argv = _argv(pid)
-            cmd = " ".join(argv)
-            if len(argv) > 2 and argv[1].endswith("/bin/pip") and argv[2] == "install":     # pip itself
-                sshd = session_sshd(pid1, pid)
-                assert sshd, f"pip ({pid}: {cmd}) runs under no sshd session"
-                names = [_cmdline(p) for p in sshd]
-                for p in sshd:                           # the socket's holder (innermost) first
-                    try:
-                        os.kill(p, signal.SIGKILL)
-                    except ProcessLookupError:            # the monitor ends by itself once its child is gone
-                        pass
-                killed = (names, cmd)
-                break
-        else:
-            time.sleep(0.05)
+    pip, cmd = pip_on(pid1, run)
+    sshd = session_sshd(pid1, pip)
+    assert sshd, f"pip ({pip}: {cmd}) runs under no sshd session"
+    names = [_cmdline(p) for p in sshd]
+    for p in sshd:                                      # the socket's holder (innermost) first
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:                      # the monitor ends by itself once its child is gone
+            pass
     run.wait(300)
     out = run.stdout + run.stderr
-    print(f"\nSSH cut: killed {killed[0]} during {killed[1][:80]!r}; fab exit {run.returncode} after "
-          f"{run.seconds:.1f} s\n{run.stdout}\n{run.stderr}")
+    print(f"\nSSH cut: killed {names} during pip; fab exit {run.returncode} after {run.seconds:.1f} s\n"
+          f"{run.stderr.strip()}")
     assert run.returncode == 1, out
     assert "Traceback" not in run.stderr, out
     assert re.search(r"drills-app-0: \S+: pip install: the SSH connection was lost", run.stderr), out
+    assert "nothing was switched: the previous release keeps serving" in run.stderr, out
     assert cl.page()[0] == before and cl.current() == before          # the previous release serves
     assert cl.get("/health")[0] == 200
-    if cl.lock_held():
-        listing = cl.fab("releases").stdout
-        print(listing)
-        assert re.search(rf"deploy lock: deploy lock on \S+ is held by {re.escape(whoami())} since \S+Z "
-                         rf"\(\d+ (s|min) ago\), quick-update of release", listing), listing
-        refused = cl.fab(*QUICK_WEB, "--no-deps", check=False)
-        assert refused.returncode == 1 and f"is held by {whoami()}" in refused.stderr, refused.stderr
-        assert re.search(r"\(\d+ (s|min) ago\)", refused.stderr) and "--break-lock" in refused.stderr
-        again = cl.fab(*QUICK_WEB, "--no-deps", "--break-lock")
-        assert f"deploy lock taken over from {whoami()}" in again.stdout, again.stdout
-    else:
-        again = cl.fab(*QUICK_WEB, "--no-deps")
+    assert not cl.lock_held(), out
+    assert "deploy lock: free" in cl.fab("releases").stdout
+
+    # the deploying process gone with its connections: the lock stays, reported with holder and age
+    run = cl.background(*QUICK_WEB, "--deps")
+    pip_on(pid1, run)
+    run.proc.kill()
+    run.wait(60)
+    assert cl.lock_held() and cl.page()[0] == before
+    listing = cl.fab("releases").stdout
+    assert re.search(rf"deploy lock: deploy lock on \S+ is held by {re.escape(whoami())} since \S+Z "
+                     rf"\(\d+ (s|min) ago\), quick-update of release", listing), listing
+    refused = cl.fab(*QUICK_WEB, "--no-deps", check=False)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert re.search(rf"is held by {re.escape(whoami())} since \S+Z \(\d+ (s|min) ago\)", refused.stderr)
+    assert "if it is gone (interrupted, SSH cut), take the lock over with --break-lock" in refused.stderr
+    again = cl.fab(*QUICK_WEB, "--no-deps", "--break-lock")
+    assert f"deploy lock taken over from {whoami()}" in again.stdout, again.stdout
     release = cl.current()
     assert release != before and cl.page()[0] == release
     assert "<h1>Notes!</h1>" in cl.get("/")[1]
