@@ -7,6 +7,7 @@ the hosts it launched.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,8 @@ class Sandbox:
 
 @contextmanager
 def private_sandbox():
+    # SIGTERM/SIGINT end the benchmark through the `finally` below, which takes the sandbox down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="whipup-bench-"))
     env = dict(os.environ, WHIPUP_SANDBOX_STATE=str(tmp / "sandbox"), WHIPUP_SANDBOX_PORT="4690",
                WHIPUP_SANDBOX_BRIDGE="whipbench", WHIPUP_SANDBOX_BRIDGE_ADDRESS="10.255.190.254",
