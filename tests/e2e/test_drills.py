@@ -5,7 +5,8 @@ least destructive to the most:
 
 1. two quick-updates at once: exactly one runs, the other is refused at once, naming the holder;
 2. a deploy whose health check fails: undone by itself before any request reaches it, 0 failed requests
-   under load, non-zero exit;
+   under load, non-zero exit; one failing only under gunicorn, after the switch: rolled back automatically,
+   0 failed requests on the site's page and static files;
 3. the SSH connection cut mid-deploy (the session's sshd killed during pip): the previous release keeps
    serving, the lock is released and a re-run completes; with the deploying process killed instead, the
    lock stays, reported with its holder and age, and a re-run with --break-lock completes;
@@ -271,7 +272,7 @@ class Load:
             n += 1
             why = None
             try:
-                conn = http.client.HTTPConnection(self.address, 80, timeout=10)
+                conn = http.client.HTTPConnection(self.address, 80, timeout=30)   # slow is not failed
                 conn.request("GET", path, headers={"Connection": "close"})
                 r = conn.getresponse()
                 r.read()
@@ -459,6 +460,36 @@ def test_a_deploy_whose_health_check_fails_is_undone_with_no_failed_request(cl):
     assert failed not in cl.releases("app-0") and failed not in cl.releases("proxy-0")
     assert min(load.ok[path] for path in load.paths) >= 30, load.summary()    # steady load on every path
     assert sum(load.failed.values()) == 0, (load.summary(), load.errors[:10])
+    assert not cl.lock_held()
+    git(cl.repo, "revert", "--no-edit", "HEAD")
+
+
+BROKEN_UNDER_GUNICORN = ('    body = {"status": "ok", "db": "ok", "release": settings.WHIPUP_RELEASE}\n',
+                         '    if request.META.get("SERVER_SOFTWARE", "").startswith("gunicorn"):\n'
+                         '        return JsonResponse({"status": "broken under gunicorn"}, status=500)\n'
+                         '    body = {"status": "ok", "db": "ok", "release": settings.WHIPUP_RELEASE}\n')
+
+
+def test_a_release_failing_only_after_the_switch_is_rolled_back_automatically(cl):
+    """A release whose /health fails only under gunicorn passes the check before traffic, is switched to,
+    fails the health gate and is rolled back by itself: exit 1, the previous release serves again, the
+    failed one is removed. Under a steady load the page and a static file see 0 failed requests (the
+    switch and both reloads are graceful); /health itself answers 500 while the broken release serves,
+    for the gate's --health-timeout: that is the failure the gate exists to catch, counted and printed."""
+    good = cl.current()
+    cl.commit("break /health under gunicorn", cl.edit("notes/views.py", *BROKEN_UNDER_GUNICORN))
+    with Load(cl, ("/", "/static/notes/site.css", "/health")) as load:
+        p = cl.fab(*QUICK_WEB, "--no-deps", "--health-timeout", "10", check=False)
+    print(f"\nfailure after the switch: exit {p.returncode}; load {load.summary()}; errors {Counter(load.errors)}")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "before any traffic" in p.stdout and "current -> " in p.stdout, p.stdout      # switched, then ...
+    assert "answered 500" in p.stderr and "broken under gunicorn" in p.stderr, p.stderr
+    assert f"rolled back to {good}; it serves again" in p.stderr, p.stderr
+    assert cl.current() == good and cl.page()[0] == good and cl.get("/health")[0] == 200
+    failed = re.search(r"^release (\S+) \(push ", p.stdout, re.M).group(1)
+    assert failed not in cl.releases("app-0") and failed not in cl.releases("proxy-0")
+    assert min(load.ok[path] for path in ("/", "/static/notes/site.css")) >= 30, load.summary()
+    assert load.failed["/"] == 0 and load.failed["/static/notes/site.css"] == 0, (load.summary(), load.errors[:10])
     assert not cl.lock_held()
     git(cl.repo, "revert", "--no-edit", "HEAD")
 
