@@ -494,8 +494,10 @@ def test_a_release_failing_only_after_the_switch_is_rolled_back_automatically(cl
     git(cl.repo, "revert", "--no-edit", "HEAD")
 
 
-def pip_on(pid1: int, run: Background, timeout: float = 300) -> tuple[int, str]:
-    """Wait for `pip install` (pip itself, not the shell around it) on the host of PID 1 `pid1`."""
+def pip_on(pid1: int, run: Background, timeout: float = 300) -> tuple[int, str, list[int]]:
+    """Wait for `pip install` (pip itself, not the shell around it) run over SSH on the host of PID 1
+    `pid1`: (its pid, its command line, the sshd processes of its connection). A pip whose connection
+    is gone (orphaned by an earlier cut, still finishing) has no sshd above it and does not count."""
     deadline = time.monotonic() + timeout
     while True:
         assert run.poll() is None, f"the deploy ended before pip was seen:\n{run.stdout}\n{run.stderr}"
@@ -503,7 +505,9 @@ def pip_on(pid1: int, run: Background, timeout: float = 300) -> tuple[int, str]:
         for pid in host_processes(pid1):
             argv = _argv(pid)
             if len(argv) > 2 and argv[1].endswith("/bin/pip") and argv[2] == "install":
-                return pid, " ".join(argv)
+                sshd = session_sshd(pid1, pid)
+                if sshd:
+                    return pid, " ".join(argv), sshd
         time.sleep(0.05)
 
 
@@ -523,9 +527,7 @@ def test_ssh_connection_cut_mid_deploy(cl):
     cl.commit("after the cut", cl.edit("notes/templates/notes/index.html", "<h1>Notes</h1>", "<h1>Notes!</h1>"))
     pid1 = cl.host_pid1("app-0")
     run = cl.background(*QUICK_WEB, "--deps")
-    pip, cmd = pip_on(pid1, run)
-    sshd = session_sshd(pid1, pip)
-    assert sshd, f"pip ({pip}: {cmd}) runs under no sshd session"
+    pip, cmd, sshd = pip_on(pid1, run)
     names = [_cmdline(p) for p in sshd]
     for p in sshd:                                      # the socket's holder (innermost) first
         try:
