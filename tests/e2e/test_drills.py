@@ -608,7 +608,7 @@ def test_a_db_node_stopped_and_started_keeps_its_data_and_the_app_recovers(cl):
 
 
 def test_a_lost_app_node_is_rebuilt_by_whip_up_with_the_rows_intact(cl):
-    """The app instance is terminated (its disk goes with it). The site fails (502 from the proxy);
+    """The app instance is terminated (its disk goes with it). The site fails (502 or 504 from the proxy);
     `fab whip-up-full-system` launches exactly that node again (the other instances are the same), and
     configures and deploys it; the site serves again with every row."""
     text = f"before the app node was lost {time.time_ns()}"
@@ -620,7 +620,7 @@ def test_a_lost_app_node_is_rebuilt_by_whip_up_with_the_rows_intact(cl):
     cl.ec2.terminate_instances(InstanceIds=[lost])
     cl.wait_state("app-0", "terminated")
     deadline = time.monotonic() + 30
-    while (status := cl.get("/")[0]) != 502:
+    while (status := cl.get("/")[0]) not in (502, 504):  # refused, or timed out (the address no longer answers ARP)
         assert time.monotonic() < deadline, f"the site answers {status} with its only app node gone"
         time.sleep(0.5)
     start = time.monotonic()
