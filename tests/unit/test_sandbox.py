@@ -107,8 +107,10 @@ def test_boot_argv_runs_init_in_fresh_namespaces():
 
 
 def test_guest_scripts_are_valid(tmp_path):
-    py_compile.compile(str(Path(hosts.__file__).parent / "guest_boot.py"), cfile=str(tmp_path / "b.pyc"),
-                       doraise=True)
+    # the guest's boot script runs under the guest's python3: a syntax error would leave every host unbootable
+    out = py_compile.compile(str(Path(hosts.__file__).parent / "guest_boot.py"), cfile=str(tmp_path / "b.pyc"),
+                             doraise=True)
+    assert out == str(tmp_path / "b.pyc") and (tmp_path / "b.pyc").stat().st_size > 0
 
 
 def test_surrounding_cas_are_only_the_extra_ones():
