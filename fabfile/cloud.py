@@ -1,15 +1,16 @@
 """One boto3 session per task run, for either target.
 
 `sandbox` talks to the local cloud (moto's server on loopback) with dummy
-credentials; `aws` uses boto3's normal credential chain.  No client is made at
-import time: tasks call `open_cloud` once and pass the result down.
+credentials; `aws` uses boto3's normal credential chain.  Neither boto3 nor a
+client is loaded at import time: tasks call `open_cloud` once and pass the result down.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import boto3
-from botocore.config import Config as BotoConfig
+if TYPE_CHECKING:
+    import boto3
 
 TARGETS = ("sandbox", "aws")
 
@@ -26,6 +27,8 @@ class Cloud:
     endpoint_url: str | None
 
     def client(self, service: str):
+        from botocore.config import Config as BotoConfig
+
         return self.session.client(
             service,
             endpoint_url=self.endpoint_url,
@@ -37,6 +40,8 @@ def open_cloud(target: str, region: str, *, endpoint_url: str | None = None) -> 
     """Make the session for `target`; for aws, fail early when no credentials exist."""
     if target not in TARGETS:
         raise CloudError(f"--target: unknown target {target!r} (expected one of: {', '.join(TARGETS)})")
+    import boto3     # here, not at import: boto3 costs ~0.1 s, and tasks that never reach a cloud skip it
+
     if target == "sandbox":
         if endpoint_url is None:
             from .sandbox.settings import load_settings

@@ -7,10 +7,12 @@ that is not in `<state_dir>/<cluster>/known_hosts` is refused, and neither
 from __future__ import annotations
 
 import logging
+import socket
 
 from fabric import Config as FabricConfig
 from fabric import Connection, ThreadingGroup
 from paramiko import RejectPolicy, SSHConfig
+from paramiko.ssh_exception import NoValidConnectionsError
 
 from .config import Config
 from .nodes import Node, connect_address
@@ -41,6 +43,31 @@ def check_sandbox_route(address: str) -> None:
         raise NotInSandbox(f"{address} is not routed to the local cloud's bridge {bridge} (it goes via {via})")
 
 
+class PinnedConnection(Connection):
+    """A fabric Connection whose TCP socket has Nagle's algorithm off (TCP_NODELAY), as OpenSSH's own.
+
+    paramiko leaves it on: each command's small request then waits for the peer's delayed ACK, about 40 ms
+    a command on Linux. Every (re)open makes a fresh socket, so a dropped connection reopens the same way.
+    """
+
+    def open(self):
+        if self.is_connected:
+            return None
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as exc:    # refused, unreachable, timed out: as paramiko's own connect says it
+            raise NoValidConnectionsError({(self.host, self.port): exc}) from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connect_kwargs["sock"] = sock
+            return super().open()
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            self.connect_kwargs.pop("sock", None)
+
+
 def connect(cfg: Config, node: Node, *, port: int = 22, connect_timeout: float | None = 10) -> Connection:
     """A (not yet opened) Connection to `node` as the cluster's SSH user with the cluster key."""
     if cfg.cluster.target == "sandbox":
@@ -49,7 +76,7 @@ def connect(cfg: Config, node: Node, *, port: int = 22, connect_timeout: float |
     if not known_hosts.is_file():
         raise ProvisionError(f"{known_hosts}: missing; run `fab provision` to write it")
     private_key = identity_paths(cfg)[0]
-    conn = Connection(
+    conn = PinnedConnection(
         host=connect_address(cfg, node),
         user=cfg.cluster.ssh.user,
         port=port,

@@ -16,8 +16,10 @@ from __future__ import annotations
 import posixpath
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
+if TYPE_CHECKING:     # jinja2 is imported where it renders: a deploy or rollback never pays for it
+    import jinja2
 
 from ..config import Config, TemplateSpec
 from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, WEB_PORT, app_layout
@@ -30,6 +32,8 @@ class TemplateError(Exception):
 
 
 def environment(templates_dir: Path) -> jinja2.Environment:
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
@@ -91,6 +95,8 @@ def _port_clients(cfg: Config, role_name: str, port: int, by_role: dict[str, lis
 def _where(exc: BaseException, templates_dir: Path, fallback: str) -> tuple[str, int | None]:
     """(template file, line) of an error: a syntax error says so; at render time Jinja rewrites the
     traceback so that template frames carry the template's file and line (the innermost one wins)."""
+    import jinja2
+
     if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
         return exc.filename or fallback, exc.lineno
     found: tuple[str, int | None] = (fallback, None)
@@ -105,6 +111,8 @@ def _where(exc: BaseException, templates_dir: Path, fallback: str) -> tuple[str,
 
 def render(env: jinja2.Environment, src: str, ctx: dict, *, show=str) -> str:
     """Render template `src`; TemplateError '<template>:<line>: <what>' on any error (`show` formats paths)."""
+    import jinja2
+
     templates_dir = Path(env.loader.searchpath[0])  # type: ignore[union-attr]
     try:
         return env.get_template(src).render(ctx)
@@ -122,6 +130,8 @@ _BAD_DEST = re.compile(r"[\s\x00-\x1f]")
 
 def render_dest(env: jinja2.Environment, spec: TemplateSpec, ctx: dict, *, where: str) -> str:
     """The remote path of `spec`, its `{{ ... }}` rendered; absolute, normalised, no '..' or whitespace."""
+    import jinja2
+
     try:
         dest = env.from_string(spec.dest).render(ctx) if "{" in spec.dest else spec.dest
     except jinja2.TemplateError as exc:

@@ -22,14 +22,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Iterable
 
+from .. import inventory
 from ..config import Config
+from ..inventory import Lookup
 from ..nodes import Node, find_nodes
 from ..remote import HostFailures, Progress, RemoteError, on_hosts, raise_failures, run
 from ..vault import secret
 from ..ssh import connect
 from ..state import cluster_dir, ensure_cluster_dir
 from . import commands
-from .errors import DeployError, LockHeld
+from .errors import DeployError, LockHeld, NodesChanged
 from ..layout import DB_ROLE
 from .layout import PORT, Layout, env_text
 from .lock import (AuditRecord, LockInfo, describe_audit, format_audit, format_lock, held_message, iso,
@@ -47,6 +49,7 @@ ROLLING_PAUSE = 11.0
 # the roles a component's deploy connects to (app node 0 holds the lock and the audit log)
 COMPONENT_ROLES = {"web": ("proxy", "app"), "workers": ("app", "worker"), "all": ROLES}
 HEALTH_TIMEOUT = 60.0
+HEALTH_POLL = 0.05        # between two /health probes of a node (each one an SSH command to the proxy, ~15 ms)
 
 
 @dataclass
@@ -71,6 +74,19 @@ class Cluster:
     broker: Node | None                  # worker node 0: redis, the celery broker (connected or not)
     progress: Progress
     out: Callable[[str], None] = print
+    # started from the inventory: the cloud's own list, still coming (see `confirm`)
+    lookup: Lookup[list[Node]] | None = None
+    seen: list[Node] | None = None
+
+    def confirm(self) -> None:
+        """Before the first change: the cloud's list must be the one the cluster was opened from.
+        NodesChanged if not (the caller starts again from the cloud's list); a no-op after a fresh lookup."""
+        if self.lookup is None:
+            return
+        fresh, self.lookup = self.lookup.result(), None
+        inventory.save(self.cfg, fresh)
+        if not inventory.same(self.seen or [], fresh):
+            raise NodesChanged(f"the cluster's nodes changed since {inventory.path(self.cfg)} was written")
 
     @property
     def members(self) -> list[Member]:
@@ -98,9 +114,17 @@ class Cluster:
 
 
 def open_cluster(cfg: Config, ec2, *, progress: Progress | None = None, out: Callable[[str], None] = print,
-                 roles: Iterable[str] = ROLES) -> Cluster:
-    """The cluster's proxy, app and worker nodes, each connected (in parallel) over pinned SSH."""
-    nodes = find_nodes(ec2, cfg.cluster.name)
+                 roles: Iterable[str] = ROLES, seen: list[Node] | None = None,
+                 lookup: Lookup[list[Node]] | None = None) -> Cluster:
+    """The cluster's proxy, app and worker nodes, each connected (in parallel) over pinned SSH.
+
+    The nodes come from the cloud (`ec2`), or from `seen` (the inventory) while `lookup` asks the cloud:
+    then the cluster must `confirm()` before changing anything."""
+    if seen is None:
+        nodes = find_nodes(ec2, cfg.cluster.name)
+        inventory.save(cfg, nodes)
+    else:
+        nodes = seen
     wanted = set(roles)
     not_running = [n for n in nodes if n.role in wanted and n.state != "running"]
     if not_running:
@@ -129,7 +153,7 @@ def open_cluster(cfg: Config, ec2, *, progress: Progress | None = None, out: Cal
     broker = next((n for n in nodes if n.role == "worker" and n.state == "running"), None)
     return Cluster(cfg, Layout.of(cfg), [m for m in members if m.node.role == "proxy"],
                    [m for m in members if m.node.role == "app"], [m for m in members if m.node.role == "worker"],
-                   db, broker, progress or Progress(), out)
+                   db, broker, progress or Progress(), out, lookup, seen)
 
 
 def each(members: list[Member], fn: Callable[[Member], object], what: str) -> dict[str, object]:
@@ -752,7 +776,7 @@ def _health_gate(cl: Cluster, release: str | None, timeout: float, members: list
                 return time.monotonic() - start
             if time.monotonic() >= deadline:
                 break
-            time.sleep(0.1)
+            time.sleep(HEALTH_POLL)
         served = last.release()
         why = (f"answered {last.code}" + (f" for release {served}" if served and served != release else "")
                + f": {last.body[:500]}")
@@ -959,6 +983,7 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
                                                   break_lock=opts.break_lock)
     try:
         states = timer.step("state", lambda: gather(cl, members, migrations=[cl.apps[0].name] if web else []))
+        cl.confirm()
         anchor = states[reference.name]
         if anchor.current is None:
             raise DeployError(f"{reference.name}: no release is deployed: nothing to roll back")
@@ -1017,7 +1042,10 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
                 run(m.conn, commands.switch(cl.layout, target), step="switch")
                 cl.progress(m.name, "rollback", f"current -> {target}")
 
-        timer.step("switch+reload", lambda: each(moving, one, "rolling back"))
+        # celery workers follow once the web tier is healthy: a failed gate leaves them untouched, and
+        # their restart does not compete with gunicorn's new workers for the CPU meanwhile
+        later = [m for m in moving if cl.role_of(m) == "worker"] if apps else []
+        timer.step("switch+reload", lambda: each([m for m in moving if m not in later], one, "rolling back"))
         if one_by_one:
             sub = Plan(target, None, DeployOptions(health_timeout=opts.health_timeout), True, False, apps, [], states)
             timer.step("rolling restart", lambda: _reload(cl, sub, actions, release=target, workers=False))
@@ -1026,6 +1054,8 @@ def rollback(cl: Cluster, opts: RollbackOptions) -> str | None:
         try:
             if apps:
                 timer.step("health", lambda: _health_gate(cl, target, opts.health_timeout, apps))
+            if later:
+                timer.step("workers", lambda: each(later, one, "rolling back the workers"))
         except Exception as exc:
             result, detail = "failed", str(exc)
             raise

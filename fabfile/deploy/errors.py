@@ -16,3 +16,7 @@ class SourceError(DeployError):
 
 class AnswerMissing(DeployError):
     """quick-update needs an answer that no flag gave and no terminal can ask for."""
+
+
+class NodesChanged(DeployError):
+    """The nodes a task started from (the inventory) are not the ones the cloud lists now."""

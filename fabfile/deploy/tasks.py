@@ -12,12 +12,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Callable, TypeVar
 
 from invoke import Exit, task
 
+from .. import inventory
 from ..boundary import HELP, exits, load
 from ..cloud import open_cloud
 from ..config import Config, check_templates
+from ..nodes import find_nodes
 from ..remote import HostFailures, RemoteError, run
 from ..ssh import NotInSandbox
 from . import commands
@@ -25,11 +28,13 @@ from .engine import (COMPONENT_ROLES, HEALTH_TIMEOUT, Cluster, DeployOptions, Ro
                      open_cluster, releases_report)
 from .engine import deploy as run_deploy
 from .engine import rollback as run_rollback
-from .errors import AnswerMissing, DeployError
+from .errors import AnswerMissing, DeployError, NodesChanged
 from .layout import PORT
 from .prompts import COMPONENTS, check_component, resolve
 from .releases import django_requirement, requirements_change
 from .source import Source, local_source, warnings
+
+T = TypeVar("T")
 
 ERRORS = (DeployError, HostFailures, RemoteError, NotInSandbox)
 DEPLOY_HELP = {
@@ -42,6 +47,38 @@ DEPLOY_HELP = {
 
 def _ec2(cfg: Config):
     return open_cloud(cfg.cluster.target, cfg.cluster.region).client("ec2")
+
+
+def _on_cluster(cfg: Config, roles, work: Callable[[Cluster], T]) -> T:
+    """work(cl) on the connected cluster, starting from the nodes the cloud listed last time (the
+    inventory) while the cloud is asked again alongside. The engine confirms that answer before it changes
+    anything; if the nodes changed meanwhile (or a listed node does not answer), it all starts again from
+    the cloud's list. The lookup (boto3 and DescribeInstances, ~0.2 s) then costs a rollback nothing."""
+    seen = inventory.load(cfg)
+    wanted = [n for n in seen or [] if n.role in roles]
+    if wanted and all(n.state == "running" for n in wanted):
+        lookup = inventory.Lookup(lambda: find_nodes(_ec2(cfg), cfg.cluster.name))
+        try:
+            try:
+                cl = open_cluster(cfg, None, roles=roles, seen=seen, lookup=lookup)
+            except (HostFailures, DeployError):
+                if inventory.same(seen, lookup.result()):
+                    raise
+                print(f"the cluster's nodes changed since {inventory.path(cfg)} was written: asking the cloud")
+            else:
+                try:
+                    return work(cl)
+                except NodesChanged as exc:
+                    print(f"{exc}: starting again from the cloud's list")
+                finally:
+                    cl.close()
+        finally:
+            lookup.close()
+    cl = open_cluster(cfg, _ec2(cfg), roles=roles)
+    try:
+        return work(cl)
+    finally:
+        cl.close()
 
 
 def _source(cfg: Config, cl: Cluster | None = None) -> Source:
@@ -137,13 +174,9 @@ def rollback(c, to=None, migrate_back=False, component="all", config="roles.yaml
     with exits(*ERRORS, AnswerMissing):
         cfg = load(config, target)
         check_component(component)
-        cl = open_cluster(cfg, _ec2(cfg), roles=COMPONENT_ROLES[component])
-        try:
-            run_rollback(cl, RollbackOptions(to=to, component=component, migrate_back=migrate_back,
-                                             break_lock=break_lock, dry_run=dry_run,
-                                             health_timeout=float(health_timeout)))
-        finally:
-            cl.close()
+        opts = RollbackOptions(to=to, component=component, migrate_back=migrate_back, break_lock=break_lock,
+                               dry_run=dry_run, health_timeout=float(health_timeout))
+        _on_cluster(cfg, COMPONENT_ROLES[component], lambda cl: run_rollback(cl, opts))
 
 
 @task(help={**HELP, "history": "how many audit log lines to show (default 5)"})
@@ -268,7 +301,6 @@ def whip_up_full_system(c, config="roles.yaml", target=None, dry_run=False):
 
 def _whip_up_dry_run(cfg: Config, ec2, source: Source | None) -> None:
     from ..configure.run import configure_cluster
-    from ..nodes import find_nodes
 
     nodes = [n for n in find_nodes(ec2, cfg.cluster.name) if n.state == "running"]
     short = [(r.name, r.count - sum(1 for n in nodes if n.role == r.name)) for r in cfg.roles]

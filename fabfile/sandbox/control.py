@@ -15,8 +15,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-
 from . import hosts, image, net, procs
 from .errors import SandboxError
 from .settings import ACCOUNT_ID, IMAGE_NAME, SandboxSettings
@@ -61,6 +59,8 @@ def preflight(settings: SandboxSettings) -> None:
 
 
 def ec2(settings: SandboxSettings):
+    import boto3     # here: every fab run imports this module, few of them need boto3
+
     return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                          region_name=settings.region).client("ec2", endpoint_url=settings.endpoint)
 

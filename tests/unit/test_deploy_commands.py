@@ -56,7 +56,7 @@ def test_release_ids_and_shas_are_checked_before_they_reach_a_command():
 
 
 def test_reload_commands():
-    assert c.web(L, "hup") == "sudo -n -- sh -c 'supervisorctl signal HUP demo-web'"
+    assert c.web(L, "hup") == c.as_root(c.supervisor_signal("demo-web", "HUP"))   # run in test_deploy_supervisor
     assert c.web(L, "restart") == "sudo -n -- sh -c 'supervisorctl restart demo-web'"
     assert c.web(L, "start") == ("sudo -n -- sh -c 'supervisorctl stop demo-web >/dev/null 2>&1; "
                                  "supervisorctl start demo-web'")

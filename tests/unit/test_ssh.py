@@ -105,6 +105,20 @@ def test_connect_runs_commands_as_the_ssh_user_with_the_pinned_key(cfg, sshd):
     assert seen == [("auth", "admin"), ("exec", "echo hi")]
 
 
+def test_connections_turn_nagle_off_on_every_open(cfg, sshd):
+    # with Nagle on, each command's request waits for the host's delayed ACK: ~40 ms a command on Linux
+    port, seen, host = _server_for(cfg, sshd)
+    _pin(cfg, port, host.public)
+    conn = connect(cfg, NODE, port=port)
+    for _ in range(2):                          # a reopen (after a lost connection) gets a fresh socket
+        conn.open()
+        sock = conn.transport.sock
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert "sock" not in conn.connect_kwargs    # not kept for the next open: that socket is spent
+        conn.close()
+    assert sock.fileno() == -1
+
+
 def test_unpinned_host_key_is_refused(cfg, sshd):
     port, seen, _ = _server_for(cfg, sshd)
     _pin(cfg, port, generate_ed25519("impostor").public)

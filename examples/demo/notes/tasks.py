@@ -1,13 +1,13 @@
 import logging
 
-from celery import shared_task
+from demo.celery import app
 
 from .models import Note
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task
+@app.task
 def add_note(text):
     """Create a Note; returns its id."""
     note = Note.objects.create(text=text)
