@@ -138,7 +138,9 @@ def main() -> None:
             run = fab(sb.env, "quick-update", "--component", "web", "--no-deps", "--no-upgrade-django", "--yes",
                       "--config", str(full))
             times[n] = run.seconds
-            quick.append((f"quick-update, code only, {n} app host(s)", f"{run.seconds:.2f} s"))
+            steps = re.search(r"^deployed .* in [\d.]+ s \((.*)\)$", run.stdout, re.M)
+            quick.append((f"quick-update, code only, {n} app host(s)",
+                          f"{run.seconds:.2f} s" + (f" ({steps.group(1)})" if steps else "")))
             mem.append((f"peak RSS of fab, quick-update on {n} app host(s)", f"{run.peak_rss_mib:.0f} MiB"))
         if len(scale) > 1:
             quick.append((f"T({scale[-1]}) / T({scale[0]}) (goal <= 1.5)", f"{times[scale[-1]] / times[scale[0]]:.2f}"))
