@@ -29,11 +29,20 @@ class Run:
     stdout: str
     stderr: str
     code: int
+    cpu_seconds: float = 0.0         # this fab process: user + system
+    machine_busy: float = 0.0        # the whole machine (every sandbox host too), CPU-seconds not idle
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds this machine has spent not idle since boot (/proc/stat), all cores together."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)          # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def fab(env: dict, *args: str, check: bool = True, stdin=subprocess.DEVNULL) -> Run:
     """Run `fab ARGS` in a fresh process; wall time and that process's peak RSS."""
-    start = time.monotonic()
+    start, busy = time.monotonic(), machine_busy_seconds()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=ROOT, env=env,
                              stdout=out, stderr=err, stdin=stdin)
@@ -42,7 +51,8 @@ def fab(env: dict, *args: str, check: bool = True, stdin=subprocess.DEVNULL) -> 
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
-        run = Run(seconds, usage.ru_maxrss / 1024, out.read().decode(), err.read().decode(), p.returncode)
+        run = Run(seconds, usage.ru_maxrss / 1024, out.read().decode(), err.read().decode(), p.returncode,
+                  usage.ru_utime + usage.ru_stime, machine_busy_seconds() - busy)
     if check and run.code != 0:
         raise SystemExit(f"fab {' '.join(args)} exited {run.code}\n{run.stdout}\n{run.stderr}")
     return run

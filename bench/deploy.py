@@ -7,6 +7,7 @@ It uses a private sandbox (bench/common.py) and a standalone git copy of example
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -92,6 +93,7 @@ def main() -> None:
         if r1.code == 0:
             cold.append(("ratio all roles / 1 role (goal <= 1.3)", f"{r4.seconds / r1.seconds:.2f}"))
         mem.append(("peak RSS of fab, cold whip-up-full-system (4 roles)", f"{r4.peak_rss_mib:.0f} MiB"))
+        print(table("1. cold whip-up-full-system", cold) + "\n", flush=True)
 
         # 2. no-op re-runs on the cluster
         w = fab(sb.env, "whip-up-full-system", "--config", str(full))
@@ -100,6 +102,7 @@ def main() -> None:
         c = fab(sb.env, "configure", "--config", str(full))
         noop.append(("configure, no-op re-run (goal <= 1.0 s)", f"{c.seconds:.2f} s"))
         noop.append(("  SSH commands per host (goal <= 2)", ssh_commands(c.stdout)))
+        print(table("2. no-op re-runs", noop) + "\n", flush=True)
 
         # 5. requests during quick-update and rollback, under a steady load through the proxy
         address = proxy_address(sb, full)
@@ -128,6 +131,7 @@ def main() -> None:
             took.append(fab(sb.env, "rollback", "--to", ids[i % 2], "--config", str(full)).seconds)
         rb.insert(0, (f"rollback of the cluster, {ROLLBACKS} runs: median (min-max); goal <= 1 s",
                       f"{statistics.median(took):.2f} s ({min(took):.2f}-{max(took):.2f})"))
+        print(table("4. rollback", rb) + "\n" + table("5. requests under load", load_rows) + "\n", flush=True)
 
         # 3. quick-update, code only, dependencies unchanged, on 1 / 4 / 16 app hosts
         times = {}
@@ -136,15 +140,23 @@ def main() -> None:
             fab(sb.env, "whip-up-full-system", "--config", str(full))
             code_change(repo, n)
             run = fab(sb.env, "quick-update", "--component", "web", "--no-deps", "--no-upgrade-django", "--yes",
-                      "--config", str(full))
+                      "--config", str(full), check=False)
+            if run.code != 0:
+                quick.append((f"quick-update, code only, {n} app host(s)",
+                              f"failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}"))
+                print(run.stdout[-3000:] + run.stderr[-3000:], flush=True)
+                continue
             times[n] = run.seconds
             steps = re.search(r"^deployed .* in [\d.]+ s \((.*)\)$", run.stdout, re.M)
             quick.append((f"quick-update, code only, {n} app host(s)",
                           f"{run.seconds:.2f} s" + (f" ({steps.group(1)})" if steps else "")))
+            quick.append(("  CPU meanwhile: the fab process; the whole machine (every host)",
+                          f"fab {run.cpu_seconds:.1f} s; machine {run.machine_busy:.1f} of "
+                          f"{run.seconds * os.cpu_count():.1f} CPU-s ({run.machine_busy / (run.seconds * os.cpu_count()):.0%} busy)"))
             mem.append((f"peak RSS of fab, quick-update on {n} app host(s)", f"{run.peak_rss_mib:.0f} MiB"))
-        if len(scale) > 1:
+        if len(scale) > 1 and scale[0] in times and scale[-1] in times:
             quick.append((f"T({scale[-1]}) / T({scale[0]}) (goal <= 1.5)", f"{times[scale[-1]] / times[scale[0]]:.2f}"))
-    print(f"machine: {machine()}\n")
+    print(f"=== all figures\nmachine: {machine()}\n")
     for title, rows in (("1. cold whip-up-full-system", cold), ("2. no-op re-runs", noop),
                         ("3. quick-update scaling", quick), ("4. rollback", rb),
                         ("5. requests under load (4 workers through the proxy)", load_rows),

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
-from paramiko.ssh_exception import SSHException
+from paramiko.ssh_exception import ChannelException, SSHException
 
 from .nodes import Node
 
@@ -70,6 +70,9 @@ def _transport_gone(conn, wait: float = 1.0) -> bool:
     return True
 
 
+# seconds between attempts to open a session that the host refused (see `run`)
+SESSION_RETRY_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
 def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, check: bool = True,
         timeout: float | None = None):
     """Run `command` over `conn` (a fabric Connection) quietly; RemoteError names `step` on failure.
@@ -79,17 +82,26 @@ def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, chec
     connection for the next command on `conn` if the old one is gone.
     """
     kwargs = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
-    if stdin is not None:
-        kwargs["in_stream"] = _WholeRead(stdin if isinstance(stdin, str) else stdin.decode("utf-8"))
-    else:
-        kwargs["in_stream"] = False
     connected = getattr(conn, "is_connected", True)       # fabric (re)opens the connection in run()
-    try:
-        with channel_slot(conn):
-            result = conn.run(command, **kwargs)
-    except (SSHException, EOFError, OSError) as exc:
-        raise ConnectionLost(conn.host, step, f"{type(exc).__name__}: {exc}".rstrip(": "),
-                             connecting=not connected) from None
+    for wait in (*SESSION_RETRY_WAITS, None):
+        if stdin is not None:
+            kwargs["in_stream"] = _WholeRead(stdin if isinstance(stdin, str) else stdin.decode("utf-8"))
+        else:
+            kwargs["in_stream"] = False
+        try:
+            with channel_slot(conn):
+                result = conn.run(command, **kwargs)
+            break
+        except ChannelException as exc:
+            # The host refused to open the session: nothing ran. sshd frees a finished session a moment
+            # after we see it end, so a busy connection can meet MaxSessions briefly: wait and ask again.
+            if wait is None:
+                raise RemoteError(conn.host, step, None, f"the host refused a new SSH session "
+                                  f"{len(SESSION_RETRY_WAITS) + 1} times ({exc})") from None
+            time.sleep(wait)
+        except (SSHException, EOFError, OSError) as exc:
+            raise ConnectionLost(conn.host, step, f"{type(exc).__name__}: {exc}".rstrip(": "),
+                                 connecting=not connected) from None
     if result.exited == -1 and _transport_gone(conn):     # paramiko's "no exit status came"
         raise ConnectionLost(conn.host, step, "closed before the command's exit status came")
     if check and result.exited != 0:

@@ -140,3 +140,29 @@ def test_commands_over_one_connection_stay_under_sshds_session_limit():
     out = on_hosts([node(str(i)) for i in range(20)], lambda n: run(conn, "true", step="health"))
     assert all(o.ok for o in out)
     assert state["peak"] == CHANNELS_PER_CONNECTION < 10
+
+
+def test_a_session_the_host_refuses_is_asked_for_again_and_runs_once(monkeypatch):
+    from paramiko import ChannelException
+
+    from fabfile import remote
+
+    monkeypatch.setattr(remote, "SESSION_RETRY_WAITS", (0.01, 0.01, 0.01))
+
+    class BusyConn(FakeConn):
+        def __init__(self, refusals):
+            super().__init__()
+            self.refusals = refusals
+
+        def run(self, command, **kw):
+            if self.refusals:
+                self.refusals -= 1
+                raise ChannelException(2, "Connect failed")     # sshd at MaxSessions
+            return super().run(command, **kw)
+
+    conn = BusyConn(refusals=2)
+    assert run(conn, "cat > /x", step="write", stdin="data").exited == 0
+    assert conn.calls == [("cat > /x", "data")]                  # stdin whole, on the one run
+    with pytest.raises(remote.RemoteError, match=r"10.0.0.9: health failed:\nthe host refused a new SSH session "
+                                                 r"4 times \(ChannelException"):
+        run(BusyConn(refusals=9), "true", step="health")
