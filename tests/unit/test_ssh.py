@@ -72,7 +72,7 @@ def sshd():
                 transport.add_server_key(host_key)
                 try:
                     transport.start_server(server=_Server(user, authorized, seen))
-                except (paramiko.SSHException, EOFError):
+                except (paramiko.SSHException, EOFError, OSError):   # a client that hung up mid-handshake
                     continue
 
         threading.Thread(target=serve, daemon=True).start()
