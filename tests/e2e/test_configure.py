@@ -10,7 +10,6 @@ Figures for the record are printed as `MEASURE ...` lines (run with -s to see th
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -23,11 +22,10 @@ import pytest
 import yaml
 
 from .conftest import ROOT, fab
+from .demo import sandbox_settings
 
 pytestmark = pytest.mark.e2e
 
-SANDBOX_VARS = ("WHIPUP_SANDBOX_STATE", "WHIPUP_SANDBOX_PORT", "WHIPUP_SANDBOX_BRIDGE",
-                "WHIPUP_SANDBOX_BRIDGE_ADDRESS", "WHIPUP_SANDBOX_PROXY_PORT")
 SUMMARY = re.compile(r"^\[(?P<host>[^\]]+)\] changed (?P<changed>\d+), ok (?P<ok>\d+), failed (?P<failed>\d+) "
                      r"\((?:(?P<services>[^;\n()]*); )?(?P<commands>\d+) ssh commands?, (?P<seconds>[\d.]+) s\)$", re.M)
 SITE = "/etc/nginx/sites-available/whipup.conf"
@@ -130,21 +128,15 @@ def summaries(output: str) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def cluster(e2e_cluster, tmp_path_factory):
     env, roles = e2e_cluster
-    saved = {k: os.environ.get(k) for k in SANDBOX_VARS}
-    os.environ.update({k: env[k] for k in SANDBOX_VARS})    # whipup code in this process: this sandbox
-    c = Cluster(env, roles, tmp_path_factory.mktemp("configure"))
-    try:
-        yield c
-    finally:
-        # leave the cluster as the shipped templates make it (test_deploy comes next)
-        shutil.rmtree(c.templates)
-        shutil.copytree(ROOT / "templates", c.templates)
-        c.configure(check=False)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with sandbox_settings(env):                     # whipup code in this process: this sandbox
+        c = Cluster(env, roles, tmp_path_factory.mktemp("configure"))
+        try:
+            yield c
+        finally:
+            # leave the cluster as the shipped templates make it (test_deploy comes next)
+            shutil.rmtree(c.templates)
+            shutil.copytree(ROOT / "templates", c.templates)
+            c.configure(check=False)
 
 
 def test_first_configure_of_the_4_roles(cluster):

@@ -10,10 +10,8 @@ goes over SSH.
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -27,21 +25,12 @@ import pytest
 import yaml
 
 from .conftest import ROOT, fab
+from .demo import RELEASE, DeployedCluster, demo_repo, git, sandbox_settings
 
 pytestmark = pytest.mark.e2e
 
-DEMO = ROOT / "examples" / "demo"
-SANDBOX_VARS = ("WHIPUP_SANDBOX_STATE", "WHIPUP_SANDBOX_PORT", "WHIPUP_SANDBOX_BRIDGE",
-                "WHIPUP_SANDBOX_BRIDGE_ADDRESS", "WHIPUP_SANDBOX_PROXY_PORT")
-RELEASE = re.compile(r'<code class="release">([^<]+)</code>')
 
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=e2e", "-c", "user.email=e2e@example.invalid", *args], cwd=cwd,
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
-class Site:
+class Site(DeployedCluster):
     """The cluster under test: fab with its roles.yaml copies, SSH to its nodes, HTTP to its proxy."""
 
     def __init__(self, env: dict, roles: Path, tmp: Path):
@@ -55,13 +44,7 @@ class Site:
         data["app"]["repo"] = str(tmp / "whipup" / "examples" / "demo")
         self.roles = tmp / "roles.yaml"
         self.roles.write_text(yaml.safe_dump(data, sort_keys=False))
-        self.repo = tmp / "app"                          # a standalone copy, as its own git repository
-        shutil.copytree(DEMO, self.repo, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3",
-                                                                        "static_collected", "media"))
-        (self.repo / "E2E_SESSION").write_text(f"{time.time_ns()}\n")   # this session's trees are new ones
-        git(self.repo, "init", "-q", "-b", "main")
-        git(self.repo, "add", ".")
-        git(self.repo, "commit", "-q", "-m", "demo app")
+        self.repo = demo_repo(tmp / "app", "E2E_SESSION")    # a standalone copy, as its own git repository
         data["app"]["repo"] = str(self.repo)
         self.app_roles = tmp / "roles-app.yaml"
         self.app_roles.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -72,20 +55,6 @@ class Site:
     def fab(self, *args: str, roles: Path | None = None, check: bool = True, timeout: float = 900):
         return fab(*args, "--config", str(roles or self.app_roles), env=self.env, check=check, timeout=timeout)
 
-    def commit(self, message: str, files: dict[str, str] | None = None, remove: tuple[str, ...] = ()) -> str:
-        for rel, text in (files or {}).items():
-            (self.repo / rel).write_text(text)
-        for rel in remove:
-            (self.repo / rel).unlink()
-        git(self.repo, "add", "-A")
-        git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
-        return git(self.repo, "rev-parse", "HEAD")
-
-    def edit(self, rel: str, old: str, new: str) -> dict[str, str]:
-        text = (self.repo / rel).read_text()
-        assert old in text, f"{rel}: {old!r} not found"
-        return {rel: text.replace(old, new, 1)}
-
     # --- nodes ---
     def load(self) -> None:
         from fabfile.cloud import open_cloud
@@ -95,24 +64,6 @@ class Site:
         self.cfg = load_config(self.app_roles)
         ec2 = open_cloud(self.cfg.cluster.target, self.cfg.cluster.region).client("ec2")
         self.nodes = {f"{n.role}-{n.index}": n for n in find_nodes(ec2, self.cfg.cluster.name)}
-
-    def ssh(self, node: str, command: str, check: bool = True) -> str:
-        from fabfile.remote import run
-        from fabfile.ssh import connect
-
-        conn = connect(self.cfg, self.nodes[node])
-        try:
-            return run(conn, command, step=command[:40], check=check, timeout=120).stdout
-        finally:
-            conn.close()
-
-    @property
-    def proxy_ip(self) -> str:
-        return self.nodes["proxy-0"].private_ip
-
-    def routed(self, ip: str) -> None:
-        out = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True).stdout
-        assert f" dev {self.env['WHIPUP_SANDBOX_BRIDGE']} " in out, f"{ip} is not a host of this sandbox: {out}"
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, dict, str]:
         self.routed(self.proxy_ip)
@@ -135,12 +86,6 @@ class Site:
         return self.ssh("app-0", f"cd /srv/{app.name}/current && sudo -n -u {app.name} env "
                                  f"WHIPUP_ENV_FILE=/srv/{app.name}/shared/.env "
                                  f"DJANGO_SETTINGS_MODULE={app.django_settings} .venv/bin/python manage.py {argv}")
-
-    def current(self, node: str = "app-0") -> str:
-        return self.ssh(node, f"readlink /srv/{self.cfg.app.name}/current").strip().rsplit("/", 1)[-1]
-
-    def releases(self, node: str) -> list[str]:
-        return sorted(self.ssh(node, f"ls /srv/{self.cfg.app.name}/releases").split())
 
     def gunicorn_pid(self) -> str:
         return self.ssh("app-0", f"sudo -n supervisorctl pid {self.cfg.app.name}-web").strip()
@@ -200,18 +145,10 @@ class Load:
 @pytest.fixture(scope="module")
 def site(e2e_cluster, tmp_path_factory):
     env, roles = e2e_cluster
-    saved = {k: os.environ.get(k) for k in SANDBOX_VARS}
-    os.environ.update({k: env[k] for k in SANDBOX_VARS})    # whipup code in this process: this sandbox
-    try:
+    with sandbox_settings(env):
         s = Site(env, roles, tmp_path_factory.mktemp("deploy"))
         s.load()
         yield s
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_whip_up_full_system_gives_a_working_site(site):

@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,21 +37,13 @@ import pytest
 import yaml
 
 from .conftest import ROOT, cluster_roles, fab, make_network, sandbox_env
+from .demo import RELEASE, DeployedCluster, demo_repo, git, sandbox_settings
 
 pytestmark = pytest.mark.e2e
 
 SANDBOX = 4
-DEMO = ROOT / "examples" / "demo"
-SANDBOX_VARS = ("WHIPUP_SANDBOX_STATE", "WHIPUP_SANDBOX_PORT", "WHIPUP_SANDBOX_BRIDGE",
-                "WHIPUP_SANDBOX_BRIDGE_ADDRESS", "WHIPUP_SANDBOX_PROXY_PORT")
-RELEASE = re.compile(r'<code class="release">([^<]+)</code>')
 ROW = re.compile(r'<span class="text">([^<]+)</span>')
 QUICK_WEB = ("quick-update", "--component", "web", "--no-upgrade-django", "--yes")
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=drill", "-c", "user.email=drill@example.invalid", *args],
-                          cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 class Background:
@@ -102,20 +93,14 @@ class Background:
         return self._read(self.err)
 
 
-class Cluster:
+class Cluster(DeployedCluster):
     """The drills' cluster: fab with its roles.yaml, boto3 and SSH to its nodes, HTTP to its proxy."""
 
     def __init__(self, env: dict, roles: Path, tmp: Path):
         self.env, self.tmp = env, tmp
         data = yaml.safe_load(roles.read_text())
         data["configure"]["templates_dir"] = str(ROOT / "templates")     # the copy lives in a temp dir
-        self.repo = tmp / "app"                                          # a standalone copy of the demo
-        shutil.copytree(DEMO, self.repo, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3",
-                                                                        "static_collected", "media"))
-        (self.repo / "DRILL_SESSION").write_text(f"{time.time_ns()}\n")
-        git(self.repo, "init", "-q", "-b", "main")
-        git(self.repo, "add", ".")
-        git(self.repo, "commit", "-q", "-m", "demo app")
+        self.repo = demo_repo(tmp / "app", "DRILL_SESSION")             # a standalone copy of the demo
         data["app"]["repo"] = str(self.repo)
         self.roles = tmp / "roles-drills.yaml"
         self.roles.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -132,18 +117,6 @@ class Cluster:
     def background(self, *args: str) -> Background:
         return Background(self.env, *args, "--config", str(self.roles))
 
-    def commit(self, message: str, files: dict[str, str] | None = None) -> str:
-        for rel, text in (files or {}).items():
-            (self.repo / rel).write_text(text)
-        git(self.repo, "add", "-A")
-        git(self.repo, "commit", "-q", "--allow-empty", "-m", message)
-        return git(self.repo, "rev-parse", "HEAD")
-
-    def edit(self, rel: str, old: str, new: str) -> dict[str, str]:
-        text = (self.repo / rel).read_text()
-        assert old in text, f"{rel}: {old!r} not found"
-        return {rel: text.replace(old, new, 1)}
-
     # --- nodes ---
     def load(self) -> None:
         from fabfile.config import load_config
@@ -152,22 +125,6 @@ class Cluster:
         self.cfg = load_config(self.roles)
         self.nodes = {f"{n.role}-{n.index}": n for n in find_nodes(self.ec2, self.cfg.cluster.name)
                       if n.state not in ("terminated", "shutting-down")}
-
-    def ssh(self, node: str, command: str, check: bool = True) -> str:
-        from fabfile.remote import run
-        from fabfile.ssh import connect
-
-        conn = connect(self.cfg, self.nodes[node])
-        try:
-            return run(conn, command, step=command[:40], check=check, timeout=120).stdout
-        finally:
-            conn.close()
-
-    def current(self, node: str = "app-0") -> str:
-        return self.ssh(node, f"readlink /srv/{self.cfg.app.name}/current").strip().rsplit("/", 1)[-1]
-
-    def releases(self, node: str = "app-0") -> list[str]:
-        return sorted(self.ssh(node, f"ls /srv/{self.cfg.app.name}/releases").split())
 
     def lock_held(self) -> bool:
         lock = f"/srv/{self.cfg.app.name}/shared/deploy.lock"
@@ -191,14 +148,6 @@ class Cluster:
         return int(pid)
 
     # --- HTTP through the proxy ---
-    @property
-    def proxy_ip(self) -> str:
-        return self.nodes["proxy-0"].private_ip
-
-    def routed(self, ip: str) -> None:
-        out = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True).stdout
-        assert f" dev {self.env['WHIPUP_SANDBOX_BRIDGE']} " in out, f"{ip} is not a host of this sandbox: {out}"
-
     def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None,
                 timeout: float = 10) -> tuple[int, dict, str]:
         self.routed(self.proxy_ip)
@@ -363,24 +312,18 @@ def session_sshd(pid1: int, pid: int) -> list[int]:
 def cl(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("drills")
     env = sandbox_env(tmp, SANDBOX)
-    saved = {k: os.environ.get(k) for k in SANDBOX_VARS}
     fab("sandbox.up", env=env)
     try:
-        os.environ.update({k: env[k] for k in SANDBOX_VARS})     # whipup code in this process: this sandbox
-        roles = cluster_roles(tmp, "drills", make_network(env, SANDBOX))
-        c = Cluster(env, roles, tmp)
-        start = time.monotonic()
-        c.fab("whip-up-full-system", timeout=1800)
-        print(f"\ndrills: cold whip-up-full-system {time.monotonic() - start:.0f} s")
-        c.load()
-        assert c.page()[0] == c.current()
-        yield c
+        with sandbox_settings(env):                 # whipup code in this process: this sandbox
+            roles = cluster_roles(tmp, "drills", make_network(env, SANDBOX))
+            c = Cluster(env, roles, tmp)
+            start = time.monotonic()
+            c.fab("whip-up-full-system", timeout=1800)
+            print(f"\ndrills: cold whip-up-full-system {time.monotonic() - start:.0f} s")
+            c.load()
+            assert c.page()[0] == c.current()
+            yield c
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         fab("sandbox.down", env=env, check=False)
 
 
