@@ -8,7 +8,7 @@ command beyond the facts.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .facts import Facts, FactsRequest, PathFact
 from .scram import scram_matches, scram_verifier

@@ -615,8 +615,8 @@ def _health_before_traffic(cl: Cluster, plan: Plan) -> None:
         why = (f"answered {p.code}" + (f" for release {served}" if served and served != plan.release else "")
                + f": {p.body[:500]}" if found else f"could not be asked (exit {r.exited})")
         raise DeployError(f"/health of release {plan.release} on {m.node.private_ip}:{PORT} {why}\n"
-                          f"last lines of its output:\n  " + ("\n  ".join(log) or "(empty)") + "\n"
-                          f"it never received traffic: the previous release keeps serving")
+                          "last lines of its output:\n  " + ("\n  ".join(log) or "(empty)") + "\n"
+                          "it never received traffic: the previous release keeps serving")
 
     each(apps, one, "health check before traffic")
 

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Callable, TypeVar
 
-from invoke import Exit, task
+from invoke import task
 
 from .. import inventory
 from ..boundary import HELP, exits, load
