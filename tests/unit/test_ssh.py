@@ -51,22 +51,27 @@ class _Server(paramiko.ServerInterface):
 @pytest.fixture
 def sshd():
     """start(host_key_text, user, authorized_b64) -> (port, seen): an SSH server on 127.0.0.1."""
-    sockets, transports = [], []
+    sockets, transports, threads = [], [], []
+    stop = threading.Event()
 
     def start(host_private: str, user: str, authorized: str):
         host_key = paramiko.Ed25519Key.from_private_key(io.StringIO(host_private))
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
-        sockets.append(listener)
-        seen: list = []
+        listener.settimeout(0.05)      # accept() wakes up to see `stop`: the thread ends before the socket
+        sockets.append(listener)       # closes (else its number, reused by the next test's listener, could
+        seen: list = []                # be accepted on with this test's host key)
 
         def serve():
-            while True:
+            while not stop.is_set():
                 try:
                     client, _ = listener.accept()
+                except socket.timeout:
+                    continue
                 except OSError:
                     return
+                client.settimeout(None)
                 transport = paramiko.Transport(client)
                 transports.append(transport)
                 transport.add_server_key(host_key)
@@ -75,10 +80,15 @@ def sshd():
                 except (paramiko.SSHException, EOFError, OSError):   # a client that hung up mid-handshake
                     continue
 
-        threading.Thread(target=serve, daemon=True).start()
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        threads.append(thread)
         return listener.getsockname()[1], seen
 
     yield start
+    stop.set()
+    for t in threads:
+        t.join(5)
     for s in sockets:
         s.close()
     for t in transports:
