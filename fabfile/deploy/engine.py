@@ -559,16 +559,21 @@ def _on_app0(cl: Cluster, command: str, step: str, **kw):
                           + "\n".join(exc.output.strip().splitlines()[-25:])) from None
 
 
+def _at_once(background: Callable[[], None], foreground: Callable[[], None]) -> None:
+    """Both at the same time; once both ended, the foreground's error if it had one, else the background's."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        other = pool.submit(background)
+        try:
+            foreground()
+        finally:
+            other_error = other.exception()
+    if other_error is not None:
+        raise other_error
+
+
 def _collectstatic_and_migrate(cl: Cluster, plan: Plan) -> None:
     """Both on app node 0, at once (collectstatic writes only the new release's static/)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        static = pool.submit(_collectstatic, cl, plan)
-        try:
-            _migrate(cl, plan)
-        finally:
-            static_error = static.exception()
-    if static_error is not None:
-        raise static_error
+    _at_once(lambda: _collectstatic(cl, plan), lambda: _migrate(cl, plan))
 
 
 def _collectstatic(cl: Cluster, plan: Plan) -> None:
@@ -622,14 +627,7 @@ def _health_before_traffic(cl: Cluster, plan: Plan) -> None:
 
 
 def _static_and_health_before_traffic(cl: Cluster, plan: Plan) -> None:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        static = pool.submit(_static_to_proxies, cl, plan)
-        try:
-            _health_before_traffic(cl, plan)
-        finally:
-            static_error = static.exception()
-    if static_error is not None:
-        raise static_error
+    _at_once(lambda: _static_to_proxies(cl, plan), lambda: _health_before_traffic(cl, plan))
 
 
 def _migrations_applied(cl: Cluster, plan: Plan) -> None:
