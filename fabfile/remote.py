@@ -142,11 +142,18 @@ class _WholeRead(io.StringIO):
 
 @dataclass
 class HostOutcome:
+    """What fn(node) gave on one host: its value, or the exception object it raised (as fabric's
+    GroupResult keeps them), so callers decide by type, never by searching the message."""
     node: Node
     ok: bool
     value: object = None
-    error: str | None = None
+    error: Exception | None = None
     seconds: float = 0.0
+
+    @property
+    def message(self) -> str:
+        """The error as a line of text (its type's name when it has no message)."""
+        return (str(self.error) or type(self.error).__name__) if self.error is not None else ""
 
 
 @dataclass
@@ -172,7 +179,7 @@ def on_hosts(nodes: list[Node], fn: Callable[[Node], T], *, max_workers: int = 3
         try:
             value = fn(node)
         except Exception as exc:  # collected per host, reported together by the caller
-            return HostOutcome(node, False, error=str(exc) or type(exc).__name__, seconds=time.monotonic() - start)
+            return HostOutcome(node, False, error=exc, seconds=time.monotonic() - start)
         return HostOutcome(node, True, value=value, seconds=time.monotonic() - start)
 
     if not nodes:
@@ -182,14 +189,23 @@ def on_hosts(nodes: list[Node], fn: Callable[[Node], T], *, max_workers: int = 3
 
 
 class HostFailures(Exception):
-    """Some hosts failed: the message lists each with its error."""
+    """Some hosts failed: the message lists each with its error; `failed` keeps the outcomes, each with
+    its exception object."""
 
     def __init__(self, what: str, failed: list[HostOutcome]):
-        self.failed = failed
+        self.what, self.failed = what, failed
         lines = [f"{what} failed on {len(failed)} host(s):"]
         for o in failed:
-            lines.append(f"  {o.node.name}: " + (o.error or "").replace("\n", "\n    "))
+            lines.append(f"  {o.node.name}: " + o.message.replace("\n", "\n    "))
         super().__init__("\n".join(lines))
+
+    def errors(self) -> dict[str, Exception]:
+        """{node name: the exception it raised}."""
+        return {o.node.name: o.error for o in self.failed}
+
+    def any_is(self, kind: type[Exception]) -> bool:
+        """Some failed host raised a `kind`."""
+        return any(isinstance(o.error, kind) for o in self.failed)
 
 
 def raise_failures(what: str, outcomes: list[HostOutcome]) -> list[HostOutcome]:

@@ -144,11 +144,13 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
     results: list[HostResult] = []
     failed: list[HostOutcome] = []
     for o in outcomes:
-        r = o.value if o.ok else HostResult(o.node.name, o.node.role, dry_run=dry_run, error=o.error)
+        r = o.value if o.ok else HostResult(o.node.name, o.node.role, dry_run=dry_run, error=o.message)
         results.append(r)
         if r.error:
             where = f"{r.stage}: " if r.stage and f"{r.stage} failed" not in r.error else ""
-            failed.append(HostOutcome(o.node, False, error=where + r.error))
+            error = ConfigureError(where + r.error)
+            error.__cause__ = o.error
+            failed.append(HostOutcome(o.node, False, error=error))
     if dry_run:
         for r in results:
             if r.report:

@@ -1,23 +1,34 @@
 """Every remote command deploy runs, as a string: pure, each value shlex-quoted.
 
-`*_script` functions return a POSIX sh script (run locally by the tests under
-a temp base dir); the command functions wrap it: `as_app` runs it as the app
-user (`sudo -n -u <app> -- sh -c SCRIPT`), `as_root` as root.  Secrets never
-appear here: they go on stdin (`write_env`, `lock_acquire` read stdin).
+`*_script` functions return a POSIX sh script (run locally by the tests under a temp base dir); the
+command functions wrap it: `as_app` runs it as the app user (`sudo -n -u <app> -- sh -c SCRIPT`), `as_root`
+as root.  Secrets never appear here: they go on stdin (`write_env`, `lock_acquire` read stdin).  A value
+quoted for the shell is a `Quoted` (what `q` returns); a plain `str` is still to quote.  The Python programs
+run in a release (`scripts/*.py`) are package data: `script(name)` goes on stdin, their inputs on argv.
 """
 from __future__ import annotations
 
 import re
 import shlex
-import xmlrpc.client
-from typing import Iterable, Sequence
+from importlib import resources
+from typing import Iterable, NewType, Sequence
 
 from ..remote import sudo, sudo_sh
 from .layout import PORT, PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, Layout
 from .releases import SHA, is_release_id
+from .supervisor import supervisor_rpc, supervisor_signal, supervisor_status
 
-q = shlex.quote
-LOCK_HELD = 75          # exit status of lock_acquire when someone else holds the lock
+Quoted = NewType("Quoted", str)     # one shell word, quoted: safe to paste into a command
+
+
+def q(value: str) -> Quoted:
+    return Quoted(shlex.quote(value))
+
+
+def script(name: str) -> str:
+    """The text of the remote program `scripts/<name>.py` (sent on a command's stdin)."""
+    return (resources.files(__package__) / "scripts" / f"{name}.py").read_text(encoding="utf-8")
+
 _BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 
 
@@ -39,50 +50,6 @@ def as_app(layout: Layout, script: str) -> str:
 
 def as_root(script: str) -> str:
     return sudo_sh(script)
-
-
-# --- supervisord, by XML-RPC ------------------------------------------------------------------
-# supervisorctl is a Python program that takes ~0.15 s to start on a small host; the state read and the
-# reload that every deploy and rollback runs ask supervisord directly, as supervisorctl does: XML-RPC on
-# its unix socket (Debian's /var/run/supervisor.sock, root only), with curl. The reply is Python's
-# xmlrpc.client marshalling (one tag run per line), read with sed once the newlines are gone.
-
-SUPERVISOR_SOCKET = "/var/run/supervisor.sock"
-
-
-def supervisor_rpc(method: str, *params: str | bool) -> str:
-    """A shell pipeline printing supervisord's XML-RPC reply to `method(params)` on one line (root only)."""
-    body = xmlrpc.client.dumps(tuple(params), methodname=method)
-    return (shlex.join(["curl", "-sS", "--unix-socket", SUPERVISOR_SOCKET, "-H", "Content-Type: text/xml",
-                        "--data-binary", body, "http://localhost/RPC2"]) + " 2>&1 | tr -d '\\n'")
-
-
-def _xml_member(var: str, name: str, kind: str, pattern: str) -> str:
-    """sed reading struct member `name` (an xmlrpc <kind>) out of the reply in $var."""
-    return (f"printf %s \"${var}\" | sed -n "
-            + q(f"s:.*<name>{name}</name><value><{kind}>\\({pattern}\\)</{kind}></value>.*:\\1:p"))
-
-
-def supervisor_signal(program: str, signal: str) -> str:
-    """`supervisorctl signal SIGNAL PROGRAM` by XML-RPC: prints `PROGRAM: signalled`, or `ERROR (<fault>)`
-    and exits 1 (not running, no such process, supervisord down)."""
-    if not re.fullmatch(r"[A-Z0-9]+", signal):
-        raise ValueError(f"bad signal name {signal!r}")
-    fault = _xml_member("x", "faultString", "string", "[^<]*")
-    return (f"x=$({supervisor_rpc('supervisor.signalProcess', program, signal)}); "
-            f"case \"$x\" in *'<boolean>1</boolean>'*) echo {q(program + ': signalled')};; "
-            f"*) f=$({fault}); echo \"ERROR (${{f:-$x}})\"; exit 1;; esac")
-
-
-def supervisor_status(program: str) -> str:
-    """Sets $w (RUNNING, STOPPED, BACKOFF, ... ERROR when there is no such program) and $pid (maybe empty)."""
-    return "\n".join([
-        f"x=$({supervisor_rpc('supervisor.getProcessInfo', program)})",
-        f"w=$({_xml_member('x', 'statename', 'string', '[A-Z]*')})",
-        f"pid=$({_xml_member('x', 'pid', 'int', '[0-9]*')})",
-        '[ -n "$w" ] || w=ERROR',
-        '[ "$pid" != 0 ] || pid=',
-    ])
 
 
 # --- what a node has ------------------------------------------------------------------------
@@ -113,7 +80,7 @@ def state_script(layout: Layout, programs: Iterable[str] = (), migrations: bool 
             supervisor_status(program),
             'exe=$([ -n "$pid" ] && tr "\\000" "\\n" < "/proc/$pid/cmdline" 2>/dev/null | head -n 1)',
             'cwd=$([ -n "$pid" ] && readlink "/proc/$pid/cwd")',
-            f'echo "program={program} ${{w:--}} ${{pid:-0}} ${{cwd:--}} ${{exe:--}}"',
+            f'printf \'program=%s %s %s %s %s\\n\' {q(program)} "${{w:--}}" "${{pid:-0}}" "${{cwd:--}}" "${{exe:--}}"',
         ]
     return "\n".join(lines)
 
@@ -141,9 +108,11 @@ def fetch_script(layout: Layout, url: str, branch: str) -> str:
     if not _BRANCH.match(branch):
         raise ValueError(f"bad branch name {branch!r}")
     m = q(layout.mirror)
-    key = q(f"{layout.root}/.ssh/deploy_key")
-    ssh = q(f"ssh -i {layout.root}/.ssh/deploy_key -o IdentitiesOnly=yes -o BatchMode=yes "
-            f"-o StrictHostKeyChecking=accept-new")
+    key_path = f"{layout.root}/.ssh/deploy_key"
+    key = q(key_path)
+    # GIT_SSH_COMMAND is parsed twice: by this script's shell (the outer quoting), then by git's (the inner)
+    ssh = q(shlex.join(["ssh", "-i", key_path, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                        "-o", "StrictHostKeyChecking=accept-new"]))
     return "\n".join([
         "set -e",
         f"test -d {m} || git init --bare --quiet {m}",
@@ -168,7 +137,7 @@ def treeish(sha: str, prefix: str) -> str:
     return f"{_sha(sha)}:{prefix}" if prefix else f"{_sha(sha)}^{{tree}}"
 
 
-def _marks(rel: str, tree: str | None, previous: str | None) -> list[str]:
+def _marks(rel: Quoted, tree: str | None, previous: str | None) -> list[str]:
     return ([f"printf '%s\\n' {q(_sha(tree))} > {rel}/{TREE_MARK}"] if tree else []) + \
         ([f"printf '%s\\n' {q(_rid(previous))} > {rel}/{PREVIOUS_MARK}"] if previous else [])
 
@@ -240,13 +209,21 @@ def venv_reuse_script(layout: Layout, release_id: str, from_release: str) -> str
         '  b=${f##*/}',
         f'  if [ -e {n}/bin/"$b" ] || [ -L {n}/bin/"$b" ]; then continue; fi',
         '  if [ "$(head -c 2 "$f")" = "#!" ]; then',
-        f'    sed "1s|^#!{old}/bin/|#!{new}/bin/|" "$f" > {n}/bin/"$b" && chmod 755 {n}/bin/"$b"',
+        f'    sed {q(shebang_rewrite(old, new))} "$f" > {n}/bin/"$b" && chmod 755 {n}/bin/"$b"',
         "  else",
         f'    cp -a "$f" {n}/bin/"$b"',
         "  fi",
         "done",
         f"cp {o}/{REQUIREMENTS_MARK} {o}/{VENV_MARK} {n}/",
     ])
+
+
+def shebang_rewrite(old_venv: str, new_venv: str) -> str:
+    """The sed program turning a first line `#!<old_venv>/bin/...` into `#!<new_venv>/bin/...`, both paths
+    taken literally (a regex or replacement metacharacter, or the `|` delimiter, in a path is escaped)."""
+    pattern = re.sub(r"([\\.*\[\]^$|])", r"\\\1", old_venv)
+    replacement = re.sub(r"([\\&|])", r"\\\1", new_venv)
+    return f"1s|^#!{pattern}/bin/|#!{replacement}/bin/|"
 
 
 def venv_reuse(layout: Layout, release_id: str, from_release: str) -> str:
@@ -308,10 +285,12 @@ def migrate_check(layout: Layout, release_id: str) -> str:
     return manage(layout, release_id, ["migrate", "--check", "--noinput"])
 
 
-def python_stdin(layout: Layout, release_id: str) -> str:
-    """Run the Python script on stdin in the release (Django set up by the script itself)."""
+def python_stdin(layout: Layout, release_id: str, args: Sequence[str] = ()) -> str:
+    """Run the Python script on stdin in the release with `args` as its argv (Django set up by the
+    script itself: see `script`)."""
     rel = q(layout.release(_rid(release_id)))
-    return as_app(layout, f"cd {rel} && exec env {_django_env(layout)} {VENV}/bin/python -")
+    argv = "".join(f" {q(a)}" for a in args)
+    return as_app(layout, f"cd {rel} && exec env {_django_env(layout)} {VENV}/bin/python -{argv}")
 
 
 # --- static files to proxies -----------------------------------------------------------------
@@ -406,52 +385,6 @@ def health(address: str, port: int = PORT, timeout: float = 3) -> str:
 
 def http_code(url: str, timeout: float = 5) -> str:
     return f"curl -sS -m {timeout:g} -o /dev/null -w '%{{http_code}}' {q(url)}"
-
-
-# --- lock and audit log ----------------------------------------------------------------------
-
-def lock_acquire(layout: Layout) -> str:
-    """Take the lock: its info (stdin) is written in a temporary directory renamed to the lock's path
-    (rename is atomic and fails onto a lock that holds its info), so whoever finds the lock held always
-    reads who holds it; when held, print the holder's info and exit 75. (With mkdir and then the info,
-    a second deploy started at the same moment read an empty lock and named no holder.)"""
-    lock = q(layout.lock_dir)
-    return as_app(layout, f'tmp=$(mktemp -d {lock}.new.XXXXXX) && cat > "$tmp/info" && chmod 755 "$tmp" && '
-                          f'if mv -T "$tmp" {lock} 2>/dev/null; then :; else rm -rf "$tmp"; '
-                          f"cat {lock}/info 2>/dev/null; exit {LOCK_HELD}; fi")
-
-
-def lock_read(layout: Layout) -> str:
-    lock = q(layout.lock_dir)
-    return as_app(layout, f"if [ -d {lock} ]; then echo held; cat {lock}/info 2>/dev/null; fi; true")
-
-
-def lock_break(layout: Layout) -> str:
-    """Print the holder's info and remove the lock (--break-lock)."""
-    lock = q(layout.lock_dir)
-    return as_app(layout, f"cat {lock}/info 2>/dev/null; rm -rf {lock}")
-
-
-def lock_release(layout: Layout, token: str) -> str:
-    """Remove the lock only if it is still ours (its info holds our token)."""
-    if not re.match(r"^[0-9a-f]{8,64}$", token):
-        raise ValueError("bad lock token")
-    lock = q(layout.lock_dir)
-    return as_app(layout, f"if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi; true")
-
-
-def audit_and_unlock(layout: Layout, token: str) -> str:
-    """Append stdin to the audit log and release our lock: one round trip at the end of a run."""
-    return f"{audit_append(layout)} && {lock_release(layout, token)}"
-
-
-def audit_append(layout: Layout) -> str:
-    """Append stdin (one JSON line) to shared/deploys.log."""
-    return as_app(layout, f"cat >> {q(layout.audit_log)}")
-
-
-def audit_tail(layout: Layout, lines: int = 10) -> str:
-    return as_app(layout, f"tail -n {int(lines)} {q(layout.audit_log)} 2>/dev/null; true")
 
 
 def remove_releases(layout: Layout, release_ids: Iterable[str]) -> str:

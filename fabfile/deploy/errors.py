@@ -20,3 +20,11 @@ class AnswerMissing(DeployError):
 
 class NodesChanged(DeployError):
     """The nodes a task started from (the inventory) are not the ones the cloud lists now."""
+
+
+class PreviousServes(DeployError):
+    """A step before the switch failed, and its message already says the previous release keeps serving."""
+
+
+class Unhealthy(DeployError):
+    """An app node did not answer /health with 200 from the expected release in time."""

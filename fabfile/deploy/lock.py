@@ -1,18 +1,26 @@
-"""The cluster's deploy lock and the audit log: their records, pure.
+"""The cluster's deploy lock and the audit log: their records and the commands that keep them, pure.
 
-The lock is a directory on the anchor node (`mkdir` is atomic) holding `info`,
+The lock is a directory on the anchor node (renamed into place, which is atomic) holding `info`,
 one JSON object: who (user@host), since (UTC), release, action and a random
 token that only its owner's release matches.  The audit log gets one JSON line
-per deploy or rollback.
+per deploy or rollback.  `guard` runs these commands.
 """
 from __future__ import annotations
 
 import getpass
 import json
+import re
 import secrets
+import shlex
 import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+
+from .commands import as_app
+from .layout import Layout
+
+q = shlex.quote
+LOCK_HELD = 75          # exit status of lock_acquire when someone else holds the lock
 
 
 def whoami() -> str:
@@ -132,3 +140,49 @@ def describe_audit(record: AuditRecord) -> str:
     secs = f", {record.seconds:.1f} s" if isinstance(record.seconds, (int, float)) else ""
     detail = f": {record.detail.splitlines()[0]}" if record.detail else ""
     return f"{record.at} {record.who} {record.action} {record.result}: {frm} -> {to} ({record.component}{secs}){detail}"
+
+
+# --- the commands that take, read and release the lock, and append to the audit log ------------
+
+def lock_acquire(layout: Layout) -> str:
+    """Take the lock: its info (stdin) is written in a temporary directory renamed to the lock's path
+    (rename is atomic and fails onto a lock that holds its info), so whoever finds the lock held always
+    reads who holds it; when held, print the holder's info and exit 75. (With mkdir and then the info,
+    a second deploy started at the same moment read an empty lock and named no holder.)"""
+    lock = q(layout.lock_dir)
+    return as_app(layout, f'tmp=$(mktemp -d {lock}.new.XXXXXX) && cat > "$tmp/info" && chmod 755 "$tmp" && '
+                          f'if mv -T "$tmp" {lock} 2>/dev/null; then :; else rm -rf "$tmp"; '
+                          f"cat {lock}/info 2>/dev/null; exit {LOCK_HELD}; fi")
+
+
+def lock_read(layout: Layout) -> str:
+    lock = q(layout.lock_dir)
+    return as_app(layout, f"if [ -d {lock} ]; then echo held; cat {lock}/info 2>/dev/null; fi; true")
+
+
+def lock_break(layout: Layout) -> str:
+    """Print the holder's info and remove the lock (--break-lock)."""
+    lock = q(layout.lock_dir)
+    return as_app(layout, f"cat {lock}/info 2>/dev/null; rm -rf {lock}")
+
+
+def lock_release(layout: Layout, token: str) -> str:
+    """Remove the lock only if it is still ours (its info holds our token)."""
+    if not re.match(r"^[0-9a-f]{8,64}$", token):
+        raise ValueError("bad lock token")
+    lock = q(layout.lock_dir)
+    return as_app(layout, f"if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi; true")
+
+
+def audit_and_unlock(layout: Layout, token: str) -> str:
+    """Append stdin to the audit log and release our lock: one round trip at the end of a run."""
+    return f"{audit_append(layout)} && {lock_release(layout, token)}"
+
+
+def audit_append(layout: Layout) -> str:
+    """Append stdin (one JSON line) to shared/deploys.log."""
+    return as_app(layout, f"cat >> {q(layout.audit_log)}")
+
+
+def audit_tail(layout: Layout, lines: int = 10) -> str:
+    return as_app(layout, f"tail -n {int(lines)} {q(layout.audit_log)} 2>/dev/null; true")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from fabfile.deploy import commands as c
+from fabfile.deploy import lock as lk
+from fabfile.deploy import supervisor as sv
 from fabfile.deploy.layout import Layout
 from fabfile.deploy.lock import LockInfo, format_lock, parse_lock
 from fabfile.deploy.releases import parse_state
@@ -50,13 +52,13 @@ def test_release_ids_and_shas_are_checked_before_they_reach_a_command():
     with pytest.raises(ValueError):
         c.extract(L, R, "HEAD; whoami")
     with pytest.raises(ValueError):
-        c.lock_release(L, "x; whoami")
+        lk.lock_release(L, "x; whoami")
     with pytest.raises(ValueError):
         c.fetch(L, "https://example.org/app.git", "main; whoami")
 
 
 def test_reload_commands():
-    assert c.web(L, "hup") == c.as_root(c.supervisor_signal("demo-web", "HUP"))   # run in test_deploy_supervisor
+    assert c.web(L, "hup") == c.as_root(sv.supervisor_signal("demo-web", "HUP"))   # run in test_deploy_supervisor
     assert c.web(L, "restart") == "sudo -n -- sh -c 'supervisorctl restart demo-web'"
     assert c.web(L, "start") == ("sudo -n -- sh -c 'supervisorctl stop demo-web >/dev/null 2>&1; "
                                  "supervisorctl start demo-web'")
@@ -82,7 +84,7 @@ def test_other_exact_strings():
         "sudo -n -u demo -- sh -c 'cd /srv/demo && t=$(mktemp -d /srv/demo/.trash.XXXXXX) && (cd releases && "
         "mv -- 20240131120000-1a2b3c4 20240131130000-5e6f708 \"$t\"/) && { setsid nohup rm -rf /srv/demo/.trash.* "
         "</dev/null >/dev/null 2>&1 & }'")
-    assert c.lock_acquire(L) == (
+    assert lk.lock_acquire(L) == (
         "sudo -n -u demo -- sh -c 'tmp=$(mktemp -d /srv/demo/shared/deploy.lock.new.XXXXXX) && cat > \"$tmp/info\" "
         "&& chmod 755 \"$tmp\" && if mv -T \"$tmp\" /srv/demo/shared/deploy.lock 2>/dev/null; then :; else "
         "rm -rf \"$tmp\"; cat /srv/demo/shared/deploy.lock/info 2>/dev/null; exit 75; fi'")
@@ -149,18 +151,18 @@ def test_state_of_an_unconfigured_host(tmp_path):
 
 def test_lock_is_exclusive_and_released_only_by_its_owner(lay):
     mine = LockInfo.new(R, "deploy", who="ana@laptop")
-    assert local(c.lock_acquire(lay), stdin=format_lock(mine)).returncode == 0
-    theirs = local(c.lock_acquire(lay), stdin=format_lock(LockInfo.new(R2, "deploy")), check=False)
-    assert theirs.returncode == c.LOCK_HELD
+    assert local(lk.lock_acquire(lay), stdin=format_lock(mine)).returncode == 0
+    theirs = local(lk.lock_acquire(lay), stdin=format_lock(LockInfo.new(R2, "deploy")), check=False)
+    assert theirs.returncode == lk.LOCK_HELD
     assert parse_lock(theirs.stdout) == mine
-    held = local(c.lock_read(lay)).stdout
+    held = local(lk.lock_read(lay)).stdout
     assert held.startswith("held\n") and parse_lock(held[5:]) == mine
-    local(c.lock_release(lay, "0" * 16))            # not ours: stays
+    local(lk.lock_release(lay, "0" * 16))            # not ours: stays
     assert os.path.isdir(lay.lock_dir)
-    local(c.lock_release(lay, mine.token))
-    assert not os.path.exists(lay.lock_dir) and local(c.lock_read(lay)).stdout == ""
-    local(c.lock_acquire(lay), stdin=format_lock(mine))
-    assert parse_lock(local(c.lock_break(lay)).stdout).who == "ana@laptop"
+    local(lk.lock_release(lay, mine.token))
+    assert not os.path.exists(lay.lock_dir) and local(lk.lock_read(lay)).stdout == ""
+    local(lk.lock_acquire(lay), stdin=format_lock(mine))
+    assert parse_lock(local(lk.lock_break(lay)).stdout).who == "ana@laptop"
     assert not os.path.exists(lay.lock_dir)
 
 
@@ -171,10 +173,10 @@ def test_a_lock_found_held_always_names_its_holder_even_in_a_race(lay):
 
     infos = [LockInfo.new(R, "quick-update", who=f"user{i}@host") for i in range(8)]
     with ThreadPoolExecutor(len(infos)) as pool:
-        runs = list(pool.map(lambda info: local(c.lock_acquire(lay), stdin=format_lock(info), check=False), infos))
+        runs = list(pool.map(lambda info: local(lk.lock_acquire(lay), stdin=format_lock(info), check=False), infos))
     won = [info for info, r in zip(infos, runs) if r.returncode == 0]
     assert len(won) == 1
-    assert all(r.returncode == c.LOCK_HELD and parse_lock(r.stdout) == won[0] for r in runs if r.returncode != 0)
+    assert all(r.returncode == lk.LOCK_HELD and parse_lock(r.stdout) == won[0] for r in runs if r.returncode != 0)
     assert sorted(os.listdir(os.path.dirname(lay.lock_dir))) == ["deploy.lock"]
 
 
@@ -187,14 +189,14 @@ def test_env_is_written_0600_from_stdin(lay):
 
 
 def test_audit_append_and_tail(lay):
-    local(c.audit_append(lay), stdin='{"a": 1}\n')
+    local(lk.audit_append(lay), stdin='{"a": 1}\n')
     info = LockInfo.new(R, "deploy")
-    local(c.lock_acquire(lay), stdin=format_lock(info))
-    first, second = c.audit_and_unlock(lay, info.token).split(" && ")
-    assert (first, second) == (c.audit_append(lay), c.lock_release(lay, info.token))
+    local(lk.lock_acquire(lay), stdin=format_lock(info))
+    first, second = lk.audit_and_unlock(lay, info.token).split(" && ")
+    assert (first, second) == (lk.audit_append(lay), lk.lock_release(lay, info.token))
     local(first, stdin='{"a": 2}\n')
     local(second)
-    assert local(c.audit_tail(lay, 1)).stdout == '{"a": 2}\n'
+    assert local(lk.audit_tail(lay, 1)).stdout == '{"a": 2}\n'
     assert not os.path.exists(lay.lock_dir)
 
 
@@ -284,3 +286,45 @@ def test_reused_venv_works_at_its_new_path_and_shares_files(lay):
     # the old venv is untouched and still works
     out = subprocess.run([str(old / "bin" / "whipup-probe")], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["42", str(old)]
+
+
+def test_venv_shebangs_are_rewritten_with_both_paths_taken_literally(tmp_path):
+    """A base dir with regex, sed and shell metacharacters: the old path matches only itself, the new one
+    lands verbatim, and nothing in either runs."""
+    old, new = "/srv/a.b|c&d; whoami/releases/R/.venv", "/srv/x&y|z; whoami\\1/releases/R2/.venv"
+    script = tmp_path / "gunicorn"
+    script.write_text(f"#!{old}/bin/python\nprint(1)\n")
+    decoy = tmp_path / "decoy"
+    decoy.write_text("#!/srv/aXb|c&d; whoami/releases/R/.venv/bin/python\n")
+    sed = f"sed {c.q(c.shebang_rewrite(old, new))}"
+    assert subprocess.run(["sh", "-c", f"{sed} {c.q(str(script))}"], capture_output=True, text=True,
+                          check=True).stdout == f"#!{new}/bin/python\nprint(1)\n"
+    assert subprocess.run(["sh", "-c", f"{sed} {c.q(str(decoy))}"], capture_output=True, text=True,
+                          check=True).stdout == decoy.read_text()
+
+
+def test_git_ssh_command_survives_both_shell_parses(tmp_path):
+    """GIT_SSH_COMMAND is parsed by the script's shell, then by git's: a key path with `x; whoami` in it
+    stays one argument of ssh."""
+    lay = Layout("demo", "demo.settings", "requirements.txt", base=str(tmp_path / "x; whoami"))
+    key = Path(lay.root) / ".ssh" / "deploy_key"
+    key.parent.mkdir(parents=True)
+    key.write_text("not a key\n")
+    line = next(x for x in c.fetch_script(lay, "https://example.org/app.git", "main").splitlines()
+                if "GIT_SSH_COMMAND" in x)
+    out = subprocess.run(["sh", "-c", line + '\nprintf %s "$GIT_SSH_COMMAND"'], capture_output=True, text=True,
+                         check=True).stdout
+    assert shlex.split(out) == ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                                "-o", "StrictHostKeyChecking=accept-new"]
+
+
+def test_state_prints_program_names_as_data():
+    assert "printf 'program=%s %s %s %s %s\\n' 'x; whoami' " in c.state_script(L, ["x; whoami"])
+
+
+def test_python_stdin_passes_each_argument_as_one_word():
+    assert c.python_stdin(L, R, ["10.0.0.5:8000", "x; whoami"]) == (
+        "sudo -n -u demo -- sh -c 'cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
+        "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python - "
+        "10.0.0.5:8000 '\"'\"'x; whoami'\"'\"''")
+    assert c.script("health_check").startswith('"""/health of a release')

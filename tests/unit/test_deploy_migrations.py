@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fabfile.deploy.engine import MIGRATIONS_MISSING, migrate_back_script
+from fabfile.deploy.commands import script
+from fabfile.deploy.rollback import migrate_back_args
+
+MIGRATIONS_MISSING = script("migrations_missing")
+MIGRATE_BACK = script("migrate_back")
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 pytest.importorskip("django")
@@ -48,8 +52,9 @@ def releases(tmp_path):
     return target, current, env
 
 
-def py(cwd: Path, env: dict, script: str, *, migrate: bool = False) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "django", "migrate", "--noinput"] if migrate else [sys.executable, "-"]
+def py(cwd: Path, env: dict, script: str, *, migrate: bool = False, args: list[str] = ()) -> subprocess.CompletedProcess:
+    """The script on stdin with `args` as its argv, in `cwd` (as commands.python_stdin runs it on a host)."""
+    argv = [sys.executable, "-m", "django", "migrate", "--noinput"] if migrate else [sys.executable, "-", *args]
     return subprocess.run(argv, cwd=cwd, env=env, input=None if migrate else script, capture_output=True,
                           text=True, timeout=120)
 
@@ -63,7 +68,7 @@ def test_applied_migrations_the_target_lacks_then_undone(releases):
     assert py(current, env, "", migrate=True).returncode == 0
     found = last_json(py(target, env, MIGRATIONS_MISSING))
     assert found == {"missing": [["notes", "0002_note_done"]], "leaves": {"notes": "0001_initial"}}
-    back = py(current, env, migrate_back_script([("notes", "0001_initial")]))
+    back = py(current, env, MIGRATE_BACK, args=migrate_back_args([("notes", "0001_initial")]))
     assert back.returncode == 0, back.stderr
     assert last_json(back) == {"undone": ["notes.0002_note_done"]}
     assert last_json(py(target, env, MIGRATIONS_MISSING))["missing"] == []
@@ -73,7 +78,7 @@ def test_irreversible_migrations_are_refused_before_anything_is_undone(releases)
     target, current, env = releases
     (current / "notes" / "migrations" / "0003_irreversible.py").write_text(IRREVERSIBLE)
     assert py(current, env, "", migrate=True).returncode == 0
-    back = py(current, env, migrate_back_script([("notes", "0001_initial")]))
+    back = py(current, env, MIGRATE_BACK, args=migrate_back_args([("notes", "0001_initial")]))
     assert back.returncode == 3
     result = last_json(back)
     assert result["irreversible"] == ["notes.0003_irreversible: Raw Python operation"]

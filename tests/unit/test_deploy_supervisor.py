@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from fabfile.deploy import commands as c
+from fabfile.deploy import supervisor as sv
 from fabfile.deploy.layout import Layout
 from fabfile.deploy.releases import parse_state
 
@@ -90,7 +91,7 @@ class Supervisord:
 @pytest.fixture
 def sup(tmp_path, monkeypatch):
     s = Supervisord(tmp_path)
-    monkeypatch.setattr(c, "SUPERVISOR_SOCKET", str(s.sock))
+    monkeypatch.setattr(sv, "SUPERVISOR_SOCKET", str(s.sock))
     yield s
     s.stop()
 
@@ -125,9 +126,9 @@ def test_hup_signals_the_running_program_and_fails_clearly_otherwise(sup):
     assert r.stdout == "demo-web: signalled\n"
     sup.wait(lambda: f"HUP {pid}" in sup.marks("demo-web"))
     assert sup.pids("demo-web") == [pid]                         # the same master: a graceful reload
-    stopped = local(c.as_root(c.supervisor_signal("idle", "HUP")), check=False)
+    stopped = local(c.as_root(sv.supervisor_signal("idle", "HUP")), check=False)
     assert stopped.returncode == 1 and stopped.stdout.startswith("ERROR (NOT_RUNNING")
-    unknown = local(c.as_root(c.supervisor_signal("nope", "HUP")), check=False)
+    unknown = local(c.as_root(sv.supervisor_signal("nope", "HUP")), check=False)
     assert unknown.returncode == 1 and unknown.stdout == "ERROR (BAD_NAME: nope)\n"
 
 
@@ -146,9 +147,9 @@ def test_worker_warm_restart_starts_a_stopped_worker_without_waiting(sup):
 
 
 def test_a_value_in_the_rpc_body_stays_one_argument():
-    words = shlex.split(c.supervisor_rpc("supervisor.getProcessInfo", "x; whoami").split(" | ")[0])
-    assert words[:6] == ["curl", "-sS", "--unix-socket", c.SUPERVISOR_SOCKET, "-H", "Content-Type: text/xml"]
+    words = shlex.split(sv.supervisor_rpc("supervisor.getProcessInfo", "x; whoami").split(" | ")[0])
+    assert words[:6] == ["curl", "-sS", "--unix-socket", sv.SUPERVISOR_SOCKET, "-H", "Content-Type: text/xml"]
     assert words[6] == "--data-binary" and "<string>x; whoami</string>" in words[7]
     assert words[8:] == ["http://localhost/RPC2", "2>&1"]
     with pytest.raises(ValueError):
-        c.supervisor_signal("demo-web", "HUP; whoami")
+        sv.supervisor_signal("demo-web", "HUP; whoami")

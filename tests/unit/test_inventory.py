@@ -13,7 +13,7 @@ from fabfile import inventory
 from fabfile.cloud import CloudError
 from fabfile.config import with_target
 from fabfile.deploy import tasks as deploy_tasks
-from fabfile.deploy.engine import Cluster
+from fabfile.deploy.cluster import Cluster
 from fabfile.deploy.errors import NodesChanged
 from fabfile.deploy.layout import Layout
 from fabfile.inventory import Lookup
@@ -121,7 +121,7 @@ def opens(monkeypatch, cfg):
     def open_cluster(cfg_, ec2, *, roles, seen=None, lookup=None):
         calls.append(seen)
         if seen is not None and cloud.get("unreachable"):
-            raise HostFailures("SSH connect", [HostOutcome(APP, False, None, "no route")])
+            raise HostFailures("SSH connect", [HostOutcome(APP, False, None, OSError("no route"))])
         return _Opened(seen)
 
     monkeypatch.setattr(deploy_tasks, "open_cluster", open_cluster)

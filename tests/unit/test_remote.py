@@ -29,8 +29,9 @@ def test_on_hosts_collects_each_failure_without_hiding_others():
 
     out = on_hosts([node("a"), node("b"), node("c")], fn)
     assert sorted(seen) == ["a", "b", "c"]
-    assert [(o.node.name, o.ok, o.value, o.error) for o in out] == [
-        ("a", True, "A", None), ("b", False, None, "disk full"), ("c", True, "C", None)]
+    assert [(o.node.name, o.ok, o.value, o.message) for o in out] == [
+        ("a", True, "A", ""), ("b", False, None, "disk full"), ("c", True, "C", "")]
+    assert isinstance(out[1].error, RuntimeError)     # the exception object itself, as GroupResult keeps it
     with pytest.raises(HostFailures) as exc:
         raise_failures("configure", out)
     assert str(exc.value) == "configure failed on 1 host(s):\n  b: disk full"

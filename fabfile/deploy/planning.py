@@ -1,0 +1,175 @@
+"""What a deploy will do, decided before anything changes: the options, the plan, and the app's .env.
+
+`make_plan` turns the nodes' state and the options into a `Plan` (which nodes get code and which static
+files, how each venv is made); `up_to_date` says when there is nothing to do; `describe_plan` prints it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..layout import DB_ROLE
+from ..remote import run
+from ..vault import secret
+from . import commands
+from .cluster import Cluster, Member
+from .errors import DeployError
+from .layout import Layout, env_text
+from .prompts import COMPONENTS
+from .releases import SHA, NodeState, VenvPlan, master_venv, same_code, venv_plan, web_reload_action
+from .source import Source
+
+HEALTH_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    action: str = "deploy"               # deploy | quick-update: what the lock and audit log say
+    component: str = "all"               # web | workers | all
+    deps: bool | None = None             # None: reinstall when the requirements changed
+    upgrade_django: bool = False
+    force: bool = False                  # deploy even when every node already runs this commit
+    break_lock: bool = False
+    dry_run: bool = False
+    health_timeout: float = HEALTH_TIMEOUT
+
+
+@dataclass
+class Plan:
+    """One release of `source` to `code` nodes (app/worker: code, .env, venv) and `static` nodes (proxies)."""
+    release: str
+    source: Source
+    options: DeployOptions
+    code: list[Member]
+    static: list[Member]
+    before: dict[str, NodeState]          # every involved node's state when the deploy began
+    venvs: dict[str, VenvPlan]            # code node -> how its venv is made (an upgrade of Django may amend it)
+
+    @property
+    def web(self) -> bool:
+        return self.options.component in ("web", "all")
+
+    @property
+    def workers(self) -> bool:
+        return self.options.component in ("workers", "all")
+
+    @property
+    def involved(self) -> list[Member]:
+        return self.static + self.code
+
+    @property
+    def apps(self) -> list[Member]:
+        return [m for m in self.code if m.role == "app"]
+
+    @property
+    def worker_nodes(self) -> list[Member]:
+        return [m for m in self.code if m.role == "worker"]
+
+    def current(self, name: str) -> str | None:
+        return self.before[name].current
+
+
+def involved(cl: Cluster, component: str) -> tuple[list[Member], list[Member]]:
+    """(code nodes, static nodes) for a component: web = app (+ proxy static), workers = worker nodes."""
+    if component not in COMPONENTS:
+        raise DeployError(f"unknown component {component!r} (expected one of: {', '.join(COMPONENTS)})")
+    web = component in ("web", "all")
+    workers = component in ("workers", "all")
+    code = (cl.apps if web else []) + (cl.workers if workers else [])
+    if web and not cl.apps:
+        raise DeployError(f"component {component}: cluster {cl.cfg.cluster.name} has no app node")
+    if workers and not web and not cl.workers:
+        raise DeployError(f"component workers: cluster {cl.cfg.cluster.name} has no worker node")
+    return code, (cl.proxies if web else [])
+
+
+def make_plan(cl: Cluster, source: Source, opts: DeployOptions, states: dict[str, NodeState],
+              release: str) -> Plan:
+    code, static = involved(cl, opts.component)
+    venvs = {m.name: venv_plan(states[m.name].current_info, source.requirements_hash, release, deps=opts.deps,
+                               upgrade_django=opts.upgrade_django, path=cl.layout.requirements)
+             for m in code}
+    return Plan(release, source, opts, code, static, states, venvs)
+
+
+def reload_action(layout: Layout, state: NodeState, venv_id: str) -> str:
+    """How gunicorn, as it runs on a node in `state`, takes a release whose venv is `venv_id`: hup, restart
+    (another venv) or start."""
+    program = layout.web_program
+    return web_reload_action(state.programs.get(program), master_venv(layout, state, program), venv_id)
+
+
+def web_actions(cl: Cluster, plan: Plan) -> dict[str, str]:
+    """How gunicorn takes the new release on each app node."""
+    return {m.name: reload_action(cl.layout, plan.before[m.name], plan.venvs[m.name].venv_id) for m in plan.apps}
+
+
+def up_to_date(plan: Plan) -> bool:
+    """Every involved node already runs this commit with these requirements, and nothing was asked for."""
+    o = plan.options
+    if o.force or o.upgrade_django or o.deps is True:
+        return False
+    for m in plan.involved:
+        if not same_code(plan.before[m.name].current_info, plan.source.sha, plan.source.tree):
+            return False
+        if m.name in plan.venvs and plan.venvs[m.name].action != "reuse":
+            return False
+    return True
+
+
+def _describe_node(m: Member, plan: Plan, actions: dict[str, str]) -> str:
+    what = [f"{plan.current(m.name) or '(none)'} -> {plan.release}"]
+    if m.name in plan.venvs:
+        v = plan.venvs[m.name]
+        what.append(f"venv: {v.action}" + (f" from {v.source}" if v.source else "") + f" ({v.reason})")
+        if plan.options.upgrade_django:
+            what.append("upgrade Django")
+    if m.name in actions:
+        action = actions[m.name]
+        if plan.options.upgrade_django and action == "restart" and plan.venvs[m.name].action == "reuse":
+            action = "restart (a HUP if Django is already the newest)"
+        what.append(f"gunicorn: {action}")
+    if m.role == "worker":
+        what.append("celery: restart")
+    if m.role == "proxy":
+        what.append("static files")
+    return f"  {m.name}: " + "; ".join(what)
+
+
+def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
+    lines = [f"release {plan.release} ({plan.source.strategy} {plan.source.sha[:12]}"
+             + (f", {plan.source.prefix}/" if plan.source.prefix else "") + f"), component {plan.options.component}"]
+    actions = web_actions(cl, plan)
+    lines += [_describe_node(m, plan, actions) for m in plan.involved]
+    if plan.web:
+        lines.append(f"  {cl.apps[0].name}: collectstatic, migrate (once, under the deploy lock)")
+    gate = (f"/health of the new release before any traffic, then the health gate on "
+            f"{', '.join(m.name for m in cl.apps)}" if plan.web else "no health gate (no web)")
+    lines.append(f"  then: {gate}; keep {cl.cfg.app.keep_releases} releases")
+    return lines
+
+
+def dotenv(cl: Cluster) -> str:
+    """shared/.env for this cluster (secrets included: it goes to the hosts on stdin)."""
+    if DB_ROLE not in cl.cfg.role_names:  # a one-node cluster: SQLite in shared/, kept across releases
+        app_nodes = [m.name for m in cl.apps + cl.workers]
+        if len(app_nodes) > 1:
+            raise DeployError(f"roles.yaml has no {DB_ROLE} role, so the app uses SQLite on its node; that needs "
+                              f"a single app or worker node, and there are {len(app_nodes)}: {', '.join(app_nodes)}")
+        return env_text(cl.layout, secret_key=secret(cl.cfg, "django_secret_key"), db_password=None,
+                        db_host=None, broker_host=cl.broker.private_ip if cl.broker else None)
+    if cl.db is None or not cl.db.private_ip:
+        raise DeployError(f"cluster {cl.cfg.cluster.name} has no running db node: the app needs its database")
+    broker = cl.broker.private_ip if cl.broker else None
+    return env_text(cl.layout, secret_key=secret(cl.cfg, "django_secret_key"),
+                    db_password=secret(cl.cfg, "db_password"), db_host=cl.db.private_ip, broker_host=broker)
+
+
+def fetched_source(cl: Cluster) -> Source:
+    """Strategy git: the anchor node fetches app.branch; the commit and its requirements."""
+    m, cfg = cl.anchor, cl.cfg
+    out = run(m.conn, commands.fetch(cl.layout, cfg.app.repo, cfg.app.branch), step="git fetch").stdout
+    sha = (out.strip().splitlines() or [""])[-1]
+    if not SHA.match(sha):
+        raise DeployError(f"{m.name}: git fetch of {cfg.app.repo} {cfg.app.branch} gave no commit: {out.strip()}")
+    req = run(m.conn, commands.show_file(cl.layout, sha, cfg.app.requirements), step="read the requirements").stdout
+    return Source("git", sha, "", req, None, cfg.app.branch)

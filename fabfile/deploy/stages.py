@@ -1,0 +1,173 @@
+"""The stages of a deploy, each small, each on the nodes that need it, in parallel.
+
+    deliver -> collectstatic_and_migrate (app node 0) -> static_to_proxies (with health.before_traffic)
+    -> switch -> (reload) -> prune;  remove_release on the failure path
+
+Every command comes from `commands`; what to do on each node comes from the `Plan`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from ..remote import RemoteError, run
+from . import commands
+from .cluster import Cluster, Member, at_once, each, each_best_effort
+from .errors import DeployError, PreviousServes
+from .planning import Plan, dotenv
+from .releases import in_use, parse_state, releases_to_delete, upgrade_spec
+from .source import push
+
+
+# --- code, .env, venv --------------------------------------------------------------------------
+
+def _code(cl: Cluster, plan: Plan, m: Member) -> None:
+    layout, source = cl.layout, plan.source
+    if source.strategy == "push":
+        run(m.conn, commands.init_mirror(layout), step="create the git mirror")
+        push(cl.cfg, layout, m.node, source)
+    else:
+        sha = run(m.conn, commands.fetch(layout, cl.cfg.app.repo, cl.cfg.app.branch), step="git fetch"
+                  ).stdout.strip().splitlines()[-1]
+        if sha != source.sha:
+            raise DeployError(f"{cl.cfg.app.branch} moved during the deploy ({source.short} -> {sha[:7]}); "
+                              f"deploy again")
+    run(m.conn, commands.extract(layout, plan.release, source.sha, source.prefix, source.tree,
+                                 plan.current(m.name)), step="check out the code")
+    cl.progress(m.name, "code", f"{source.short} in releases/{plan.release}")
+
+
+def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
+    v = plan.venvs[m.name]
+    t = time.monotonic()
+    if v.action == "reuse":
+        run(m.conn, commands.venv_reuse(cl.layout, plan.release, v.source), step="reuse the venv")
+    else:
+        cl.progress(m.name, "venv", f"pip install ({v.reason})")
+        run(m.conn, commands.venv_install(cl.layout, plan.release, plan.source.requirements_hash, v.venv_id),
+            step="pip install", timeout=1800)
+    cl.progress(m.name, "venv", f"{v.action}" + (f" from {v.source}" if v.source else "")
+                + f" in {time.monotonic() - t:.1f} s ({v.reason})")
+
+
+def deliver(cl: Cluster, plan: Plan) -> None:
+    """Code, .env and venv (and Django's upgrade, if asked) on every code node; proxies get theirs with
+    the static files."""
+    env = dotenv(cl)
+
+    def one(m: Member) -> None:
+        _code(cl, plan, m)
+        changed = run(m.conn, commands.write_env(cl.layout), step="write shared/.env", stdin=env).stdout.strip()
+        if changed == "changed":
+            cl.progress(m.name, ".env", "written (0600)")
+        _venv(cl, plan, m)
+        if plan.options.upgrade_django:
+            upgrade_django(cl, plan, m)
+
+    each(plan.code, one, "delivering the code")
+
+
+def upgrade_django(cl: Cluster, plan: Plan, m: Member) -> None:
+    """Upgrade Django within the requirements' constraint in the new venv; report old -> new. Unchanged,
+    the venv keeps its content id, so gunicorn gets a HUP rather than a restart."""
+    spec = upgrade_spec(plan.source.requirements, cl.layout.requirements)
+    out = run(m.conn, commands.upgrade_django(cl.layout, plan.release, spec, plan.release),
+              step="upgrade Django", timeout=900).stdout.strip().splitlines()[-1]
+    before, _, after = out.partition(" ")
+    cl.progress(m.name, "Django", f"{before} -> {after} (within {spec!r})"
+                + (": already the newest" if before == after else ""))
+    v = plan.venvs[m.name]
+    if before == after and v.action == "reuse":
+        info = plan.before[m.name].current_info
+        plan.venvs[m.name] = replace(v, venv_id=info.venv if info and info.venv else v.venv_id)
+
+
+# --- Django on app node 0 ----------------------------------------------------------------------
+
+def _on_app0(cl: Cluster, command: str, step: str, **kw):
+    m = cl.apps[0]
+    try:
+        return run(m.conn, command, step=step, **kw)
+    except RemoteError as exc:
+        raise PreviousServes(f"{m.name}: {step} failed (exit {exc.exit_code}); the previous release keeps "
+                             f"serving:\n" + "\n".join(exc.output.strip().splitlines()[-25:])) from None
+
+
+def collectstatic(cl: Cluster, plan: Plan) -> None:
+    out = _on_app0(cl, commands.collectstatic(cl.layout, plan.release), "collectstatic").stdout.strip()
+    cl.progress(cl.apps[0].name, "collectstatic", out.splitlines()[-1] if out else "done")
+
+
+def migrate(cl: Cluster, plan: Plan) -> None:
+    out = _on_app0(cl, commands.migrate(cl.layout, plan.release), "migrate", timeout=3600).stdout
+    applied = [line.strip() for line in out.splitlines() if line.strip().startswith("Applying ")]
+    cl.progress(cl.apps[0].name, "migrate", "; ".join(applied) if applied else "no migrations to apply")
+
+
+def collectstatic_and_migrate(cl: Cluster, plan: Plan) -> None:
+    """Both on app node 0, at once (collectstatic writes only the new release's static/)."""
+    at_once(lambda: collectstatic(cl, plan), lambda: migrate(cl, plan))
+
+
+def migrations_applied(cl: Cluster, plan: Plan) -> None:
+    """workers only: refuse a release whose migrations the database lacks (web/all runs migrate)."""
+    m = plan.code[0]
+    r = run(m.conn, commands.migrate_check(cl.layout, plan.release), step="migrate --check", check=False)
+    if r.exited != 0:
+        raise DeployError(f"{m.name}: release {plan.release} has migrations the database lacks; "
+                          f"deploy --component web (or all) first, which runs migrate:\n"
+                          + "\n".join(((r.stdout or "") + (r.stderr or "")).strip().splitlines()[-10:]))
+
+
+# --- proxies, switch, prune ----------------------------------------------------------------------
+
+def static_to_proxies(cl: Cluster, plan: Plan) -> None:
+    """The release's static/ (collected on app node 0) into the same release on every proxy."""
+    if not plan.static:
+        return
+    packed = _on_app0(cl, commands.static_pack(cl.layout, plan.release), "pack static files").stdout.strip()
+
+    def one(m: Member) -> None:
+        run(m.conn, commands.static_unpack(cl.layout, plan.release, plan.source.sha, plan.source.tree,
+                                           plan.current(m.name)), step="unpack static files", stdin=packed)
+        cl.progress(m.name, "static", f"releases/{plan.release}/static ({len(packed) * 3 // 4 // 1024} kB packed)")
+
+    each(plan.static, one, "copying static files to proxies")
+
+
+def switch(cl: Cluster, members: list[Member], release: str, switched: list[Member] | None = None) -> None:
+    """`current` -> releases/<release> on every member; each one switched is added to `switched`."""
+    def one(m: Member) -> None:
+        run(m.conn, commands.switch(cl.layout, release), step="switch current")
+        if switched is not None:
+            switched.append(m)
+
+    each(members, one, "switching current")
+    cl.out(f"current -> releases/{release} on {', '.join(m.name for m in members)}")
+
+
+def prune(cl: Cluster, plan: Plan) -> None:
+    """Releases beyond app.keep_releases go (never current, the previous one, or one a process runs)."""
+    keep = cl.cfg.app.keep_releases
+
+    def one(m: Member) -> None:
+        st = plan.before[m.name]
+        names = set(st.releases) | {plan.release}
+        doomed = releases_to_delete(names, plan.release, keep, protect=in_use(cl.layout, st), previous=st.current)
+        if doomed:
+            run(m.conn, commands.remove_releases(cl.layout, doomed), step="prune releases")
+            cl.progress(m.name, "prune", f"removed {', '.join(doomed)}")
+
+    for name, error in each_best_effort(plan.involved, one).items():
+        cl.out(f"warning: {name}: pruning failed: {error}")
+
+
+def remove_release(cl: Cluster, members: list[Member], release: str) -> None:
+    """Drop `release` where it is not current (best effort: pruning catches leftovers)."""
+    def one(m: Member) -> None:
+        st = parse_state(run(m.conn, commands.state(cl.layout), step="read state").stdout)
+        if st.current != release and release in st.releases:
+            run(m.conn, commands.remove_releases(cl.layout, [release]), step="remove the failed release")
+
+    for name, error in each_best_effort(members, one).items():
+        cl.out(f"warning: {name}: failed release {release} not removed: {error}")
