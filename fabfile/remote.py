@@ -201,7 +201,7 @@ class HostFailures(Exception):
 
     def errors(self) -> dict[str, Exception]:
         """{node name: the exception it raised}."""
-        return {o.node.name: o.error for o in self.failed}
+        return {o.node.name: o.error for o in self.failed if o.error is not None}
 
     def any_is(self, kind: type[Exception]) -> bool:
         """Some failed host raised a `kind`."""

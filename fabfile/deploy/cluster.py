@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 from .. import inventory
 from ..config import Config
@@ -22,6 +22,11 @@ from .errors import DeployError, NodesChanged
 from .layout import Layout
 from .releases import NodeState, parse_state
 
+if TYPE_CHECKING:
+    from fabric import Connection
+
+T = TypeVar("T")
+
 ROLES = ("proxy", "app", "worker")
 # the roles a component's deploy connects to (app node 0 holds the lock and the audit log)
 COMPONENT_ROLES = {"web": ("proxy", "app"), "workers": ("app", "worker"), "all": ROLES}
@@ -31,7 +36,7 @@ COMPONENT_ROLES = {"web": ("proxy", "app"), "workers": ("app", "worker"), "all":
 class Member:
     """A node deploy works on, with its open, pinned connection."""
     node: Node
-    conn: object
+    conn: Connection
 
     @property
     def name(self) -> str:
@@ -123,7 +128,7 @@ def _connect_all(cfg: Config, nodes: list[Node]) -> list[Member]:
     except HostFailures:
         for o in outcomes:
             if o.ok:
-                o.value.close()
+                o.value.close()  # type: ignore[attr-defined]  # an open Connection
         raise
     return [Member(o.node, o.value) for o in outcomes]
 
@@ -148,22 +153,22 @@ def open_cluster(cfg: Config, ec2, *, progress: Progress | None = None, out: Cal
                    db, broker, progress or Progress(), out, lookup, seen)
 
 
-def each(members: list[Member], fn: Callable[[Member], object], what: str) -> dict[str, object]:
+def each(members: list[Member], fn: Callable[[Member], T], what: str) -> dict[str, T]:
     """fn(member) on every member in parallel: {node name: value}; HostFailures naming each failed node."""
     by_name = {m.name: m for m in members}
     outcomes = on_hosts([m.node for m in members], lambda node: fn(by_name[node.name]))
     raise_failures(what, outcomes)
-    return {o.node.name: o.value for o in outcomes}
+    return {o.node.name: o.value for o in outcomes}  # type: ignore[misc]  # an ok outcome's value is a T
 
 
 def each_best_effort(members: list[Member], fn: Callable[[Member], object]) -> dict[str, Exception]:
     """Like `each`, but only the errors come back ({node name: exception}): for cleanups."""
     by_name = {m.name: m for m in members}
     outcomes = on_hosts([m.node for m in members], lambda node: fn(by_name[node.name]))
-    return {o.node.name: o.error for o in outcomes if not o.ok}
+    return {o.node.name: o.error for o in outcomes if o.error is not None}
 
 
-def at_once(background: Callable[[], None], foreground: Callable[[], None]) -> None:
+def at_once(background: Callable[[], object], foreground: Callable[[], object]) -> None:
     """Both at the same time; once both ended, the foreground's error if it had one, else the background's."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         other = pool.submit(background)

@@ -22,7 +22,7 @@ from .errors import DeployError, PreviousServes
 from .guard import Guard, guarded, read_lock
 from .lock import AuditRecord, held_message, iso, utc_now, whoami
 from .planning import DeployOptions, Plan, describe_plan, involved, make_plan, reload_action, up_to_date, web_actions
-from .releases import release_id
+from .releases import NodeState, release_id
 from .source import Source
 
 Stage = Callable[[Cluster, Plan], None]
@@ -151,21 +151,27 @@ def _back_to_previous(cl: Cluster, plan: Plan, back: list[Member]) -> str:
     """Switch `back` to the releases they ran before, reload them and wait for their health; what happened."""
     by_release: dict[str, list[Member]] = {}
     for m in back:
-        by_release.setdefault(plan.current(m.name), []).append(m)
+        previous = plan.current(m.name)
+        if previous is not None:
+            by_release.setdefault(previous, []).append(m)
     try:
         for rel, members in by_release.items():
             stages.switch(cl, members, rel)
         code = [m for m in back if m in plan.code]
         now = gather(cl, code)
         apps = [m for m in code if m.role == "app"]
-        actions = {m.name: reload_action(cl.layout, now[m.name], (now[m.name].current_info.venv
-                                                                  if now[m.name].current_info else "") or "")
-                   for m in apps}
+        actions = {m.name: reload_action(cl.layout, now[m.name], _venv_of(now[m.name])) for m in apps}
         reload.reload(cl, apps=apps, workers=[m for m in code if m.role == "worker"], actions=actions,
                       release=next(iter(by_release)), health_timeout=plan.options.health_timeout)
-        previous = {plan.current(m.name) for m in apps}
-        if len(previous) == 1:
-            health.gate(cl, previous.pop(), min(plan.options.health_timeout, 30), apps)
+        releases = {plan.current(m.name) for m in apps}
+        if len(releases) == 1:
+            health.gate(cl, releases.pop(), min(plan.options.health_timeout, 30), apps)
         return f"rolled back to {', '.join(sorted(by_release))}; it serves again"
     except Exception as exc:  # say so: the operator must act
         return f"ROLLBACK INCOMPLETE: {exc}"
+
+
+def _venv_of(state: NodeState) -> str:
+    """The venv id of the node's current release ('' when unknown)."""
+    info = state.current_info
+    return (info.venv if info else None) or ""

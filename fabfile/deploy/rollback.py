@@ -61,6 +61,8 @@ def check_migrations(cl: Cluster, state: NodeState, target: str, migrate_back: b
     the current release has some the target lacks is the database asked.
     """
     m, current = cl.apps[0], state.current
+    if current is None:
+        return None
     if not migration_files_missing(state.migrations.get(current, ()), state.migrations.get(target, ())):
         return None
     r = run(m.conn, commands.python_stdin(cl.layout, target), step="check applied migrations",
