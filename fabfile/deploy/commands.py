@@ -13,12 +13,12 @@ import xmlrpc.client
 from typing import Iterable, Sequence
 
 from ..remote import sudo, sudo_sh
+from ..validate import BRANCH
 from .layout import PORT, PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, Layout
 from .releases import SHA, is_release_id
 
 q = shlex.quote
 LOCK_HELD = 75          # exit status of lock_acquire when someone else holds the lock
-_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 
 
 def _rid(release_id: str) -> str:
@@ -138,7 +138,7 @@ def receive_pack(layout: Layout) -> str:
 
 
 def fetch_script(layout: Layout, url: str, branch: str) -> str:
-    if not _BRANCH.match(branch):
+    if not BRANCH.match(branch):
         raise ValueError(f"bad branch name {branch!r}")
     m = q(layout.mirror)
     key = q(f"{layout.root}/.ssh/deploy_key")
