@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .config import TARGETS
+
 if TYPE_CHECKING:
     import boto3
-
-TARGETS = ("sandbox", "aws")
 
 
 class CloudError(Exception):

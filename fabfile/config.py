@@ -4,17 +4,18 @@
 `ConfigError` whose message starts with the file name and the key path
 (`roles.yaml: roles.app.ports[0].port: ...`), raised before any API call.
 Relative paths resolve against the directory of roles.yaml (`Config.root`).
+The generic readers (`string`, `integer`, `mapping`, ...) are in `fabfile.validate`.
 """
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import yaml
+from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, MODE, OWNER, PACKAGE, REGION,
+                       SERVICE, SUBNET_ID, USER, VPC_ID, Invalid, boolean, choice, cidr, file_path, integer, join,
+                       list_of, load_yaml, mapping, relative, string, type_name)
 
 TARGETS = ("sandbox", "aws")
 CONNECT_MODES = ("auto", "public", "private")
@@ -23,33 +24,12 @@ ACTIONS = ("reload", "restart")
 SSH_PORT = 22
 
 _CLUSTER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_OWNER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}(?::[a-z_][a-z0-9_-]{0,31})?$")
-_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-_AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
-_AMI_OWNER = re.compile(r"^(?:self|amazon|aws-marketplace|\d{12})$")
 _APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
-_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-_MODE = re.compile(r"^0?[0-7]{3}$")
-_GIT_URL = re.compile(r"^(?:(?:https?|ssh|git|file)://\S+|[\w.-]+@[\w.-]+:\S+)$")
 
 
 class ConfigError(Exception):
     """roles.yaml (or a --target override) is not usable; the message names file and key."""
-
-
-class _Invalid(Exception):
-    """A value at `path` is wrong; `load_config` prefixes the file name."""
-
-    def __init__(self, path: str, detail: str):
-        super().__init__(f"{path}: {detail}" if path else detail)
 
 
 @dataclass(frozen=True)
@@ -164,9 +144,9 @@ def load_config(path: str | Path) -> Config:
 def parse_config(text: str, path: Path) -> Config:
     """Validate roles.yaml text; `path` names the file and anchors relative paths."""
     try:
-        data = _load_yaml(text)
+        data = load_yaml(text)
         return _config(data, path)
-    except _Invalid as exc:
+    except Invalid as exc:
         raise ConfigError(f"{path.name}: {exc}") from None
 
 
@@ -177,127 +157,6 @@ def with_target(cfg: Config, target: str | None) -> Config:
     if target not in TARGETS:
         raise ConfigError(f"--target: unknown target {target!r} (expected one of: {', '.join(TARGETS)})")
     return replace(cfg, cluster=replace(cfg.cluster, target=target))
-
-
-# --- YAML with duplicate-key detection --------------------------------------------------
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a mapping with the same key twice, naming its key path."""
-
-    def construct_document(self, node):
-        _check_duplicates(node, "", set())
-        return super().construct_document(node)
-
-
-def _check_duplicates(node: yaml.Node, path: str, seen: set[int]) -> None:
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first_line: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
-            child = _join(path, str(key))
-            line = key_node.start_mark.line + 1
-            if key in first_line:
-                raise _Invalid(child, f"duplicate key (lines {first_line[key]} and {line})")
-            first_line[key] = line
-            _check_duplicates(value_node, child, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_duplicates(item, f"{path}[{i}]", seen)
-
-
-def _load_yaml(text: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise _Invalid("", f"not valid YAML: {exc.problem or exc.context}{where}") from None
-    except yaml.YAMLError as exc:
-        raise _Invalid("", f"not valid YAML: {exc}") from None
-
-
-# --- small typed readers ----------------------------------------------------------------
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
-
-
-def _mapping(value: Any, path: str, keys: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-    if not isinstance(value, dict):
-        raise _Invalid(path, f"expected a mapping, got {_type_name(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            raise _Invalid(path, f"keys must be strings, got {key!r}")
-        if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"expected one of: {', '.join(keys)}"
-            raise _Invalid(_join(path, key), f"unknown key ({hint})")
-    for key in required:
-        if value.get(key) is None:
-            raise _Invalid(_join(path, key), "required")
-    return value
-
-
-def _str(value: Any, path: str, pattern: re.Pattern | None = None, what: str = "") -> str:
-    if not isinstance(value, str) or not value:
-        raise _Invalid(path, f"expected {what or 'a non-empty string'}, got {_type_name(value)}")
-    if pattern is not None and not pattern.match(value):
-        raise _Invalid(path, f"expected {what}, got {value!r}")
-    return value
-
-
-def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise _Invalid(path, f"expected one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _int(value: Any, path: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        shown = repr(value) if isinstance(value, str) else value
-        raise _Invalid(path, f"expected an integer {lo}-{hi}, got {shown}")
-    return value
-
-
-def _bool(value: Any, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(path, f"expected true or false, got {value!r}")
-    return value
-
-
-def _list(value: Any, path: str, item: Callable[[Any, str], Any]) -> tuple:
-    if not isinstance(value, list):
-        raise _Invalid(path, f"expected a list, got {_type_name(value)}")
-    return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
-
-
-def _cidr(value: Any, path: str) -> str:
-    text = _str(value, path, what="a CIDR like 203.0.113.7/32")
-    if "/" not in text:
-        raise _Invalid(path, f"expected a CIDR like 203.0.113.7/32, got {text!r}")
-    try:
-        return str(ipaddress.ip_network(text, strict=True))
-    except ValueError as exc:
-        raise _Invalid(path, f"not a valid CIDR: {exc}") from None
-
-
-def _path(value: Any, path: str, root: Path, must_exist: bool) -> Path:
-    p = root / _str(value, path, what="a file path")
-    if must_exist and not p.is_file():
-        raise _Invalid(path, f"file not found: {p}")
-    return p
 
 
 # --- sections ----------------------------------------------------------------------------
@@ -316,12 +175,12 @@ _CONFIGURE_KEYS = ("templates_dir", "apt_max_age_hours")
 
 def _config(data: Any, path: Path) -> Config:
     if data is None:
-        raise _Invalid("", "empty file (expected the keys cluster, app, roles)")
-    top = _mapping(data, "", _TOP_KEYS, required=("cluster", "app", "roles"))
+        raise Invalid("", "empty file (expected the keys cluster, app, roles)")
+    top = mapping(data, "", _TOP_KEYS, required=("cluster", "app", "roles"))
     root = path.parent
     cluster = _cluster(top["cluster"], "cluster", root)
     app = _app(top["app"], "app", root)
-    packages = _list(top.get("packages", []), "packages", _package)
+    packages = list_of(top.get("packages", []), "packages", _package)
     roles = _roles(top["roles"], "roles", cluster.ami)
     configure = _configure(top.get("configure", {}), "configure", root)
     return Config(path=path, root=root, cluster=cluster, app=app, packages=packages, roles=roles,
@@ -340,145 +199,138 @@ def check_templates(cfg: Config) -> None:
 
 
 def _configure(value: Any, path: str, root: Path) -> ConfigureSettings:
-    m = _mapping(value, path, _CONFIGURE_KEYS)
+    m = mapping(value, path, _CONFIGURE_KEYS)
     return ConfigureSettings(
-        templates_dir=root / _str(m.get("templates_dir", "templates"), f"{path}.templates_dir",
-                                  what="a directory path"),
-        apt_max_age_hours=_int(m.get("apt_max_age_hours", 24), f"{path}.apt_max_age_hours", 0, 24 * 365),
+        templates_dir=root / string(m.get("templates_dir", "templates"), f"{path}.templates_dir",
+                                    what="a directory path"),
+        apt_max_age_hours=integer(m.get("apt_max_age_hours", 24), f"{path}.apt_max_age_hours", 0, 24 * 365),
     )
 
 
 def _cluster(value: Any, path: str, root: Path) -> ClusterConfig:
-    m = _mapping(value, path, _CLUSTER_KEYS, required=("name",))
+    m = mapping(value, path, _CLUSTER_KEYS, required=("name",))
     subnet = m.get("subnet")
     return ClusterConfig(
-        name=_str(m["name"], f"{path}.name", _CLUSTER_NAME,
-                  "a name of [a-z0-9-] (1-40 characters, no leading or trailing '-')"),
-        region=_str(m.get("region", "us-east-1"), f"{path}.region", _REGION, "a region like us-east-1"),
-        target=_choice(m.get("target", "sandbox"), f"{path}.target", TARGETS),
+        name=string(m["name"], f"{path}.name", _CLUSTER_NAME,
+                    "a name of [a-z0-9-] (1-40 characters, no leading or trailing '-')"),
+        region=string(m.get("region", "us-east-1"), f"{path}.region", REGION, "a region like us-east-1"),
+        target=choice(m.get("target", "sandbox"), f"{path}.target", TARGETS),
         ssh=_ssh(m.get("ssh", {}), f"{path}.ssh", root),
-        admin_cidr=_cidr(m.get("admin_cidr", "10.255.255.254/32"), f"{path}.admin_cidr"),
+        admin_cidr=cidr(m.get("admin_cidr", "10.255.255.254/32"), f"{path}.admin_cidr"),
         vpc=_vpc(m.get("vpc", "default"), f"{path}.vpc"),
-        subnet=None if subnet is None else _str(subnet, f"{path}.subnet", _SUBNET_ID,
-                                                "a subnet id like subnet-0abc1234"),
+        subnet=None if subnet is None else string(subnet, f"{path}.subnet", SUBNET_ID,
+                                                  "a subnet id like subnet-0abc1234"),
         ami=_ami(m.get("ami", {"name": "debian-12-amd64-*", "owner": "self"}), f"{path}.ami"),
-        state_dir=root / _str(m.get("state_dir", ".whipup"), f"{path}.state_dir", what="a directory path"),
+        state_dir=root / string(m.get("state_dir", ".whipup"), f"{path}.state_dir", what="a directory path"),
     )
 
 
 def _vpc(value: Any, path: str) -> str:
     if value == "default":
         return value
-    return _str(value, path, _VPC_ID, "'default' or a vpc id like vpc-0abc1234")
+    return string(value, path, VPC_ID, "'default' or a vpc id like vpc-0abc1234")
 
 
 def _ssh(value: Any, path: str, root: Path) -> SshConfig:
-    m = _mapping(value, path, _SSH_KEYS)
+    m = mapping(value, path, _SSH_KEYS)
     public, private = m.get("public_key"), m.get("private_key")
     if public is not None and private is None:
-        raise _Invalid(f"{path}.private_key", "required when public_key is set")
+        raise Invalid(f"{path}.private_key", "required when public_key is set")
     if private is not None and public is None:
-        raise _Invalid(f"{path}.public_key", "required when private_key is set")
+        raise Invalid(f"{path}.public_key", "required when private_key is set")
     return SshConfig(
-        user=_str(m.get("user", "admin"), f"{path}.user", _USER, "a login name like admin"),
-        public_key=None if public is None else _path(public, f"{path}.public_key", root, must_exist=True),
-        private_key=None if private is None else _path(private, f"{path}.private_key", root, must_exist=True),
-        connect=_choice(m.get("connect", "auto"), f"{path}.connect", CONNECT_MODES),
+        user=string(m.get("user", "admin"), f"{path}.user", USER, "a login name like admin"),
+        public_key=None if public is None else file_path(public, f"{path}.public_key", root, must_exist=True),
+        private_key=None if private is None else file_path(private, f"{path}.private_key", root, must_exist=True),
+        connect=choice(m.get("connect", "auto"), f"{path}.connect", CONNECT_MODES),
     )
 
 
 def _ami(value: Any, path: str) -> AmiSpec:
-    m = _mapping(value, path, _AMI_KEYS)
+    m = mapping(value, path, _AMI_KEYS)
     if "id" in m:
         if len(m) > 1:
-            raise _Invalid(path, "give either id, or name (with owner), not both")
-        return AmiSpec(id=_str(m["id"], f"{path}.id", _AMI_ID, "an image id like ami-0abc1234"))
+            raise Invalid(path, "give either id, or name (with owner), not both")
+        return AmiSpec(id=string(m["id"], f"{path}.id", AMI_ID, "an image id like ami-0abc1234"))
     if "name" not in m:
-        raise _Invalid(path, "expected {id: ami-...} or {name: ..., owner: ...}")
+        raise Invalid(path, "expected {id: ami-...} or {name: ..., owner: ...}")
     return AmiSpec(
-        name=_str(m["name"], f"{path}.name", what="an image name pattern"),
-        owner=_str(m.get("owner", "self"), f"{path}.owner", _AMI_OWNER,
-                   "self, amazon, aws-marketplace or a 12-digit account id"),
+        name=string(m["name"], f"{path}.name", what="an image name pattern"),
+        owner=string(m.get("owner", "self"), f"{path}.owner", AMI_OWNER,
+                     "self, amazon, aws-marketplace or a 12-digit account id"),
     )
 
 
 def _app(value: Any, path: str, root: Path) -> AppConfig:
-    m = _mapping(value, path, _APP_KEYS, required=("name", "repo"))
-    name = _str(m["name"], f"{path}.name", _APP_NAME, "a name of [a-z][a-z0-9_]*")
-    strategy = _choice(m.get("strategy", "push"), f"{path}.strategy", STRATEGIES)
-    repo = _str(m["repo"], f"{path}.repo", what="a local path or a git URL")
-    if strategy == "git" and not _GIT_URL.match(repo):
-        raise _Invalid(f"{path}.repo", f"strategy git needs a git URL (https://, ssh://, user@host:path), got {repo!r}")
-    if strategy == "push" and _GIT_URL.match(repo):
-        raise _Invalid(f"{path}.repo", f"strategy push needs a local path, got the URL {repo!r} (use strategy: git)")
+    m = mapping(value, path, _APP_KEYS, required=("name", "repo"))
+    name = string(m["name"], f"{path}.name", _APP_NAME, "a name of [a-z][a-z0-9_]*")
+    strategy = choice(m.get("strategy", "push"), f"{path}.strategy", STRATEGIES)
+    repo = string(m["repo"], f"{path}.repo", what="a local path or a git URL")
+    if strategy == "git" and not GIT_URL.match(repo):
+        raise Invalid(f"{path}.repo", f"strategy git needs a git URL (https://, ssh://, user@host:path), got {repo!r}")
+    if strategy == "push" and GIT_URL.match(repo):
+        raise Invalid(f"{path}.repo", f"strategy push needs a local path, got the URL {repo!r} (use strategy: git)")
     if strategy == "push" and not (root / repo).is_dir():
-        raise _Invalid(f"{path}.repo", f"strategy push needs a local directory, and {root / repo} is not one")
+        raise Invalid(f"{path}.repo", f"strategy push needs a local directory, and {root / repo} is not one")
     return AppConfig(
         name=name,
         repo=repo,
         repo_path=(root / repo) if strategy == "push" else None,
-        branch=_str(m.get("branch", "main"), f"{path}.branch", _BRANCH, "a git branch name"),
+        branch=string(m.get("branch", "main"), f"{path}.branch", BRANCH, "a git branch name"),
         strategy=strategy,
-        django_settings=_str(m.get("django_settings", f"{name}.settings"), f"{path}.django_settings",
-                             _DOTTED, "a dotted module path like demo.settings"),
-        requirements=_relative(m.get("requirements", "requirements.txt"), f"{path}.requirements"),
-        keep_releases=_int(m.get("keep_releases", 5), f"{path}.keep_releases", 1, 100),
+        django_settings=string(m.get("django_settings", f"{name}.settings"), f"{path}.django_settings",
+                               DOTTED, "a dotted module path like demo.settings"),
+        requirements=relative(m.get("requirements", "requirements.txt"), f"{path}.requirements"),
+        keep_releases=integer(m.get("keep_releases", 5), f"{path}.keep_releases", 1, 100),
     )
 
 
-def _relative(value: Any, path: str) -> str:
-    text = _str(value, path, what="a relative path")
-    if text.startswith("/") or ".." in Path(text).parts:
-        raise _Invalid(path, f"expected a path inside the project (relative, no '..'), got {text!r}")
-    return text
-
-
 def _package(value: Any, path: str) -> str:
-    return _str(value, path, _PACKAGE, "a Debian package name")
+    return string(value, path, PACKAGE, "a Debian package name")
 
 
 def _service(value: Any, path: str) -> str:
-    return _str(value, path, _SERVICE, "a systemd service name")
+    return string(value, path, SERVICE, "a systemd service name")
 
 
 def _roles(value: Any, path: str, cluster_ami: AmiSpec) -> tuple[RoleConfig, ...]:
     if not isinstance(value, dict) or not value:
-        raise _Invalid(path, f"expected a mapping of role names to roles, got {_type_name(value)}")
+        raise Invalid(path, f"expected a mapping of role names to roles, got {type_name(value)}")
     names = tuple(value)
     for name in names:
         if not isinstance(name, str) or not _ROLE_NAME.match(name):
-            raise _Invalid(_join(path, str(name)), "role names must match [a-z][a-z0-9-]*")
+            raise Invalid(join(path, str(name)), "role names must match [a-z][a-z0-9-]*")
     return tuple(_role(name, value[name], f"{path}.{name}", names, cluster_ami) for name in names)
 
 
 def _role(name: str, value: Any, path: str, role_names: tuple[str, ...], cluster_ami: AmiSpec) -> RoleConfig:
-    m = _mapping(value, path, _ROLE_KEYS, required=("instance_type",))
-    services = _list(m.get("services", []), f"{path}.services", _service)
+    m = mapping(value, path, _ROLE_KEYS, required=("instance_type",))
+    services = list_of(m.get("services", []), f"{path}.services", _service)
     return RoleConfig(
         name=name,
-        count=_int(m.get("count", 1), f"{path}.count", 0, 50),
-        instance_type=_str(m["instance_type"], f"{path}.instance_type", _INSTANCE_TYPE,
-                           "an instance type like t3.small"),
-        root_volume_gb=_int(m.get("root_volume_gb", 8), f"{path}.root_volume_gb", 1, 16384),
-        elastic_ip=_bool(m.get("elastic_ip", False), f"{path}.elastic_ip"),
-        termination_protection=_bool(m.get("termination_protection", False), f"{path}.termination_protection"),
-        ports=_list(m.get("ports", []), f"{path}.ports", lambda v, p: _port_rule(v, p, role_names)),
-        packages=_list(m.get("packages", []), f"{path}.packages", _package),
-        templates=_list(m.get("templates", []), f"{path}.templates", lambda v, p: _template(v, p, services)),
+        count=integer(m.get("count", 1), f"{path}.count", 0, 50),
+        instance_type=string(m["instance_type"], f"{path}.instance_type", INSTANCE_TYPE,
+                             "an instance type like t3.small"),
+        root_volume_gb=integer(m.get("root_volume_gb", 8), f"{path}.root_volume_gb", 1, 16384),
+        elastic_ip=boolean(m.get("elastic_ip", False), f"{path}.elastic_ip"),
+        termination_protection=boolean(m.get("termination_protection", False), f"{path}.termination_protection"),
+        ports=list_of(m.get("ports", []), f"{path}.ports", lambda v, p: _port_rule(v, p, role_names)),
+        packages=list_of(m.get("packages", []), f"{path}.packages", _package),
+        templates=list_of(m.get("templates", []), f"{path}.templates", lambda v, p: _template(v, p, services)),
         services=services,
         ami=_ami(m["ami"], f"{path}.ami") if "ami" in m else cluster_ami,
     )
 
 
 def _port_rule(value: Any, path: str, role_names: tuple[str, ...]) -> PortRule:
-    m = _mapping(value, path, _PORT_KEYS, required=("port", "from"))
-    port = _int(m["port"], f"{path}.port", 1, 65535)
+    m = mapping(value, path, _PORT_KEYS, required=("port", "from"))
+    port = integer(m["port"], f"{path}.port", 1, 65535)
     if port == SSH_PORT:
-        raise _Invalid(f"{path}.port", "port 22 is managed by whipup (SSH from cluster.admin_cidr); remove this rule")
+        raise Invalid(f"{path}.port", "port 22 is managed by whipup (SSH from cluster.admin_cidr); remove this rule")
     sources = m["from"]
     if isinstance(sources, list):
         if not sources:
-            raise _Invalid(f"{path}.from", "expected a CIDR, a role name or a non-empty list of those")
+            raise Invalid(f"{path}.from", "expected a CIDR, a role name or a non-empty list of those")
         items = [(s, f"{path}.from[{i}]") for i, s in enumerate(sources)]
     else:
         items = [(sources, f"{path}.from")]
@@ -486,40 +338,40 @@ def _port_rule(value: Any, path: str, role_names: tuple[str, ...]) -> PortRule:
     roles: list[str] = []
     for source, where in items:
         if not isinstance(source, str) or not source:
-            raise _Invalid(where, f"expected a CIDR or a role name, got {_type_name(source)}")
+            raise Invalid(where, f"expected a CIDR or a role name, got {type_name(source)}")
         if source[0].isdigit() or ":" in source:
-            cidrs.append(_cidr(source, where))
+            cidrs.append(cidr(source, where))
         elif source in role_names:
             roles.append(source)
         else:
-            raise _Invalid(where, f"unknown role {source!r} (roles: {', '.join(sorted(role_names))})")
+            raise Invalid(where, f"unknown role {source!r} (roles: {', '.join(sorted(role_names))})")
     return PortRule(port=port, cidrs=tuple(dict.fromkeys(cidrs)), roles=tuple(dict.fromkeys(roles)))
 
 
 def _template(value: Any, path: str, services: tuple[str, ...]) -> TemplateSpec:
-    m = _mapping(value, path, _TEMPLATE_KEYS, required=("src",))
-    src = _relative(m["src"], f"{path}.src")
+    m = mapping(value, path, _TEMPLATE_KEYS, required=("src",))
+    src = relative(m["src"], f"{path}.src")
     if not src.endswith(".j2"):
-        raise _Invalid(f"{path}.src", f"expected a template name ending in .j2, got {src!r}")
+        raise Invalid(f"{path}.src", f"expected a template name ending in .j2, got {src!r}")
     dest = m.get("dest")
     if dest is None:
         dest = "/" + src[: -len(".j2")]
     elif not isinstance(dest, str) or not dest.startswith("/") or ".." in Path(dest).parts:
-        raise _Invalid(f"{path}.dest", f"expected an absolute path without '..', got {dest!r}")
+        raise Invalid(f"{path}.dest", f"expected an absolute path without '..', got {dest!r}")
     notify = m.get("notify")
     if notify is not None:
         _service(notify, f"{path}.notify")
         if notify not in services:
-            raise _Invalid(f"{path}.notify",
-                           f"{notify!r} is not one of this role's services ({', '.join(services) or 'none'})")
+            raise Invalid(f"{path}.notify",
+                          f"{notify!r} is not one of this role's services ({', '.join(services) or 'none'})")
     mode = m.get("mode", "0644")
-    if not isinstance(mode, str) or not _MODE.match(mode):
-        raise _Invalid(f"{path}.mode", f"expected a quoted octal string like '0644', got {mode!r}")
+    if not isinstance(mode, str) or not MODE.match(mode):
+        raise Invalid(f"{path}.mode", f"expected a quoted octal string like '0644', got {mode!r}")
     return TemplateSpec(
         src=src,
         dest=dest,
         notify=notify,
-        action=_choice(m.get("action", "restart"), f"{path}.action", ACTIONS),
-        owner=_str(m.get("owner", "root"), f"{path}.owner", _OWNER, "a user name or user:group"),
+        action=choice(m.get("action", "restart"), f"{path}.action", ACTIONS),
+        owner=string(m.get("owner", "root"), f"{path}.owner", OWNER, "a user name or user:group"),
         mode=mode.rjust(4, "0"),
     )

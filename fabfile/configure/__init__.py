@@ -2,7 +2,8 @@
 
 - `facts`: ONE shell command per host printing every fact (packages, managed files' sha256, services, init
   system, the app user, PostgreSQL's role and database), and its pure parser;
-- `desired`, `templates`: what a node should be, from roles.yaml and the Jinja2 templates (rendered locally);
+- `want`: what a node should be, as dataclasses (`Desired`); `desired`, `templates`: that, from roles.yaml and
+  the Jinja2 templates (rendered locally);
 - `plan`: PURE, desired + facts -> actions (none when the host is right);
 - `commands`: pure builders of every remote command (shlex-quoted; secrets only on stdin);
 - `apply`: thin, one command per stage with work; `run`: all hosts in parallel; `report`: text;

@@ -14,7 +14,7 @@ import posixpath
 from ..config import Config
 from ..layout import APP_ROLES, DB_ROLE, NOLOGIN, app_layout
 from ..nodes import Node
-from .plan import Desired, DesiredAbsent, DesiredDir, DesiredFile, DesiredLink, DesiredPostgres, DesiredUser
+from .want import Desired, DesiredAbsent, DesiredDir, DesiredFile, DesiredLink, DesiredPostgres, DesiredUser
 
 NGINX_AVAILABLE = "/etc/nginx/sites-available/"
 NGINX_ENABLED = "/etc/nginx/sites-enabled/"

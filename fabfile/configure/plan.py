@@ -1,4 +1,4 @@
-"""PURE: what a host should be (`Desired`) + what it is (`Facts`) -> the actions that close the gap.
+"""PURE: what a host should be (`want.Desired`) + what it is (`Facts`) -> the actions that close the gap.
 
 No I/O here.  `make_plan` returns a `Plan`: the actions in stage order
 (packages, files, services, postgres) and the list of things already right.
@@ -7,92 +7,15 @@ command beyond the facts.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+from typing import Iterable
 
-from .facts import Facts, FactsRequest, PathFact
+from .facts import Facts, PathFact, PgFacts, PgRole
 from .scram import scram_matches, scram_verifier
+from .want import Desired, DesiredAbsent, DesiredDir, DesiredFile, DesiredLink, DesiredPostgres, DesiredUser
 
 STAGES = ("packages", "files", "services", "postgres")
 _STRENGTH = {"reload": 1, "restart": 2}
-
-
-# --- desired state ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DesiredFile:
-    path: str
-    content: str
-    owner: str
-    group: str
-    mode: str                  # "0644"
-    notify: str | None = None  # service it triggers
-    action: str = "restart"    # reload | restart
-    src: str = ""              # the template it came from
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class DesiredDir:
-    path: str
-    owner: str
-    group: str
-    mode: str
-
-
-@dataclass(frozen=True)
-class DesiredLink:
-    path: str
-    target: str
-    notify: str | None = None
-    action: str = "reload"
-
-
-@dataclass(frozen=True)
-class DesiredAbsent:
-    path: str
-    notify: str | None = None
-    action: str = "reload"
-
-
-@dataclass(frozen=True)
-class DesiredUser:
-    name: str
-    home: str
-    shell: str
-
-
-@dataclass(frozen=True)
-class DesiredPostgres:
-    role: str
-    database: str
-    password: str | None       # None: not known (dry run before it exists): always "would set"
-
-
-@dataclass(frozen=True)
-class Desired:
-    packages: tuple[str, ...] = ()
-    user: DesiredUser | None = None
-    dirs: tuple[DesiredDir, ...] = ()
-    files: tuple[DesiredFile, ...] = ()
-    links: tuple[DesiredLink, ...] = ()
-    absent: tuple[DesiredAbsent, ...] = ()
-    services: tuple[str, ...] = ()
-    postgres: DesiredPostgres | None = None
-    apt_max_age: int = 24 * 3600   # seconds
-
-    def facts_request(self) -> FactsRequest:
-        paths = [d.path for d in self.dirs] + [f.path for f in self.files] + \
-                [link.path for link in self.links] + [a.path for a in self.absent]
-        return FactsRequest(
-            paths=tuple(dict.fromkeys(paths)),
-            services=self.services,
-            users=(self.user.name,) if self.user else (),
-            postgres=(self.postgres.role, self.postgres.database) if self.postgres else None,
-        )
 
 
 # --- actions ----------------------------------------------------------------------------
@@ -273,7 +196,48 @@ class Plan:
         return [a for a in self.actions if isinstance(a, ServiceAction)]
 
 
-# --- the computation --------------------------------------------------------------------
+# --- the computation: one function per stage, each returning what it found ------------
+
+@dataclass(frozen=True)
+class _Found:
+    """What one stage found: actions to take, things already right, the handlers its changes trigger."""
+    actions: tuple = ()
+    ok: tuple[str, ...] = ()
+    triggers: tuple[tuple[str | None, str, str], ...] = ()   # (service, reload | restart, what changed)
+
+
+def make_plan(want: Desired, facts: Facts, *, salt: bytes = b"") -> Plan:
+    """The actions that make a host with `facts` what `want` says; `salt` seeds a new SCRAM verifier."""
+    changes = (_packages(want, facts), _user(want.user, facts),
+               _combined(_dir(d, facts) for d in want.dirs),
+               _combined(_file(f, facts) for f in want.files),
+               _combined(_link(link, facts) for link in want.links),
+               _combined(_absent(gone, facts) for gone in want.absent),
+               _pending(want, facts))
+    notify = _handlers(t for found in changes for t in found.triggers)
+    services = _combined(_service(name, facts, notify) for name in want.services)
+    _check_notified(notify, want.services)
+    found = changes + (services, _postgres(want.postgres, facts.postgres, salt))
+    order = {s: i for i, s in enumerate(STAGES)}
+    actions = sorted((a for f in found for a in f.actions), key=lambda a: order[a.stage])  # stable
+    return Plan(tuple(actions), tuple(o for f in found for o in f.ok))
+
+
+def _combined(found: Iterable[_Found]) -> _Found:
+    found = tuple(found)
+    return _Found(tuple(a for f in found for a in f.actions), tuple(o for f in found for o in f.ok),
+                  tuple(t for f in found for t in f.triggers))
+
+
+def _handlers(triggers: Iterable[tuple[str | None, str, str]]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """service -> (the strongest action triggered, what triggered it): each handler runs once."""
+    notify: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for service, action, what in triggers:
+        if service is not None:
+            current, whats = notify.get(service, ("reload", ()))
+            notify[service] = (action if _STRENGTH[action] > _STRENGTH[current] else current, whats + (what,))
+    return notify
+
 
 def _attrs(p: PathFact) -> str:
     return f"{p.owner}:{p.group} {p.mode:04o}"
@@ -283,140 +247,152 @@ def _same_attrs(p: PathFact, owner: str, group: str, mode: str) -> bool:
     return p.owner == owner and p.group == group and p.mode == int(mode, 8)
 
 
-def make_plan(want: Desired, facts: Facts, *, salt: bytes = b"") -> Plan:
-    """The actions that make a host with `facts` what `want` says; `salt` seeds a new SCRAM verifier."""
-    actions: list = []
-    ok: list[str] = []
-    notify: dict[str, tuple[str, list[str]]] = {}   # service -> (strongest action, what triggered it)
+def _path(facts: Facts, path: str) -> PathFact:
+    return facts.paths.get(path, PathFact("absent"))
 
-    def trigger(service: str | None, action: str, what: str) -> None:
-        if service is None:
-            return
-        current, whats = notify.get(service, ("reload", []))
-        notify[service] = (action if _STRENGTH[action] > _STRENGTH[current] else current, whats + [what])
 
-    # packages
-    missing = tuple(p for p in dict.fromkeys(want.packages) if p not in facts.packages)
-    ok += [f"package {p}" for p in dict.fromkeys(want.packages) if p in facts.packages]
-    if missing:
-        update = None
-        if facts.apt_lists == 0 or facts.apt_updated is None:
-            update = "package lists missing"
-        elif facts.now - facts.apt_updated > want.apt_max_age:
-            update = (f"package lists {(facts.now - facts.apt_updated) // 3600} h old, "
-                      f"max {want.apt_max_age // 3600} h")
-        if update:
-            actions.append(AptUpdate(update))
-        actions.append(AptInstall(missing, update_on_failure=update is None))
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
 
-    # the app user and its directories
-    if want.user:
-        u = want.user
-        have = facts.users.get(u.name)
-        if have is None:
-            actions.append(CreateUser(u))
-        elif (have.home, have.shell) != (u.home, u.shell):
-            actions.append(ModifyUser(u, f"home {have.home}, shell {have.shell}"))
-        else:
-            ok.append(f"user {u.name}")
-    for d in want.dirs:
-        have = facts.paths.get(d.path, PathFact("absent"))
-        if have.kind == "dir" and _same_attrs(have, d.owner, d.group, d.mode):
-            ok.append(f"directory {d.path}")
-        else:
-            actions.append(MakeDir(d, "absent" if have.kind == "absent" else
-                                   (_attrs(have) if have.kind == "dir" else f"a {have.kind}")))
 
-    # files: content by sha256, then owner and mode
-    for f in want.files:
-        have = facts.paths.get(f.path, PathFact("absent"))
-        if have.kind != "file" or have.sha256 != f.sha256:
-            actions.append(WriteFile(f, have.sha256 if have.kind == "file" else None))
-            trigger(f.notify, f.action, f.path.rsplit("/", 1)[-1] + " changed")
-        elif not _same_attrs(have, f.owner, f.group, f.mode):
-            actions.append(FixAttrs(f.path, f.owner, f.group, f.mode, _attrs(have)))
-        else:
-            ok.append(f"file {f.path}")
-    for link in want.links:
-        have = facts.paths.get(link.path, PathFact("absent"))
-        if have.kind == "link" and have.target == link.target:
-            ok.append(f"link {link.path}")
-        else:
-            actions.append(Link(link, "absent" if have.kind == "absent" else
-                                (f"-> {have.target}" if have.kind == "link" else f"a {have.kind}")))
-            trigger(link.notify, link.action, f"{link.path.rsplit('/', 1)[-1]} enabled")
-    for gone in want.absent:
-        have = facts.paths.get(gone.path, PathFact("absent"))
-        if have.kind == "absent":
-            ok.append(f"absent {gone.path}")
-        else:
-            actions.append(Remove(gone))
-            trigger(gone.notify, gone.action, f"{gone.path.rsplit('/', 1)[-1]} removed")
+# packages
 
-    # handlers an earlier run owed (it wrote their files, then stopped): run them now
-    for service, action in sorted(facts.pending):
-        if service in want.services:
-            trigger(service, action, f"{action} pending from an earlier run")
+def _packages(want: Desired, facts: Facts) -> _Found:
+    wanted = tuple(dict.fromkeys(want.packages))
+    missing = tuple(p for p in wanted if p not in facts.packages)
+    ok = tuple(f"package {p}" for p in wanted if p in facts.packages)
+    if not missing:
+        return _Found(ok=ok)
+    update = _apt_update_reason(want, facts)
+    install = AptInstall(missing, update_on_failure=update is None)
+    return _Found((AptUpdate(update), install) if update else (install,), ok)
 
-    # services: handlers of what changed (run once each, the strongest action), else start if stopped
-    for name in want.services:
-        have = facts.services.get(name)
-        running = have is not None and have.running
-        if name in notify:
-            verb, whats = notify[name]
-            actions.append(ServiceAction(name, verb, ", ".join(whats) + ("" if running else "; stopped: start")))
-        elif not running:
-            actions.append(ServiceAction(name, "start", "not installed yet" if have is None or have.state == "absent"
-                                         else f"{have.state}"))
-        else:
-            ok.append(f"service {name} running")
-        if facts.init == "systemd" and (have is None or have.enabled is False or have.state == "absent"):
-            actions.append(EnableService(name))
+
+def _apt_update_reason(want: Desired, facts: Facts) -> str | None:
+    """Why apt-get update must run before installing, or None when the package lists are fresh enough."""
+    if facts.apt_lists == 0 or facts.apt_updated is None:
+        return "package lists missing"
+    if facts.now - facts.apt_updated > want.apt_max_age:
+        return f"package lists {(facts.now - facts.apt_updated) // 3600} h old, max {want.apt_max_age // 3600} h"
+    return None
+
+
+# files: the app user and its directories, files (content by sha256, then owner and mode), links, removals
+
+def _user(u: DesiredUser | None, facts: Facts) -> _Found:
+    if u is None:
+        return _Found()
+    have = facts.users.get(u.name)
+    if have is None:
+        return _Found((CreateUser(u),))
+    if (have.home, have.shell) != (u.home, u.shell):
+        return _Found((ModifyUser(u, f"home {have.home}, shell {have.shell}"),))
+    return _Found(ok=(f"user {u.name}",))
+
+
+def _dir(d: DesiredDir, facts: Facts) -> _Found:
+    have = _path(facts, d.path)
+    if have.kind == "dir" and _same_attrs(have, d.owner, d.group, d.mode):
+        return _Found(ok=(f"directory {d.path}",))
+    return _Found((MakeDir(d, "absent" if have.kind == "absent" else
+                           (_attrs(have) if have.kind == "dir" else f"a {have.kind}")),))
+
+
+def _file(f: DesiredFile, facts: Facts) -> _Found:
+    have = _path(facts, f.path)
+    if have.kind != "file" or have.sha256 != f.sha256:
+        return _Found((WriteFile(f, have.sha256 if have.kind == "file" else None),),
+                      triggers=((f.notify, f.action, f"{_name(f.path)} changed"),))
+    if not _same_attrs(have, f.owner, f.group, f.mode):
+        return _Found((FixAttrs(f.path, f.owner, f.group, f.mode, _attrs(have)),))
+    return _Found(ok=(f"file {f.path}",))
+
+
+def _link(link: DesiredLink, facts: Facts) -> _Found:
+    have = _path(facts, link.path)
+    if have.kind == "link" and have.target == link.target:
+        return _Found(ok=(f"link {link.path}",))
+    return _Found((Link(link, "absent" if have.kind == "absent" else
+                        (f"-> {have.target}" if have.kind == "link" else f"a {have.kind}")),),
+                  triggers=((link.notify, link.action, f"{_name(link.path)} enabled"),))
+
+
+def _absent(gone: DesiredAbsent, facts: Facts) -> _Found:
+    if _path(facts, gone.path).kind == "absent":
+        return _Found(ok=(f"absent {gone.path}",))
+    return _Found((Remove(gone),), triggers=((gone.notify, gone.action, f"{_name(gone.path)} removed"),))
+
+
+def _pending(want: Desired, facts: Facts) -> _Found:
+    """Handlers an earlier run owed (it wrote their files, then stopped): they run now."""
+    return _Found(triggers=tuple((service, action, f"{action} pending from an earlier run")
+                                 for service, action in sorted(facts.pending) if service in want.services))
+
+
+# services: handlers of what changed (run once each, the strongest action), else start if stopped
+
+def _service(name: str, facts: Facts, notify: dict[str, tuple[str, tuple[str, ...]]]) -> _Found:
+    have = facts.services.get(name)
+    running = have is not None and have.running
+    not_enabled = have is None or have.enabled is False or have.state == "absent"
+    enable = (EnableService(name),) if facts.init == "systemd" and not_enabled else ()
+    if name in notify:
+        verb, whats = notify[name]
+        return _Found((ServiceAction(name, verb, ", ".join(whats) + ("" if running else "; stopped: start")),) + enable)
+    if not running:
+        why = "not installed yet" if have is None or have.state == "absent" else f"{have.state}"
+        return _Found((ServiceAction(name, "start", why),) + enable)
+    return _Found(enable, ok=(f"service {name} running",))
+
+
+def _check_notified(notify: dict, services: tuple[str, ...]) -> None:
     for service in notify:
-        if service not in want.services:
+        if service not in services:
             raise ValueError(f"a file notifies {service!r}, which is not one of the role's services")
 
-    def new_verifier(password: str | None) -> str | None:
-        if password is None:
-            return None
-        if len(salt) < 16:
-            raise ValueError("make_plan: setting a password needs a random salt of 16 bytes or more")
-        return scram_verifier(password, salt)
 
-    # PostgreSQL role and database
-    if want.postgres:
-        pg = want.postgres
-        what: list[str] = []
-        pgf = facts.postgres
-        if pgf is None or not pgf.up:
-            what = [f"create role {pg.role} if missing", "set its password",
-                    f"create database {pg.database} if missing"]
-            verifier = new_verifier(pg.password)
-        else:
-            role = pgf.roles.get(pg.role)
-            if role is None:
-                what.append(f"create role {pg.role}")
-            elif not role.can_login:
-                what.append(f"let role {pg.role} log in")
-            else:
-                ok.append(f"postgres role {pg.role}")
-            password_ok = role is not None and pg.password is not None and scram_matches(pg.password, role.verifier)
-            verifier = None
-            if password_ok:
-                ok.append(f"postgres role {pg.role} password")
-            else:
-                what.append(f"set role {pg.role}'s password")
-                verifier = new_verifier(pg.password)
-            owner = pgf.databases.get(pg.database)
-            if owner is None:
-                what.append(f"create database {pg.database} owned by {pg.role}")
-            elif owner != pg.role:
-                what.append(f"give database {pg.database} to {pg.role} (owner {owner})")
-            else:
-                ok.append(f"postgres database {pg.database}")
-        if what:
-            actions.append(PgEnsure(pg.role, pg.database, verifier, tuple(what)))
+# postgres: the app's role (able to log in, with its password) and its database
 
-    order = {s: i for i, s in enumerate(STAGES)}
-    actions.sort(key=lambda a: order[a.stage])   # stable: keeps the order within a stage
-    return Plan(tuple(actions), tuple(ok))
+def _postgres(pg: DesiredPostgres | None, pgf: PgFacts | None, salt: bytes) -> _Found:
+    if pg is None:
+        return _Found()
+    if pgf is None or not pgf.up:
+        what = (f"create role {pg.role} if missing", "set its password", f"create database {pg.database} if missing")
+        return _Found((PgEnsure(pg.role, pg.database, _new_verifier(pg.password, salt), what),))
+    role = pgf.roles.get(pg.role)
+    password_ok = role is not None and pg.password is not None and scram_matches(pg.password, role.verifier)
+    verifier = None if password_ok else _new_verifier(pg.password, salt)
+    checks = (_pg_role(pg, role), _pg_password(pg, password_ok), _pg_database(pg, pgf.databases.get(pg.database)))
+    what = tuple(text for text, right in checks if not right)
+    ok = tuple(text for text, right in checks if right)
+    return _Found((PgEnsure(pg.role, pg.database, verifier, what),) if what else (), ok)
+
+
+# each check: (what to change, False), or (what is right, True)
+
+def _pg_role(pg: DesiredPostgres, role: PgRole | None) -> tuple[str, bool]:
+    if role is None:
+        return f"create role {pg.role}", False
+    if not role.can_login:
+        return f"let role {pg.role} log in", False
+    return f"postgres role {pg.role}", True
+
+
+def _pg_password(pg: DesiredPostgres, right: bool) -> tuple[str, bool]:
+    return (f"postgres role {pg.role} password", True) if right else (f"set role {pg.role}'s password", False)
+
+
+def _pg_database(pg: DesiredPostgres, owner: str | None) -> tuple[str, bool]:
+    if owner is None:
+        return f"create database {pg.database} owned by {pg.role}", False
+    if owner != pg.role:
+        return f"give database {pg.database} to {pg.role} (owner {owner})", False
+    return f"postgres database {pg.database}", True
+
+
+def _new_verifier(password: str | None, salt: bytes) -> str | None:
+    if password is None:
+        return None
+    if len(salt) < 16:
+        raise ValueError("make_plan: setting a password needs a random salt of 16 bytes or more")
+    return scram_verifier(password, salt)

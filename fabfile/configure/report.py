@@ -18,6 +18,7 @@ class HostResult:
     failed: int = 0            # actions not applied because a stage failed
     stage: str | None = None   # the stage that failed
     error: str | None = None
+    exception: Exception | None = None   # the error itself, as raised
     commands: int = 0          # SSH commands sent
     seconds: float = 0.0
     report: str = ""           # the dry-run text

@@ -16,15 +16,16 @@ import time
 
 from ..layout import DB_ROLE
 from ..nodes import Node, find_nodes
-from ..remote import HostFailures, HostOutcome, Progress, on_hosts
+from ..remote import HostFailures, HostOutcome, Progress, RemoteError, on_hosts
 from ..vault import secret, stored
 from ..ssh import connect
 from .apply import Runner, StageFailed, apply_plan, read_files
 from .desired import desired_state
 from .facts import facts_command, parse_facts
-from .plan import Desired, Plan, make_plan
+from .plan import Plan, make_plan
 from .report import HostResult, dry_run_report, service_runs, summary_line
 from .templates import TemplateError, environment, render_role_files
+from .want import Desired
 
 
 class ConfigureError(Exception):
@@ -94,33 +95,46 @@ def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Pr
                 olds = read_files(runner, [w.file.path for w in plan.writes if w.old_sha256 is not None])
                 result.report = dry_run_report(node.name, plan, olds, secrets)
             elif plan.actions:
-                try:
-                    if plan.stage("packages"):
-                        result.changed += apply_plan(runner, plan, init, stages=["packages"], progress=say)
-                        installed = plan.stage("packages")
-                        plan, init = plan_from_facts(again=True)
-                        if plan.stage("packages"):
-                            raise ConfigureError("still missing after apt-get install: "
-                                                 + ", ".join(a.describe() for a in plan.stage("packages")))
-                        result.plan = Plan(tuple(installed) + plan.actions, plan.ok)
-                        result.services = service_runs(plan)
-                    result.changed += apply_plan(runner, plan, init, progress=say)
-                except StageFailed as exc:
-                    result.changed += exc.done
-                    result.stage = exc.stage
-                    result.failed = sum(a.count for s in plan.stages[plan.stages.index(exc.stage):]
-                                        for a in plan.stage(s))
-                    raise exc.__cause__ from None
+                _apply(runner, plan, init, result, progress=say, replan=plan_from_facts)
             result.stage = None
         finally:
             conn.close()
     except Exception as exc:  # collected per host; the caller reports every host, then raises them together
-        result.error = str(exc) or type(exc).__name__
+        result.error, result.exception = str(exc) or type(exc).__name__, exc
         if not result.failed:
             result.failed = result.plan.changes - result.changed if result.plan else 1
     result.commands = runner.commands if runner else 0
     result.seconds = time.monotonic() - start
     return result
+
+
+def _apply(runner: Runner, plan: Plan, init: str, result: HostResult, *, progress, replan) -> None:
+    """Apply `plan` on one host, counting into `result`: a packages stage first, then `replan()` (facts read
+    again) and the rest; on a failed stage, what it and the later stages would have changed counts as failed."""
+    try:
+        if plan.stage("packages"):
+            result.changed += apply_plan(runner, plan, init, stages=["packages"], progress=progress)
+            installed = plan.stage("packages")
+            plan, init = replan(again=True)
+            if plan.stage("packages"):
+                raise ConfigureError("still missing after apt-get install: "
+                                     + ", ".join(a.describe() for a in plan.stage("packages")))
+            result.plan = Plan(tuple(installed) + plan.actions, plan.ok)
+            result.services = service_runs(plan)
+        result.changed += apply_plan(runner, plan, init, progress=progress)
+    except StageFailed as exc:
+        result.changed += exc.done
+        result.stage = exc.stage
+        result.failed = sum(a.count for s in plan.stages[plan.stages.index(exc.stage):] for a in plan.stage(s))
+        raise exc.__cause__ from None
+
+
+def _host_error(r: HostResult) -> ConfigureError:
+    """A failed host's error, prefixed by its stage unless it already names it (a command of that step)."""
+    names_stage = isinstance(r.exception, RemoteError) and r.exception.step == r.stage
+    error = ConfigureError((f"{r.stage}: " if r.stage and not names_stage else "") + (r.error or ""))
+    error.__cause__ = r.exception
+    return error
 
 
 def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = False, out=None,
@@ -144,13 +158,11 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
     results: list[HostResult] = []
     failed: list[HostOutcome] = []
     for o in outcomes:
-        r = o.value if o.ok else HostResult(o.node.name, o.node.role, dry_run=dry_run, error=o.message)
+        r = o.value if o.ok else HostResult(o.node.name, o.node.role, dry_run=dry_run, error=o.message,
+                                            exception=o.error)
         results.append(r)
         if r.error:
-            where = f"{r.stage}: " if r.stage and f"{r.stage} failed" not in r.error else ""
-            error = ConfigureError(where + r.error)
-            error.__cause__ = o.error
-            failed.append(HostOutcome(o.node, False, error=error))
+            failed.append(HostOutcome(o.node, False, error=_host_error(r)))
     if dry_run:
         for r in results:
             if r.report:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:     # jinja2 is imported where it renders: a deploy or rollbac
 from ..config import Config, TemplateSpec
 from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, WEB_PORT, app_layout
 from ..nodes import Node
-from .plan import DesiredFile
+from .want import DesiredFile
 
 
 class TemplateError(Exception):

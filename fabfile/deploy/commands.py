@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Iterable, NewType, Sequence
 
 from ..remote import sudo, sudo_sh
+from ..validate import BRANCH
 from .layout import PORT, PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, Layout
 from .releases import SHA, is_release_id
 from .supervisor import supervisor_rpc, supervisor_signal, supervisor_status
@@ -29,7 +30,6 @@ def script(name: str) -> str:
     """The text of the remote program `scripts/<name>.py` (sent on a command's stdin)."""
     return (resources.files(__package__) / "scripts" / f"{name}.py").read_text(encoding="utf-8")
 
-_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 
 
 def _rid(release_id: str) -> str:
@@ -105,7 +105,7 @@ def receive_pack(layout: Layout) -> str:
 
 
 def fetch_script(layout: Layout, url: str, branch: str) -> str:
-    if not _BRANCH.match(branch):
+    if not BRANCH.match(branch):
         raise ValueError(f"bad branch name {branch!r}")
     m = q(layout.mirror)
     key_path = f"{layout.root}/.ssh/deploy_key"

@@ -12,12 +12,10 @@ from typing import Iterable, Mapping, NamedTuple
 
 import yaml
 
-from ..config import AmiSpec, ClusterConfig, RoleConfig
+from ..config import SSH_PORT, AmiSpec, ClusterConfig, RoleConfig
 from ..naming import TAG_CLUSTER, TAG_ROLE, cluster_tags, key_pair_name, node_tags, tags
 from .errors import ProvisionError
 from .keys import KeyText
-
-SSH_PORT = 22
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..nodes import Node, find_nodes
+from ..nodes import LIVE_STATES, Node, find_nodes
 from . import builders
 from .builders import Grant
 from .timing import Timing
 
-ALL_BUT_TERMINATED = ("pending", "running", "stopping", "stopped", "shutting-down")
+ALL_BUT_TERMINATED = LIVE_STATES + ("shutting-down",)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..config import Config
+from ..config import SSH_PORT, Config
 from ..state import ensure_cluster_dir, host_key_paths, identity_paths, write_private, write_public
 from .errors import ProvisionError
 
@@ -50,8 +50,8 @@ def fingerprint(line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
 
 
-def known_hosts_line(address: str, public_line: str, port: int = 22) -> str:
-    host = address if port == 22 else f"[{address}]:{port}"
+def known_hosts_line(address: str, public_line: str, port: int = SSH_PORT) -> str:
+    host = address if port == SSH_PORT else f"[{address}]:{port}"
     kind, blob = public_key_parts(public_line)
     return f"{host} {kind} {blob}"
 

@@ -5,14 +5,14 @@ import time
 
 from paramiko.ssh_exception import SSHException
 
-from ..config import Config
+from ..config import SSH_PORT, Config
 from ..nodes import Node, connect_address
 from ..ssh import connect
 from .errors import ProvisionError
 from .timing import Timing
 
 
-def wait_for_ssh(cfg: Config, node: Node, timing: Timing, *, port: int = 22) -> None:
+def wait_for_ssh(cfg: Config, node: Node, timing: Timing, *, port: int = SSH_PORT) -> None:
     """Return once an authenticated SSH session opens; ProvisionError naming node, address and last error."""
     address = connect_address(cfg, node)
     deadline = time.monotonic() + timing.ssh_timeout

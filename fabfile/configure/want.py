@@ -1,0 +1,88 @@
+"""PURE: what a host should be, as frozen dataclasses: `Desired` and its parts.
+
+`desired.desired_state` builds one per node from roles.yaml; `plan.make_plan`
+compares it with the host's `Facts`.  `Desired.facts_request` names what the
+facts command must read for that comparison.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .facts import FactsRequest
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    path: str
+    content: str
+    owner: str
+    group: str
+    mode: str                  # "0644"
+    notify: str | None = None  # service it triggers
+    action: str = "restart"    # reload | restart
+    src: str = ""              # the template it came from
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DesiredDir:
+    path: str
+    owner: str
+    group: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class DesiredLink:
+    path: str
+    target: str
+    notify: str | None = None
+    action: str = "reload"
+
+
+@dataclass(frozen=True)
+class DesiredAbsent:
+    path: str
+    notify: str | None = None
+    action: str = "reload"
+
+
+@dataclass(frozen=True)
+class DesiredUser:
+    name: str
+    home: str
+    shell: str
+
+
+@dataclass(frozen=True)
+class DesiredPostgres:
+    role: str
+    database: str
+    password: str | None       # None: not known (dry run before it exists): always "would set"
+
+
+@dataclass(frozen=True)
+class Desired:
+    packages: tuple[str, ...] = ()
+    user: DesiredUser | None = None
+    dirs: tuple[DesiredDir, ...] = ()
+    files: tuple[DesiredFile, ...] = ()
+    links: tuple[DesiredLink, ...] = ()
+    absent: tuple[DesiredAbsent, ...] = ()
+    services: tuple[str, ...] = ()
+    postgres: DesiredPostgres | None = None
+    apt_max_age: int = 24 * 3600   # seconds
+
+    def facts_request(self) -> FactsRequest:
+        paths = [d.path for d in self.dirs] + [f.path for f in self.files] + \
+                [link.path for link in self.links] + [a.path for a in self.absent]
+        return FactsRequest(
+            paths=tuple(dict.fromkeys(paths)),
+            services=self.services,
+            users=(self.user.name,) if self.user else (),
+            postgres=(self.postgres.role, self.postgres.database) if self.postgres else None,
+        )
