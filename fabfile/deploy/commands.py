@@ -52,6 +52,22 @@ def as_root(script: str) -> str:
     return sudo_sh(script)
 
 
+def tied(script: str) -> str:
+    """`script` ended with the SSH session that started it: it runs in a process group of its own, and a
+    watcher reading the session's stdin (which stays open while the session lives: such a command gets no
+    stdin) kills that group at EOF. A deploy killed mid-pip leaves no pip running on the host."""
+    return "\n".join([
+        "exec 3<&0 </dev/null",
+        f"setsid -w sh -c {q(script)} &",
+        "job=$!",
+        '{ cat <&3 >/dev/null 2>&1; kill -TERM -"$job" 2>/dev/null; } >/dev/null 2>&1 &',
+        "watch=$!",
+        'wait "$job"; rc=$?',
+        'kill "$watch" 2>/dev/null',
+        'exit "$rc"',
+    ])
+
+
 # --- what a node has ------------------------------------------------------------------------
 
 def state_script(layout: Layout, programs: Iterable[str] = (), migrations: bool = False) -> str:
@@ -189,7 +205,7 @@ def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id:
 
 def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str) -> str:
     """A new venv in the release, at its final path, and `pip install -r` the requirements."""
-    return as_app(layout, venv_install_script(layout, release_id, req_hash, venv_id))
+    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id)))
 
 
 def venv_reuse_script(layout: Layout, release_id: str, from_release: str) -> str:
@@ -239,7 +255,7 @@ def upgrade_django(layout: Layout, release_id: str, spec: str, venv_id: str) -> 
     """
     venv = q(layout.venv(_rid(release_id)))
     version = f"{venv}/bin/python -c 'import django; print(django.get_version())'"
-    return as_app(layout, "\n".join([
+    return as_app(layout, tied("\n".join([
         "set -e",
         f"export HOME={q(layout.root)}",
         f"before=$({version})",
@@ -247,7 +263,7 @@ def upgrade_django(layout: Layout, release_id: str, spec: str, venv_id: str) -> 
         f"after=$({version})",
         f'if [ "$before" != "$after" ]; then printf \'%s\\n\' {q(venv_id)} > {venv}/{VENV_MARK}; fi',
         'echo "$before $after"',
-    ]))
+    ])))
 
 
 def django_version(layout: Layout, release_id: str) -> str:
@@ -267,7 +283,7 @@ def manage(layout: Layout, release_id: str, args: Sequence[str], env: dict[str, 
     """`python -m django ARGS` in the release, as the app user, with the settings reading shared/.env."""
     rel = q(layout.release(_rid(release_id)))
     argv = " ".join(q(a) for a in args)
-    return as_app(layout, f"cd {rel} && exec env {_django_env(layout, env)} {VENV}/bin/python -m django {argv}")
+    return as_app(layout, tied(f"cd {rel} && exec env {_django_env(layout, env)} {VENV}/bin/python -m django {argv}"))
 
 
 def collectstatic(layout: Layout, release_id: str) -> str:

@@ -26,14 +26,42 @@ SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
 
 def test_manage_keeps_every_argument_one_word():
     cmd = c.manage(L, R, ["shell", "-c", "x; whoami"])
-    assert cmd == (
-        "sudo -n -u demo -- sh -c 'cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
-        "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python -m django "
-        "shell -c '\"'\"'x; whoami'\"'\"''")
+    django = ("cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
+              "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python -m django "
+              "shell -c 'x; whoami'")
+    assert cmd == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(django))     # ended with its SSH session
     outer = shlex.split(cmd)
     assert outer[:7] == ["sudo", "-n", "-u", "demo", "--", "sh", "-c"] and len(outer) == 8
-    inner = shlex.split(outer[7])
+    setsid = next(line for line in outer[7].splitlines() if line.startswith("setsid "))
+    inner = shlex.split(shlex.split(setsid)[4])
     assert inner[-3:] == ["shell", "-c", "x; whoami"]
+
+
+def test_a_tied_command_ends_with_its_session_and_keeps_its_exit_status_otherwise(tmp_path):
+    """The watcher sees the session's stdin close (the SSH session gone) and kills the command's process
+    group: the `sleep` it started is gone. With the session alive, the command's own status comes back
+    at once."""
+    pidfile = tmp_path / "pid"
+    p = subprocess.Popen(["sh", "-c", c.tied(f"echo $$ > {shlex.quote(str(pidfile))}; sleep 60")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child = int(pidfile.read_text())
+    assert os.path.exists(f"/proc/{child}")
+    p.stdin.close()                                  # the session ends
+    assert p.wait(10) == 143                         # killed by TERM
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{child}") and "Z" not in Path(f"/proc/{child}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline, "the command outlived its session"
+        time.sleep(0.02)
+    p.stdout.close()
+    alive = subprocess.Popen(["sh", "-c", c.tied("echo done; exit 3")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    start = time.monotonic()
+    assert alive.stdout.read() == b"done\n" and alive.wait(10) == 3 and time.monotonic() - start < 5
+    alive.stdin.close()
+    alive.stdout.close()
 
 
 def test_switch_is_a_symlink_renamed_over_current():
@@ -70,12 +98,15 @@ def test_reload_commands():
 
 
 def test_other_exact_strings():
-    assert c.collectstatic(L, R) == (
-        "sudo -n -u demo -- sh -c 'cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
+    assert c.collectstatic(L, R) == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(
+        "cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
         "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings "
         "STATIC_ROOT=/srv/demo/releases/20240131120000-1a2b3c4/static .venv/bin/python -m django collectstatic "
-        "--noinput --verbosity 1'")
-    assert c.migrate(L, R).endswith(".venv/bin/python -m django migrate --noinput'")
+        "--noinput --verbosity 1"))
+    assert c.migrate(L, R) == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(
+        "cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
+        "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python -m django "
+        "migrate --noinput"))
     assert c.health("172.31.0.4") == "curl -sS -m 3 -w '\\n%{http_code}' http://172.31.0.4:8000/health"
     assert c.receive_pack(L) == "sudo -n -u demo -- git-receive-pack"
     assert c.init_mirror(L) == ("sudo -n -u demo -- sh -c 'test -d /srv/demo/repo.git || "
