@@ -32,8 +32,7 @@ from ..ssh import connect
 from ..state import cluster_dir, ensure_cluster_dir
 from . import commands
 from .errors import DeployError, LockHeld, NodesChanged
-from ..layout import DB_ROLE
-from .layout import PORT, Layout, env_text
+from ..layout import DB_ROLE, WEB_PORT, Layout, env_text
 from .lock import (AuditRecord, LockInfo, describe_audit, format_audit, format_lock, held_message, iso,
                    parse_audit, parse_lock, utc_now, whoami)
 from .prompts import COMPONENTS
@@ -606,7 +605,7 @@ def _health_before_traffic(cl: Cluster, plan: Plan) -> None:
     apps = [m for m in plan.code if cl.role_of(m) == "app"]
 
     def one(m: Member) -> None:
-        host = f"{m.node.private_ip}:{PORT}"
+        host = f"{m.node.private_ip}:{WEB_PORT}"
         r = run(m.conn, commands.python_stdin(cl.layout, plan.release), step="/health before traffic",
                 stdin=HEALTH_BEFORE_TRAFFIC.replace("__HOST__", repr(host)), check=False, timeout=120)
         found = _json_last_line(r.stdout or "")
@@ -619,7 +618,7 @@ def _health_before_traffic(cl: Cluster, plan: Plan) -> None:
         served = p.release()
         why = (f"answered {p.code}" + (f" for release {served}" if served and served != plan.release else "")
                + f": {p.body[:500]}" if found else f"could not be asked (exit {r.exited})")
-        raise DeployError(f"/health of release {plan.release} on {m.node.private_ip}:{PORT} {why}\n"
+        raise DeployError(f"/health of release {plan.release} on {m.node.private_ip}:{WEB_PORT} {why}\n"
                           "last lines of its output:\n  " + ("\n  ".join(log) or "(empty)") + "\n"
                           "it never received traffic: the previous release keeps serving")
 
@@ -742,7 +741,7 @@ class Probe:
 def probe(cl: Cluster, m: Member, timeout: float = 3) -> Probe:
     """GET /health of app node `m`, from proxy node 0 (the path nginx takes) or from the node itself."""
     via = cl.proxies[0] if cl.proxies else m
-    r = run(via.conn, commands.health(m.node.private_ip, PORT, timeout), step="health check", check=False,
+    r = run(via.conn, commands.health(m.node.private_ip, WEB_PORT, timeout), step="health check", check=False,
             timeout=timeout + 5)
     text = (r.stdout or "").rstrip("\n")
     body, _, code = text.rpartition("\n")
@@ -779,7 +778,7 @@ def _health_gate(cl: Cluster, release: str | None, timeout: float, members: list
         why = (f"answered {last.code}" + (f" for release {served}" if served and served != release else "")
                + f": {last.body[:500]}")
         tail = app_log_tail(cl, m)
-        raise DeployError(f"/health on {m.node.private_ip}:{PORT} not healthy within {timeout:g} s; last "
+        raise DeployError(f"/health on {m.node.private_ip}:{WEB_PORT} not healthy within {timeout:g} s; last "
                           f"{why}\n  last lines of the {cl.layout.web_program} log:\n    "
                           + tail.replace("\n", "\n    "))
 

@@ -20,6 +20,7 @@ from .. import inventory
 from ..boundary import HELP, exits, load
 from ..cloud import open_cloud
 from ..config import Config, check_templates
+from ..layout import WEB_PORT
 from ..nodes import find_nodes
 from ..remote import HostFailures, RemoteError, run
 from ..ssh import NotInSandbox
@@ -29,7 +30,6 @@ from .engine import (COMPONENT_ROLES, HEALTH_TIMEOUT, Cluster, DeployOptions, Ro
 from .engine import deploy as run_deploy
 from .engine import rollback as run_rollback
 from .errors import AnswerMissing, DeployError, NodesChanged
-from .layout import PORT
 from .prompts import COMPONENTS, check_component, resolve
 from .releases import django_requirement, requirements_change
 from .source import Source, local_source, warnings
@@ -199,7 +199,7 @@ def site_address(cfg: Config, cl: Cluster) -> str:
     if cl.proxies:
         node, port = cl.proxies[0].node, ""
     elif cl.apps:
-        node, port = cl.apps[0].node, f":{PORT}"
+        node, port = cl.apps[0].node, f":{WEB_PORT}"
     else:
         raise DeployError(f"cluster {cfg.cluster.name} has no proxy or app node: no site address")
     address = node.private_ip if cfg.cluster.target == "sandbox" else (node.public_ip or node.private_ip)
@@ -212,7 +212,7 @@ def check_site(cfg: Config, cl: Cluster, address: str) -> list[str]:
     """The site answers: /, /health and the first /static/ file the page links to, through nginx on the
     proxy (or, with no proxy role, from gunicorn on app node 0, which serves no static files)."""
     via = cl.proxies[0] if cl.proxies else cl.apps[0]
-    base = "http://127.0.0.1" if cl.proxies else f"http://{via.node.private_ip}:{PORT}"
+    base = "http://127.0.0.1" if cl.proxies else f"http://{via.node.private_ip}:{WEB_PORT}"
     served_by = "nginx" if cl.proxies else "gunicorn"
     page = run(via.conn, f"curl -sS -m 10 -w '\\n%{{http_code}}' {shlex.quote(base + '/')}", step="GET /", check=False)
     body, _, code = (page.stdout or "").rstrip("\n").rpartition("\n")
