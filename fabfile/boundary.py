@@ -17,7 +17,7 @@ from paramiko.ssh_exception import SSHException
 
 from .cloud import CloudError
 from .config import Config, ConfigError, load_config, with_target
-from .provision.errors import ProvisionError
+from .errors import ProvisionError
 
 HELP = {
     "config": "path to roles.yaml (default: roles.yaml)",

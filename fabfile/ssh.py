@@ -15,8 +15,8 @@ from paramiko import RejectPolicy, SSHConfig
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from .config import Config
+from .errors import ProvisionError
 from .nodes import Node, connect_address
-from .provision.errors import ProvisionError
 from .state import identity_paths, known_hosts_path
 
 

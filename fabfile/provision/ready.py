@@ -6,9 +6,9 @@ import time
 from paramiko.ssh_exception import SSHException
 
 from ..config import Config
+from ..errors import ProvisionError
 from ..nodes import Node, connect_address
 from ..ssh import connect
-from .errors import ProvisionError
 from .timing import Timing
 
 

@@ -9,8 +9,8 @@ import paramiko
 import pytest
 from fabric import ThreadingGroup
 
+from fabfile.errors import ProvisionError
 from fabfile.nodes import Node
-from fabfile.provision.errors import ProvisionError
 from fabfile.provision.keys import ensure_host_key, ensure_identity, generate_ed25519, known_hosts_line
 from fabfile.provision.ready import wait_for_ssh
 from fabfile.ssh import connect, group
