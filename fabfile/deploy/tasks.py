@@ -24,11 +24,9 @@ from ..layout import WEB_PORT
 from ..nodes import find_nodes
 from ..remote import HostFailures, RemoteError, run
 from ..ssh import NotInSandbox
-from . import commands
+from . import commands, engine
 from .engine import (COMPONENT_ROLES, HEALTH_TIMEOUT, Cluster, DeployOptions, RollbackOptions, fetched_source, gather,
                      open_cluster, releases_report)
-from .engine import deploy as run_deploy
-from .engine import rollback as run_rollback
 from .errors import AnswerMissing, DeployError, NodesChanged
 from .prompts import COMPONENTS, check_component, resolve
 from .releases import django_requirement, requirements_change
@@ -96,7 +94,7 @@ def _deploy(cfg: Config, opts: DeployOptions) -> str | None:
     source = _source(cfg) if cfg.app.strategy == "push" else None
     cl = open_cluster(cfg, _ec2(cfg))
     try:
-        return run_deploy(cl, source or _source(cfg, cl), opts)
+        return engine.deploy(cl, source or _source(cfg, cl), opts)
     finally:
         cl.close()
 
@@ -157,7 +155,7 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
             print(f"quick-update: component {answers.component}, "
                   f"dependencies {'reinstalled' if answers.deps else 'reused'} ({why}), "
                   f"Django {'upgraded' if answers.upgrade_django else 'kept'}")
-            run_deploy(cl, source, DeployOptions(
+            engine.deploy(cl, source, DeployOptions(
                 action="quick-update", component=answers.component, deps=answers.deps,
                 upgrade_django=answers.upgrade_django, force=force, break_lock=break_lock, dry_run=dry_run,
                 health_timeout=float(health_timeout)))
@@ -176,7 +174,7 @@ def rollback(c, to=None, migrate_back=False, component="all", config="roles.yaml
         check_component(component)
         opts = RollbackOptions(to=to, component=component, migrate_back=migrate_back, break_lock=break_lock,
                                dry_run=dry_run, health_timeout=float(health_timeout))
-        _on_cluster(cfg, COMPONENT_ROLES[component], lambda cl: run_rollback(cl, opts))
+        _on_cluster(cfg, COMPONENT_ROLES[component], lambda cl: engine.rollback(cl, opts))
 
 
 @task(help={**HELP, "history": "how many audit log lines to show (default 5)"})
@@ -286,7 +284,7 @@ def whip_up_full_system(c, config="roles.yaml", target=None, dry_run=False):
             source = source or _source(cfg, cl)
             for w in warnings(cfg, source):
                 print(f"warning: {w}")
-            run_deploy(cl, source, DeployOptions(action="deploy"))
+            engine.deploy(cl, source, DeployOptions(action="deploy"))
             marks.append(("deploy", time.monotonic() - start))
             address = site_address(cfg, cl)
             print("== check")
@@ -315,7 +313,7 @@ def _whip_up_dry_run(cfg: Config, ec2, source: Source | None) -> None:
     print("== deploy (dry run)")
     cl = open_cluster(cfg, ec2)
     try:
-        run_deploy(cl, source or _source(cfg, cl), DeployOptions(action="deploy", dry_run=True))
+        engine.deploy(cl, source or _source(cfg, cl), DeployOptions(action="deploy", dry_run=True))
     finally:
         cl.close()
 
