@@ -4,7 +4,7 @@ from __future__ import annotations
 from invoke import task
 
 from ..boundary import HELP, exits, load
-from ..provision.tasks import _connect
+from ..provision.tasks import connect_ec2
 from ..remote import HostFailures, RemoteError
 from .facts import FactsError
 from .run import ConfigureError, TemplateError, configure_cluster
@@ -18,5 +18,5 @@ def configure(c, role=None, dry_run=False, config="roles.yaml", target=None):
         cfg = load(config, target)
         if role is not None:
             cfg.role(role)   # an unknown role exits before the cloud is contacted
-        ec2, _ = _connect(cfg)
+        ec2, _ = connect_ec2(cfg)
         configure_cluster(cfg, ec2, role=role, dry_run=dry_run)

@@ -24,7 +24,7 @@ from .report import status_json, status_text
 from .timing import DEFAULT_TIMING
 
 
-def _connect(cfg: Config) -> tuple[object, MutationCounter]:
+def connect_ec2(cfg: Config) -> tuple[object, MutationCounter]:
     """The ec2 client of cfg's target, counting its mutating calls."""
     cloud = open_cloud(cfg.cluster.target, cfg.cluster.region)
     counter = MutationCounter()
@@ -36,7 +36,7 @@ def provision(c, config="roles.yaml", target=None, wait_ssh=True):
     """Create or complete the cluster (nodes, groups, EIPs)."""
     with _exits():
         cfg = _load(config, target)
-        ec2, counter = _connect(cfg)
+        ec2, counter = connect_ec2(cfg)
         try:
             nodes = provision_cluster(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
         finally:
@@ -51,7 +51,7 @@ def create_node(c, role, config="roles.yaml", target=None, wait_ssh=True):
     with _exits():
         cfg = _load(config, target)
         cfg.role(role)
-        ec2, counter = _connect(cfg)
+        ec2, counter = connect_ec2(cfg)
         try:
             node = create_node_in(ec2, cfg, role, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
         finally:
@@ -64,7 +64,7 @@ def status(c, config="roles.yaml", target=None, json=False):
     """Show the cluster's nodes with their state, IPs and group."""
     with _exits():
         cfg = _load(config, target)
-        ec2, _ = _connect(cfg)
+        ec2, _ = connect_ec2(cfg)
         nodes = find_nodes(ec2, cfg.cluster.name)
         print(status_json(nodes) if json else status_text(cfg.cluster.name, nodes))
 
@@ -74,7 +74,7 @@ def destroy(c, config="roles.yaml", target=None, yes=False):
     """Tear down the cluster (asks first unless --yes)."""
     with _exits():
         cfg = _load(config, target)
-        ec2, counter = _connect(cfg)
+        ec2, counter = connect_ec2(cfg)
         plan = plan_destroy(ec2, cfg.cluster.name)
         print("\n".join(describe_plan(plan)))
         if plan.empty:
