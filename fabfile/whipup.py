@@ -12,9 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
-from invoke import task
-
-from .boundary import HELP, exits, load
+from .boundary import cluster_task
 from .config import Config, check_templates
 from .configure.facts import FactsError
 from .configure.run import ConfigureError, TemplateError, configure_cluster
@@ -37,34 +35,33 @@ from .ssh import NotInSandbox, check_sandbox_route
 ERRORS = (DeployError, HostFailures, RemoteError, NotInSandbox, ConfigureError, TemplateError, FactsError)
 
 
-@task(name="whip-up-full-system", help={**HELP, "dry-run": "show what provision, configure and deploy would do"})
-def whip_up_full_system(c, config="roles.yaml", target=None, dry_run=False):
+@cluster_task(name="whip-up-full-system", help={"dry-run": "show what provision, configure and deploy would do"},
+              errors=ERRORS)
+def whip_up_full_system(c, cfg: Config, dry_run=False):
     """From nothing to a working site: provision, configure, deploy; ends with the site's URL."""
-    with exits(*ERRORS):
-        start = time.monotonic()
-        cfg = load(config, target)
-        check_templates(cfg)   # bad input stops here: nothing launched, no API called
-        rehearse(cfg)
-        source = local_source(cfg) if cfg.app.strategy == "push" else None
-        if cfg.cluster.target == "sandbox":
-            _start_local_cloud(dry_run)
-        ec2, counter = connect_ec2(cfg)
-        if dry_run:
-            _whip_up_dry_run(cfg, ec2, source)
-            return
-        print("== provision")
-        converge.provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING)
-        print(counter.summary())
-        marks = [("provision", time.monotonic() - start)]
-        print("== configure")
-        configure_cluster(cfg, ec2)
-        marks.append(("configure", time.monotonic() - start))
-        print("== deploy")
-        deployed, address = _deploy_and_check(cfg, ec2, source)
-        marks.append(("deploy", deployed - start))
-        print(f"done in {time.monotonic() - start:.0f} s (" + ", ".join(
-            f"{name} at {secs:.0f} s" for name, secs in marks) + ")")
-        print(f"site: http://{address}/")
+    start = time.monotonic()
+    check_templates(cfg)   # bad input stops here: nothing launched, no API called
+    rehearse(cfg)
+    source = local_source(cfg) if cfg.app.strategy == "push" else None
+    if cfg.cluster.target == "sandbox":
+        _start_local_cloud(dry_run)
+    ec2, counter = connect_ec2(cfg)
+    if dry_run:
+        _whip_up_dry_run(cfg, ec2, source)
+        return
+    print("== provision")
+    converge.provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING)
+    print(counter.summary())
+    marks = [("provision", time.monotonic() - start)]
+    print("== configure")
+    configure_cluster(cfg, ec2)
+    marks.append(("configure", time.monotonic() - start))
+    print("== deploy")
+    deployed, address = _deploy_and_check(cfg, ec2, source)
+    marks.append(("deploy", deployed - start))
+    print(f"done in {time.monotonic() - start:.0f} s (" + ", ".join(
+        f"{name} at {secs:.0f} s" for name, secs in marks) + ")")
+    print(f"site: http://{address}/")
 
 
 def _start_local_cloud(dry_run: bool) -> None:

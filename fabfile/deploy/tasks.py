@@ -1,18 +1,16 @@
 """fab deploy | quick-update | rollback | releases.
 
-Each task loads roles.yaml first, resolves the code to deploy before touching
-a host, and turns every error into one `invoke.Exit(message, 1)` (the
-boundary in fabfile/boundary.py).
+Each task is a `cluster_task` (fabfile/boundary.py: roles.yaml loaded first,
+every error one `invoke.Exit(message, 1)`) and resolves the code to deploy
+before touching a host.
 """
 from __future__ import annotations
 
 import sys
 from typing import Callable, TypeVar
 
-from invoke import task
-
 from .. import inventory
-from ..boundary import HELP, exits, load
+from ..boundary import cluster_task
 from ..cloud import open_cloud
 from ..config import Config
 from ..nodes import find_nodes
@@ -30,7 +28,6 @@ T = TypeVar("T")
 
 ERRORS = (DeployError, HostFailures, RemoteError, NotInSandbox)
 DEPLOY_HELP = {
-    **HELP,
     "dry-run": "print what would be done on each node; change nothing",
     "break-lock": "take over the deploy lock of an interrupted deploy (it names its holder)",
     "health-timeout": f"seconds every app node has to answer /health with 200 (default {HEALTH_TIMEOUT:g})",
@@ -93,94 +90,89 @@ def _deploy(cfg: Config, opts: DeployOptions) -> str | None:
         cl.close()
 
 
-@task(help={**DEPLOY_HELP, "deps": "reinstall the dependencies even if the requirements did not change",
-            "force": "deploy even if every node already runs this commit"})
-def deploy(c, config="roles.yaml", target=None, deps=False, force=False, break_lock=False, dry_run=False,
+@cluster_task(help={**DEPLOY_HELP, "deps": "reinstall the dependencies even if the requirements did not change",
+                    "force": "deploy even if every node already runs this commit"}, errors=ERRORS)
+def deploy(c, cfg: Config, deps=False, force=False, break_lock=False, dry_run=False,
            health_timeout=int(HEALTH_TIMEOUT)):
     """Deploy app.repo's HEAD to all nodes: release, migrate, switch, reload, health gate."""
-    with exits(*ERRORS):
-        cfg = load(config, target)
-        _deploy(cfg, DeployOptions(action="deploy", deps=True if deps else None, force=force,
-                                   break_lock=break_lock, dry_run=dry_run, health_timeout=float(health_timeout)))
+    _deploy(cfg, DeployOptions(action="deploy", deps=True if deps else None, force=force,
+                               break_lock=break_lock, dry_run=dry_run, health_timeout=float(health_timeout)))
 
 
-@task(help={**DEPLOY_HELP,
-            "component": "web (app nodes and proxy static files), workers (celery nodes) or all",
-            "deps": "reinstall the dependencies (pip install)", "no-deps": "reuse the current venv",
-            "upgrade-django": "upgrade Django within the requirements' constraint",
-            "no-upgrade-django": "do not upgrade Django",
-            "yes": "take the default answer of every question no flag answered",
-            "force": "deploy even if the component's nodes already run this code"})
+@cluster_task(help={**DEPLOY_HELP,
+                    "component": "web (app nodes and proxy static files), workers (celery nodes) or all",
+                    "deps": "reinstall the dependencies (pip install)", "no-deps": "reuse the current venv",
+                    "upgrade-django": "upgrade Django within the requirements' constraint",
+                    "no-upgrade-django": "do not upgrade Django",
+                    "yes": "take the default answer of every question no flag answered",
+                    "force": "deploy even if the component's nodes already run this code"},
+              errors=(*ERRORS, AnswerMissing))
 def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=False, no_upgrade_django=False,
-                 yes=False, force=False, config="roles.yaml", target=None, break_lock=False, dry_run=False,
+                 yes=False, force=False, *, cfg: Config, break_lock=False, dry_run=False,
                  health_timeout=int(HEALTH_TIMEOUT)):
     """Deploy only what is needed; asks component, reinstall deps?, upgrade Django? (or flags)."""
-    with exits(*ERRORS, AnswerMissing):
-        cfg = load(config, target)
-        if component is not None:
-            check_component(component)
-        if deps and no_deps:
-            raise AnswerMissing("--deps and --no-deps contradict each other: pass one")
-        if upgrade_django and no_upgrade_django:
-            raise AnswerMissing("--upgrade-django and --no-upgrade-django contradict each other: pass one")
-        deps_flag = True if deps else (False if no_deps else None)
-        django_flag = True if upgrade_django else (False if no_upgrade_django else None)
-        interactive = sys.stdin.isatty()
-        if not interactive and not yes:
-            # fail before contacting anything: the same errors `resolve` gives, without the why
-            resolve(component=component, deps=deps_flag, upgrade_django=django_flag, yes=False, interactive=False,
-                    ask=input, deps_default=False, deps_why="requirements compared with the current release",
-                    django_spec="Django")
-        source = resolve_source(cfg) if cfg.app.strategy == "push" else None
-        # with --component, nodes of other roles are not even connected to
-        cl = open_cluster(cfg, _ec2(cfg), roles=COMPONENT_ROLES[component] if component else COMPONENT_ROLES["all"])
-        try:
-            source = source or resolve_source(cfg, cl)
-            anchor = gather(cl, [cl.anchor])[cl.anchor.name]
-            changed, why = requirements_change(anchor.current_info, source.requirements_hash, cfg.app.requirements)
-            spec = django_requirement(source.requirements)
-            installed = None
-            if interactive and django_flag is None and not yes and anchor.current_info is not None:
-                installed = run(cl.anchor.conn, commands.django_version(cl.layout, anchor.current), step="Django",
-                                check=False).stdout.strip() or None
-            answers = resolve(component=component, deps=deps_flag, upgrade_django=django_flag, yes=yes,
-                              interactive=interactive, ask=input, deps_default=changed, deps_why=why,
-                              django_spec=spec, django_installed=installed)
-            print(f"quick-update: component {answers.component}, "
-                  f"dependencies {'reinstalled' if answers.deps else 'reused'} ({why}), "
-                  f"Django {'upgraded' if answers.upgrade_django else 'kept'}")
-            engine.deploy(cl, source, DeployOptions(
-                action="quick-update", component=answers.component, deps=answers.deps,
-                upgrade_django=answers.upgrade_django, force=force, break_lock=break_lock, dry_run=dry_run,
-                health_timeout=float(health_timeout)))
-        finally:
-            cl.close()
-
-
-@task(help={**DEPLOY_HELP, "to": "the release to go back to (default: the one before current; see fab releases)",
-            "migrate-back": "first undo the database migrations the target release lacks (if reversible)",
-            "component": "web (app and proxy nodes), workers or all (default): the nodes to switch"})
-def rollback(c, to=None, migrate_back=False, component="all", config="roles.yaml", target=None, break_lock=False,
-             dry_run=False, health_timeout=int(HEALTH_TIMEOUT)):
-    """Switch every node back to the previous (or --to) release and reload; no reinstall."""
-    with exits(*ERRORS, AnswerMissing):
-        cfg = load(config, target)
+    if component is not None:
         check_component(component)
-        opts = RollbackOptions(to=to, component=component, migrate_back=migrate_back, break_lock=break_lock,
-                               dry_run=dry_run, health_timeout=float(health_timeout))
-        _on_cluster(cfg, COMPONENT_ROLES[component], lambda cl: engine.rollback(cl, opts))
+    if deps and no_deps:
+        raise AnswerMissing("--deps and --no-deps contradict each other: pass one")
+    if upgrade_django and no_upgrade_django:
+        raise AnswerMissing("--upgrade-django and --no-upgrade-django contradict each other: pass one")
+    deps_flag = True if deps else (False if no_deps else None)
+    django_flag = True if upgrade_django else (False if no_upgrade_django else None)
+    interactive = sys.stdin.isatty()
+    if not interactive and not yes:
+        # fail before contacting anything: the same errors `resolve` gives, without the why
+        resolve(component=component, deps=deps_flag, upgrade_django=django_flag, yes=False, interactive=False,
+                ask=input, deps_default=False, deps_why="requirements compared with the current release",
+                django_spec="Django")
+    source = resolve_source(cfg) if cfg.app.strategy == "push" else None
+    # with --component, nodes of other roles are not even connected to
+    cl = open_cluster(cfg, _ec2(cfg), roles=COMPONENT_ROLES[component] if component else COMPONENT_ROLES["all"])
+    try:
+        source = source or resolve_source(cfg, cl)
+        anchor = gather(cl, [cl.anchor])[cl.anchor.name]
+        changed, why = requirements_change(anchor.current_info, source.requirements_hash, cfg.app.requirements)
+        spec = django_requirement(source.requirements)
+        installed = None
+        if interactive and django_flag is None and not yes and anchor.current_info is not None:
+            installed = run(cl.anchor.conn, commands.django_version(cl.layout, anchor.current), step="Django",
+                            check=False).stdout.strip() or None
+        answers = resolve(component=component, deps=deps_flag, upgrade_django=django_flag, yes=yes,
+                          interactive=interactive, ask=input, deps_default=changed, deps_why=why,
+                          django_spec=spec, django_installed=installed)
+        print(f"quick-update: component {answers.component}, "
+              f"dependencies {'reinstalled' if answers.deps else 'reused'} ({why}), "
+              f"Django {'upgraded' if answers.upgrade_django else 'kept'}")
+        engine.deploy(cl, source, DeployOptions(
+            action="quick-update", component=answers.component, deps=answers.deps,
+            upgrade_django=answers.upgrade_django, force=force, break_lock=break_lock, dry_run=dry_run,
+            health_timeout=float(health_timeout)))
+    finally:
+        cl.close()
 
 
-@task(help={**HELP, "history": "how many audit log lines to show (default 5)"})
-def releases(c, config="roles.yaml", target=None, history=5):
+@cluster_task(help={**DEPLOY_HELP,
+                    "to": "the release to go back to (default: the one before current; see fab releases)",
+                    "migrate-back": "first undo the database migrations the target release lacks (if reversible)",
+                    "component": "web (app and proxy nodes), workers or all (default): the nodes to switch"},
+              errors=(*ERRORS, AnswerMissing))
+def rollback(c, to=None, migrate_back=False, component="all", *, cfg: Config, break_lock=False, dry_run=False,
+             health_timeout=int(HEALTH_TIMEOUT)):
+    """Switch every node back to the previous (or --to) release and reload; no reinstall."""
+    check_component(component)
+    opts = RollbackOptions(to=to, component=component, migrate_back=migrate_back, break_lock=break_lock,
+                           dry_run=dry_run, health_timeout=float(health_timeout))
+    _on_cluster(cfg, COMPONENT_ROLES[component], lambda cl: engine.rollback(cl, opts))
+
+
+@cluster_task(help={"history": "how many audit log lines to show (default 5)"}, errors=ERRORS)
+def releases(c, cfg: Config, history=5):
     """List the releases on every node (current marked), the deploy lock and the last deploys."""
-    with exits(*ERRORS):
-        cfg = load(config, target)
-        cl = open_cluster(cfg, _ec2(cfg))
-        try:
-            print("\n".join(releases_report(cl, int(history))))
-        finally:
-            cl.close()
+    cl = open_cluster(cfg, _ec2(cfg))
+    try:
+        print("\n".join(releases_report(cl, int(history))))
+    finally:
+        cl.close()
 
 
 __all__ = ["deploy", "quick_update", "rollback", "releases", "COMPONENTS"]
