@@ -9,6 +9,7 @@ from .configure import tasks as configure_tasks
 from .deploy import tasks as deploy_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
+from .whipup import whip_up_full_system
 
 ns = Collection(
     provision_tasks.provision,
@@ -16,7 +17,7 @@ ns = Collection(
     provision_tasks.status,
     provision_tasks.destroy,
     configure_tasks.configure,
-    deploy_tasks.whip_up_full_system,
+    whip_up_full_system,
     deploy_tasks.deploy,
     deploy_tasks.quick_update,
     deploy_tasks.rollback,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
+from .errors import ProvisionError
 from .naming import TAG_CLUSTER, TAG_INDEX, TAG_ROLE, tag_dict
-from .provision.errors import ProvisionError
 
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 GONE_STATES = ("shutting-down", "terminated")

@@ -10,13 +10,13 @@ import logging
 import socket
 
 from fabric import Config as FabricConfig
-from fabric import Connection, ThreadingGroup
+from fabric import Connection
 from paramiko import RejectPolicy, SSHConfig
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from .config import Config
+from .errors import ProvisionError
 from .nodes import Node, connect_address
-from .provision.errors import ProvisionError
 from .state import identity_paths, known_hosts_path
 
 
@@ -88,7 +88,3 @@ def connect(cfg: Config, node: Node, *, port: int = 22, connect_timeout: float |
     conn.client.load_host_keys(str(known_hosts))
     return conn
 
-
-def group(cfg: Config, nodes: list[Node], *, port: int = 22) -> ThreadingGroup:
-    """Pinned connections to `nodes`, run in parallel (fabric's ThreadingGroup)."""
-    return ThreadingGroup.from_connections([connect(cfg, node, port=port) for node in nodes])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 
 from ..config import Config
-from ..layout import APP_ROLES, DB_ROLE, NOLOGIN, app_layout
+from ..layout import APP_ROLES, DB_ROLE, NOLOGIN, Layout
 from ..nodes import Node
 from .want import Desired, DesiredAbsent, DesiredDir, DesiredFile, DesiredLink, DesiredPostgres, DesiredUser
 
@@ -22,7 +22,7 @@ NGINX_DEFAULT_SITE = NGINX_ENABLED + "default"
 
 
 def app_dirs(cfg: Config) -> tuple[DesiredDir, ...]:
-    a = app_layout(cfg.app)
+    a = Layout.of(cfg)
     return (
         DesiredDir(a.root, a.user, a.group, "0755"),
         DesiredDir(a.releases, a.user, a.group, "0755"),
@@ -45,7 +45,7 @@ def desired_state(cfg: Config, node: Node, files: tuple[DesiredFile, ...], *,
                   db_password: str | None) -> Desired:
     """The Desired of `node`: `files` are its rendered templates, `db_password` the app role's (db role)."""
     role = cfg.role(node.role)
-    a = app_layout(cfg.app)
+    a = Layout.of(cfg)
     links, absent = nginx_sites(files)
     on_app_role = role.name in APP_ROLES
     return Desired(
@@ -56,6 +56,6 @@ def desired_state(cfg: Config, node: Node, files: tuple[DesiredFile, ...], *,
         links=links,
         absent=absent,
         services=role.services,
-        postgres=DesiredPostgres(a.user, a.name, db_password) if role.name == DB_ROLE else None,
+        postgres=DesiredPostgres(a.user, a.app, db_password) if role.name == DB_ROLE else None,
         apt_max_age=cfg.configure.apt_max_age_hours * 3600,
     )

@@ -22,7 +22,7 @@ if TYPE_CHECKING:     # jinja2 is imported where it renders: a deploy or rollbac
     import jinja2
 
 from ..config import Config, TemplateSpec
-from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, WEB_PORT, app_layout
+from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, WEB_PORT, Layout
 from ..nodes import Node
 from .want import DesiredFile
 
@@ -54,14 +54,14 @@ def context(cfg: Config, node: Node, nodes: list[Node]) -> dict:
     for n in sorted(nodes, key=lambda n: (n.role, n.index, n.name)):
         if n.role in by_role and n.private_ip:
             by_role[n.role].append(_node_entry(n))
-    layout = app_layout(cfg.app)
+    layout = Layout.of(cfg)
     role = cfg.role(node.role)
     ctx = {
         "cluster": {"name": cfg.cluster.name, "region": cfg.cluster.region, "target": cfg.cluster.target},
         "app": {
-            "name": layout.name, "user": layout.user, "group": layout.group, "root": layout.root,
+            "name": layout.app, "user": layout.user, "group": layout.group, "root": layout.root,
             "releases": layout.releases, "shared": layout.shared, "current": layout.current,
-            "logs": layout.logs, "env_file": layout.env_file, "venv": layout.venv,
+            "logs": layout.logs, "env_file": layout.env_file, "venv": layout.current_venv,
             "project": layout.project, "wsgi": layout.wsgi, "django_settings": cfg.app.django_settings,
             "web_program": layout.web_program, "worker_program": layout.worker_program,
             "port": WEB_PORT,

@@ -19,7 +19,7 @@ from ..remote import HostFailures, Progress, on_hosts, raise_failures, run
 from ..ssh import connect
 from . import commands
 from .errors import DeployError, NodesChanged
-from .layout import Layout
+from ..layout import Layout
 from .releases import NodeState, parse_state
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from importlib import resources
 from typing import Iterable, NewType, Sequence
 
 from ..remote import sudo, sudo_sh
+from ..layout import PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, WEB_PORT, Layout
 from ..validate import BRANCH
-from .layout import PORT, PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, Layout
 from .releases import SHA, is_release_id
 from .supervisor import supervisor_rpc, supervisor_signal, supervisor_status
 
@@ -394,7 +394,7 @@ def program_log(layout: Layout, program: str, nbytes: int = 4000) -> str:
                    f"|| supervisorctl tail -{int(nbytes)} {p} stderr")
 
 
-def health(address: str, port: int = PORT, timeout: float = 3) -> str:
+def health(address: str, port: int = WEB_PORT, timeout: float = 3) -> str:
     """GET /health of an app node (run on a proxy node or the node itself): body, then the status code."""
     return f"curl -sS -m {timeout:g} -w '\\n%{{http_code}}' {q(f'http://{address}:{int(port)}/health')}"
 

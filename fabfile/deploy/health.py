@@ -7,11 +7,11 @@ import re
 import time
 from dataclasses import dataclass
 
+from ..layout import WEB_PORT
 from ..remote import run
 from . import commands
 from .cluster import Cluster, Member, each
 from .errors import PreviousServes, Unhealthy
-from .layout import PORT
 
 HEALTH_POLL = 0.05        # between two /health probes of a node (each one an SSH command to the proxy, ~15 ms)
 _ACCESS_LINE = re.compile(r'^\S+ \S+ \S+ \[[^]]+\] "[A-Z]+ ')
@@ -59,7 +59,7 @@ def json_last_line(text: str) -> dict:
 def probe(cl: Cluster, m: Member, timeout: float = 3) -> Probe:
     """GET /health of app node `m`, from proxy node 0 (the path nginx takes) or from the node itself."""
     via = cl.proxies[0] if cl.proxies else m
-    r = run(via.conn, commands.health(m.node.private_ip, PORT, timeout), step="health check", check=False,
+    r = run(via.conn, commands.health(m.node.private_ip, WEB_PORT, timeout), step="health check", check=False,
             timeout=timeout + 5)
     text = (r.stdout or "").rstrip("\n")
     body, _, code = text.rpartition("\n")
@@ -75,7 +75,7 @@ def before_traffic(cl: Cluster, apps: list[Member], release: str) -> None:
     release that fails it never receives a request (the gate after the switch stays, for what only shows
     under gunicorn)."""
     def one(m: Member) -> None:
-        host = f"{m.node.private_ip}:{PORT}"
+        host = f"{m.node.private_ip}:{WEB_PORT}"
         r = run(m.conn, commands.python_stdin(cl.layout, release, [host]), step="/health before traffic",
                 stdin=commands.script("health_check"), check=False, timeout=120)
         found = json_last_line(r.stdout or "")
@@ -109,7 +109,7 @@ def gate(cl: Cluster, release: str | None, timeout: float, members: list[Member]
                 break
             time.sleep(HEALTH_POLL)
         tail = app_log_tail(cl, m)
-        raise Unhealthy(f"/health on {m.node.private_ip}:{PORT} not healthy within {timeout:g} s; last "
+        raise Unhealthy(f"/health on {m.node.private_ip}:{WEB_PORT} not healthy within {timeout:g} s; last "
                         f"{last.why(release)}\n  last lines of the {cl.layout.web_program} log:\n    "
                         + tail.replace("\n", "\n    "))
 

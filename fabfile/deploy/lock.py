@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from .commands import as_app
-from .layout import Layout
+from ..layout import Layout
 
 q = shlex.quote
 LOCK_HELD = 75          # exit status of lock_acquire when someone else holds the lock

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..layout import DB_ROLE
+from ..layout import DB_ROLE, Layout, env_text
 from ..remote import run
 from ..vault import secret
 from . import commands
 from .cluster import Cluster, Member
 from .errors import DeployError
-from .layout import Layout, env_text
 from .prompts import COMPONENTS
 from .releases import SHA, NodeState, VenvPlan, master_venv, same_code, venv_plan, web_reload_action
 from .source import Source

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
+from ..layout import VENV, Layout
 from .errors import DeployError
-from .layout import VENV, Layout
 
 RELEASE_ID = re.compile(r"^\d{14}-[0-9a-f]{7,40}$")
 SHA = re.compile(r"^[0-9a-f]{40}$")

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
+from ..layout import Layout
 from ..nodes import Node, connect_address
 from ..state import identity_paths, known_hosts_path
 from . import commands
 from .errors import SourceError
-from .layout import Layout
 from .releases import SHA, requirements_hash
 
 

@@ -13,8 +13,8 @@ from typing import Iterable, Mapping, NamedTuple
 import yaml
 
 from ..config import SSH_PORT, AmiSpec, ClusterConfig, RoleConfig
+from ..errors import ProvisionError
 from ..naming import TAG_CLUSTER, TAG_ROLE, cluster_tags, key_pair_name, node_tags, tags
-from .errors import ProvisionError
 from .keys import KeyText
 
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
 from ..config import Config, RoleConfig
+from ..errors import ProvisionError
 from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
 from . import builders
 from . import ec2 as ops
-from .errors import ProvisionError
 from .keys import ensure_host_key, ensure_identity, known_hosts_line, read_host_public
 from .ready import wait_for_ssh
 from .timing import DEFAULT_TIMING, Timing

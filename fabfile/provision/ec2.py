@@ -11,11 +11,11 @@ from typing import Iterable
 from botocore.exceptions import ClientError
 
 from ..config import AmiSpec, ClusterConfig
+from ..errors import ProvisionError
 from ..naming import TAG_CLUSTER, TAG_INDEX, TAG_ROLE, group_name, key_pair_name, tag_dict, tag_filters
 from ..nodes import GONE_STATES, Node
 from . import builders
 from .builders import Grant, Image
-from .errors import ProvisionError
 from .keys import fingerprint, public_key_parts
 from .timing import Timing
 

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..config import SSH_PORT, Config
+from ..errors import ProvisionError
 from ..state import ensure_cluster_dir, host_key_paths, identity_paths, write_private, write_public
-from .errors import ProvisionError
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import time
 from paramiko.ssh_exception import SSHException
 
 from ..config import SSH_PORT, Config
+from ..errors import ProvisionError
 from ..nodes import Node, connect_address
 from ..ssh import connect
-from .errors import ProvisionError
 from .timing import Timing
 
 

@@ -7,10 +7,10 @@ import pytest
 import yaml
 
 from fabfile.config import AmiSpec, PortRule, RoleConfig, load_config
+from fabfile.errors import ProvisionError
 from fabfile.provision import builders
 from fabfile.provision.accounting import is_mutating
 from fabfile.provision.builders import Grant, Image
-from fabfile.provision.errors import ProvisionError
 from fabfile.provision.keys import KeyText
 
 SHIPPED = load_config(Path(__file__).resolve().parents[2] / "roles.yaml")

@@ -216,7 +216,7 @@ def test_a_template_error_stops_before_any_host_is_contacted(shipped, cluster, t
 
 def test_the_task_turns_host_failures_into_a_nonzero_exit(roles_file, monkeypatch):
     failure = HostFailures("configure", [])
-    monkeypatch.setattr(configure_tasks, "_connect", lambda cfg: (None, None))
+    monkeypatch.setattr(configure_tasks, "connect_ec2", lambda cfg: (None, None))
 
     def boom(*a, **k):
         raise failure
@@ -227,7 +227,7 @@ def test_the_task_turns_host_failures_into_a_nonzero_exit(roles_file, monkeypatc
 
 
 def test_the_task_rejects_an_unknown_role_before_contacting_anything(roles_file, monkeypatch):
-    monkeypatch.setattr(configure_tasks, "_connect", lambda cfg: pytest.fail("cloud opened"))
+    monkeypatch.setattr(configure_tasks, "connect_ec2", lambda cfg: pytest.fail("cloud opened"))
     with pytest.raises(Exit, match="unknown role 'web'"):
         configure_tasks.configure(Context(), role="web", config=str(roles_file))
 

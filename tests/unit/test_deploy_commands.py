@@ -14,9 +14,9 @@ import pytest
 from fabfile.deploy import commands as c
 from fabfile.deploy import lock as lk
 from fabfile.deploy import supervisor as sv
-from fabfile.deploy.layout import Layout
 from fabfile.deploy.lock import LockInfo, format_lock, parse_lock
 from fabfile.deploy.releases import parse_state
+from fabfile.layout import Layout
 
 L = Layout("demo", "demo.settings", "requirements.txt")
 R = "20240131120000-1a2b3c4"

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from fabfile.deploy.errors import DeployError
-from fabfile.deploy.layout import Layout, env_text
 from fabfile.deploy.releases import (ProgramState, ReleaseInfo, check_release_id, same_code, django_requirement, in_use,
                                      master_venv, migration_files_missing, parse_state, previous_release,
                                      release_id, release_of_interpreter, releases_to_delete, requirements_change,
                                      requirements_hash, upgrade_spec, venv_plan, web_reload_action)
+from fabfile.layout import Layout, env_text
 
 SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
 L = Layout("demo", "demo.settings", "requirements.txt")
@@ -197,15 +197,21 @@ def test_previous_is_what_was_current_before_not_just_the_next_older():
 
 
 def test_deploy_layout_agrees_with_the_contract_configure_uses(cfg):
-    """docs/remote-layout.md is spelled twice in code (fabfile/layout.py for configure); they must agree."""
-    from fabfile.layout import WEB_PORT, app_layout
+    """docs/remote-layout.md is spelled once in code (fabfile/layout.py): configure's templates see deploy's paths."""
+    from fabfile.configure.templates import context
+    from fabfile.layout import WEB_PORT
+    from fabfile.nodes import Node
 
-    mine, theirs = Layout.of(cfg), app_layout(cfg.app)
+    node = Node("app", 0, "t-app-0", "i-app0", "running", "10.0.0.10", None, None)
+    mine, theirs = Layout.of(cfg), context(cfg, node, [node])["app"]
     assert (mine.user, mine.root, mine.releases, mine.shared, mine.current, mine.env_file) == (
-        theirs.user, theirs.root, theirs.releases, theirs.shared, theirs.current, theirs.env_file)
+        theirs["user"], theirs["root"], theirs["releases"], theirs["shared"], theirs["current"], theirs["env_file"])
     assert (mine.web_program, mine.worker_program, mine.project) == (
-        theirs.web_program, theirs.worker_program, theirs.project)
-    assert f"{mine.current}/.venv" == theirs.venv
-    from fabfile.deploy.layout import PORT
-
-    assert PORT == WEB_PORT
+        theirs["web_program"], theirs["worker_program"], theirs["project"])
+    assert f"{mine.current}/.venv" == theirs["venv"] == mine.current_venv
+    assert (mine.user, mine.group, mine.root, mine.releases, mine.shared, mine.current, mine.logs, mine.env_file) == (
+        "demo", "demo", "/srv/demo", "/srv/demo/releases", "/srv/demo/shared", "/srv/demo/current", "/var/log/demo",
+        "/srv/demo/shared/.env")
+    assert (mine.web_program, mine.worker_program, mine.project, mine.wsgi) == (
+        "demo-web", "demo-worker", "demo", "demo.wsgi:application")
+    assert theirs["port"] == WEB_PORT == 8000

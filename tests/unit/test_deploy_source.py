@@ -10,9 +10,9 @@ import yaml
 
 from fabfile.config import load_config
 from fabfile.deploy.errors import SourceError
-from fabfile.deploy.layout import Layout
 from fabfile.deploy.releases import requirements_hash
 from fabfile.deploy.source import git_ssh_command, local_source, push_argv, warnings
+from fabfile.layout import Layout
 from fabfile.nodes import Node
 
 SHIPPED = Path(__file__).resolve().parents[2] / "roles.yaml"

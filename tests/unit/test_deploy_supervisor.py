@@ -19,8 +19,8 @@ import pytest
 
 from fabfile.deploy import commands as c
 from fabfile.deploy import supervisor as sv
-from fabfile.deploy.layout import Layout
 from fabfile.deploy.releases import parse_state
+from fabfile.layout import Layout
 
 pytest.importorskip("supervisor")
 if shutil.which("curl") is None:

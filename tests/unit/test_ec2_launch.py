@@ -5,8 +5,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from fabfile.errors import ProvisionError
 from fabfile.provision.ec2 import launch
-from fabfile.provision.errors import ProvisionError
 
 PARAMS = {"ImageId": "ami-0123456789abcdef0", "MinCount": 1, "MaxCount": 1}
 

@@ -15,8 +15,8 @@ from fabfile.config import with_target
 from fabfile.deploy import tasks as deploy_tasks
 from fabfile.deploy.cluster import Cluster
 from fabfile.deploy.errors import NodesChanged
-from fabfile.deploy.layout import Layout
 from fabfile.inventory import Lookup
+from fabfile.layout import Layout
 from fabfile.nodes import Node
 from fabfile.remote import HostFailures, HostOutcome, Progress
 

@@ -7,12 +7,12 @@ import stat
 import pytest
 import yaml
 
+from fabfile.errors import ProvisionError
 from fabfile.naming import tag_dict
 from fabfile.nodes import find_nodes
 from fabfile.provision import builders
 from fabfile.provision.accounting import MutationCounter
 from fabfile.provision.converge import create_node, provision
-from fabfile.provision.errors import ProvisionError
 from fabfile.provision.keys import generate_ed25519, read_host_public
 from fabfile.state import cluster_dir, identity_paths, known_hosts_path
 

@@ -7,13 +7,12 @@ import threading
 
 import paramiko
 import pytest
-from fabric import ThreadingGroup
 
+from fabfile.errors import ProvisionError
 from fabfile.nodes import Node
-from fabfile.provision.errors import ProvisionError
 from fabfile.provision.keys import ensure_host_key, ensure_identity, generate_ed25519, known_hosts_line
 from fabfile.provision.ready import wait_for_ssh
-from fabfile.ssh import connect, group
+from fabfile.ssh import connect
 from fabfile.state import identity_paths, known_hosts_path, write_public
 
 NODE = Node(role="app", index=0, name="whipup-demo-app-0", instance_id="i-0123", state="running",
@@ -178,14 +177,6 @@ def test_connect_on_aws_uses_the_public_address(cfg):
     assert connect(aws, node).host == "203.0.113.9"
     with pytest.raises(ProvisionError, match=r"p \(i-1, running\) has no public IP address"):
         connect(aws, Node("proxy", 0, "p", "i-1", "running", "172.31.0.4", None, None))
-
-
-def test_group_connects_to_every_node(cfg):
-    write_public(known_hosts_path(cfg), "")
-    other = Node("db", 0, "whipup-demo-db-0", "i-2", "running", "127.0.0.2", None, None)
-    g = group(cfg, [NODE, other])
-    assert isinstance(g, ThreadingGroup)
-    assert [c.host for c in g] == ["127.0.0.1", "127.0.0.2"]
 
 
 def test_wait_for_ssh_returns_once_the_node_answers(cfg, sshd, fast):

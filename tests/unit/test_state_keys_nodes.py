@@ -9,9 +9,9 @@ import paramiko
 import pytest
 
 from fabfile.config import load_config, with_target
+from fabfile.errors import ProvisionError
 from fabfile.nodes import Node, connect_address, node_from_instance
 from fabfile.provision.converge import known_hosts_text, next_free_index
-from fabfile.provision.errors import ProvisionError
 from fabfile.provision.keys import (
     ensure_host_key,
     ensure_identity,

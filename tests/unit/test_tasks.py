@@ -122,3 +122,29 @@ def test_tasks_are_in_the_collection():
     for name in ("provision", "create-node", "status", "destroy"):
         doc = ns[name].__doc__.strip()
         assert "\n" not in doc and doc.endswith(".")
+
+
+def test_cluster_tasks_take_config_and_target_where_their_body_takes_cfg():
+    from fabfile.boundary import cluster_task
+
+    @cluster_task(help={"role": "a role"})
+    def probe(c, role=None, *, cfg, last=1):
+        """Probe."""
+        return cfg.cluster.name, role, last
+
+    assert list(probe.argspec(probe.body).parameters) == ["role", "config", "target", "last"]
+    with pytest.raises(TypeError, match="a `cfg` parameter"):
+        cluster_task()(lambda c, config="roles.yaml": None)
+
+
+def test_a_cluster_task_loads_roles_yaml_and_passes_it_in(roles_file):
+    from fabfile.boundary import cluster_task
+
+    @cluster_task()
+    def probe(c, cfg, n=1):
+        """Probe."""
+        return cfg.cluster.name, n
+
+    assert probe(Context(), config=str(roles_file), n=2) == ("whipup-demo", 2)
+    with pytest.raises(Exit, match="unknown target 'gcp'"):
+        probe(Context(), config=str(roles_file), target="gcp")

@@ -1,0 +1,161 @@
+"""fab whip-up-full-system: from nothing to a working site, the three packages below in their order.
+
+provision (nodes, groups, keys) -> configure (packages, files, services) -> deploy (release, switch,
+health gate) -> a check of the site from outside. This module sits above the packages it drives; none
+of them imports it.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import time
+import urllib.error
+import urllib.request
+
+from .boundary import cluster_task
+from .config import Config, check_templates
+from .configure.facts import FactsError
+from .configure.run import ConfigureError, TemplateError, configure_cluster
+from .configure.templates import rehearse
+from .deploy import commands, engine
+from .deploy.cluster import Cluster, open_cluster
+from .deploy.planning import DeployOptions
+from .deploy.errors import DeployError
+from .deploy.source import Source, local_source, warnings
+from .deploy.tasks import resolve_source
+from .layout import WEB_PORT
+from .nodes import find_nodes
+from .provision import converge
+from .provision.tasks import connect_ec2
+from .provision.timing import DEFAULT_TIMING
+from .remote import HostFailures, RemoteError, run
+from .sandbox import control
+from .sandbox.settings import load_settings
+from .ssh import NotInSandbox, check_sandbox_route
+
+ERRORS = (DeployError, HostFailures, RemoteError, NotInSandbox, ConfigureError, TemplateError, FactsError)
+
+
+@cluster_task(name="whip-up-full-system", help={"dry-run": "show what provision, configure and deploy would do"},
+              errors=ERRORS)
+def whip_up_full_system(c, cfg: Config, dry_run=False):
+    """From nothing to a working site: provision, configure, deploy; ends with the site's URL."""
+    start = time.monotonic()
+    check_templates(cfg)   # bad input stops here: nothing launched, no API called
+    rehearse(cfg)
+    source = local_source(cfg) if cfg.app.strategy == "push" else None
+    if cfg.cluster.target == "sandbox":
+        _start_local_cloud(dry_run)
+    ec2, counter = connect_ec2(cfg)
+    if dry_run:
+        _whip_up_dry_run(cfg, ec2, source)
+        return
+    print("== provision")
+    converge.provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING)
+    print(counter.summary())
+    marks = [("provision", time.monotonic() - start)]
+    print("== configure")
+    configure_cluster(cfg, ec2)
+    marks.append(("configure", time.monotonic() - start))
+    print("== deploy")
+    deployed, address = _deploy_and_check(cfg, ec2, source)
+    marks.append(("deploy", deployed - start))
+    print(f"done in {time.monotonic() - start:.0f} s (" + ", ".join(
+        f"{name} at {secs:.0f} s" for name, secs in marks) + ")")
+    print(f"site: http://{address}/")
+
+
+def _start_local_cloud(dry_run: bool) -> None:
+    """The local cloud answers, or is started (fab sandbox.up); a dry run has nothing to inspect without it."""
+    settings = load_settings()
+    if control.api_answers(settings):
+        return
+    if dry_run:
+        raise DeployError("dry run: the local cloud is not running (a real run starts it: "
+                          "fab sandbox.up), so there is nothing to inspect")
+    print("== local cloud: starting it (fab sandbox.up)")
+    control.up(settings)
+
+
+def _deploy_and_check(cfg: Config, ec2, source: Source | None) -> tuple[float, str]:
+    """Deploy to the configured cluster, then check its site: (when the deploy ended, the site's address)."""
+    cl = open_cluster(cfg, ec2)
+    try:
+        source = source or resolve_source(cfg, cl)
+        for w in warnings(cfg, source):
+            print(f"warning: {w}")
+        engine.deploy(cl, source, DeployOptions(action="deploy"))
+        deployed = time.monotonic()
+        address = site_address(cfg, cl)
+        print("== check")
+        for line in check_site(cfg, cl, address):
+            print(f"  {line}")
+        return deployed, address
+    finally:
+        cl.close()
+
+
+def _whip_up_dry_run(cfg: Config, ec2, source: Source | None) -> None:
+    """What provision would launch; when nothing, configure's and deploy's dry runs on the running nodes."""
+    nodes = [n for n in find_nodes(ec2, cfg.cluster.name) if n.state == "running"]
+    short = [(r.name, r.count - sum(1 for n in nodes if n.role == r.name)) for r in cfg.roles]
+    short = [(name, k) for name, k in short if k > 0]
+    if short:
+        print("dry run: provision would launch " + ", ".join(f"{k} {name} node(s)" for name, k in short)
+              + "; configure and deploy follow on the new nodes")
+        return
+    print("== provision: every role has its nodes running (nothing to launch)")
+    print("== configure (dry run)")
+    configure_cluster(cfg, ec2, dry_run=True)
+    print("== deploy (dry run)")
+    cl = open_cluster(cfg, ec2)
+    try:
+        engine.deploy(cl, source or resolve_source(cfg, cl), DeployOptions(action="deploy", dry_run=True))
+    finally:
+        cl.close()
+
+
+def site_address(cfg: Config, cl: Cluster) -> str:
+    """Where users reach the site: the proxy (private IP on the local cloud, public/elastic IP on AWS); in a
+    cluster without a proxy role, app node 0's gunicorn on its port."""
+    if cl.proxies:
+        node, port = cl.proxies[0].node, ""
+    elif cl.apps:
+        node, port = cl.apps[0].node, f":{WEB_PORT}"
+    else:
+        raise DeployError(f"cluster {cfg.cluster.name} has no proxy or app node: no site address")
+    address = node.private_ip if cfg.cluster.target == "sandbox" else (node.public_ip or node.private_ip)
+    if not address:
+        raise DeployError(f"{node.name} has no address yet")
+    return address + port
+
+
+def check_site(cfg: Config, cl: Cluster, address: str) -> list[str]:
+    """The site answers: /, /health and the first /static/ file the page links to, through nginx on the
+    proxy (or, with no proxy role, from gunicorn on app node 0, which serves no static files)."""
+    via = cl.proxies[0] if cl.proxies else cl.apps[0]
+    base = "http://127.0.0.1" if cl.proxies else f"http://{via.node.private_ip}:{WEB_PORT}"
+    served_by = "nginx" if cl.proxies else "gunicorn"
+    page = run(via.conn, f"curl -sS -m 10 -w '\\n%{{http_code}}' {shlex.quote(base + '/')}", step="GET /", check=False)
+    body, _, code = (page.stdout or "").rstrip("\n").rpartition("\n")
+    if code != "200":
+        raise DeployError(f"{via.name}: GET / through {served_by} answered {code or '(nothing)'}: "
+                          f"{(body or page.stderr or '')[:300]}")
+    lines = [f"GET / -> 200 ({len(body)} bytes)"]
+    static = re.search(r'(?:href|src)="(/static/[^"]+)"', body) if cl.proxies else None
+    urls = ["/health"] + ([static.group(1)] if static else [])
+    for url in urls:
+        r = run(via.conn, commands.http_code(f"{base}{url}"), step=f"GET {url}", check=False)
+        if r.stdout.strip() != "200":
+            raise DeployError(f"{via.name}: GET {url} through {served_by} answered {r.stdout.strip() or r.stderr}")
+        lines.append(f"GET {url} -> 200")
+    if not cl.proxies:
+        lines.append("no proxy role: static files are not served (add a proxy role for nginx)")
+    if cfg.cluster.target == "sandbox":
+        check_sandbox_route(address.split(":")[0])
+        try:
+            with urllib.request.urlopen(f"http://{address}/", timeout=10) as resp:  # noqa: S310 - sandbox host
+                lines.append(f"from this machine: GET http://{address}/ -> {resp.status}")
+        except (urllib.error.URLError, OSError) as exc:
+            raise DeployError(f"http://{address}/ does not answer from this machine: {exc}") from None
+    return lines
