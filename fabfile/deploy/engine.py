@@ -124,7 +124,8 @@ def failed(cl: Cluster, plan: Plan, timer: Timer, guard: Guard, exc: Exception, 
     goes, and the error says that the previous one keeps serving. Audited either way."""
     if switched:
         detail = auto_rollback(cl, plan, switched, exc)
-        guard.audit(_record(plan, "rolled-back", timer, detail))
+        rolled_back = any(plan.current(m.name) for m in switched)   # a first deploy has nothing to go back to
+        guard.audit(_record(plan, "rolled-back" if rolled_back else "failed", timer, detail))
         raise DeployError(detail) from None
     stages.remove_release(cl, plan.involved, plan.release)
     guard.audit(_record(plan, "failed", timer, str(exc)))
@@ -155,12 +156,12 @@ def _back_to_previous(cl: Cluster, plan: Plan, back: list[Member]) -> str:
         if previous is not None:
             by_release.setdefault(previous, []).append(m)
     try:
+        code = [m for m in back if m in plan.code]
+        apps = [m for m in code if m.role == "app"]
+        running = gather(cl, apps)        # before switching back: the venv gunicorn's master runs now
         for rel, members in by_release.items():
             stages.switch(cl, members, rel)
-        code = [m for m in back if m in plan.code]
-        now = gather(cl, code)
-        apps = [m for m in code if m.role == "app"]
-        actions = {m.name: reload_action(cl.layout, now[m.name], _venv_of(now[m.name])) for m in apps}
+        actions = {m.name: reload_action(cl.layout, running[m.name], _venv_of(plan.before[m.name])) for m in apps}
         reload.reload(cl, apps=apps, workers=[m for m in code if m.role == "worker"], actions=actions,
                       release=next(iter(by_release)), health_timeout=plan.options.health_timeout)
         releases = {plan.current(m.name) for m in apps}

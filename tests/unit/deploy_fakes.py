@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fabfile.deploy import commands
 from fabfile.deploy.cluster import Cluster, Member
-from fabfile.deploy.layout import PREVIOUS_MARK, REQUIREMENTS_MARK, VENV_MARK, Layout
+from fabfile.layout import PREVIOUS_MARK, REQUIREMENTS_MARK, VENV_MARK, Layout
 from fabfile.nodes import Node
 from fabfile.remote import Progress
 

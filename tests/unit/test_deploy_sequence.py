@@ -12,7 +12,7 @@ from deploy_fakes import SCRIPTS, Rel, World, classify, make_cluster
 from fabfile.deploy import commands as c
 from fabfile.deploy import engine
 from fabfile.deploy import lock as lk
-from fabfile.deploy.layout import Layout
+from fabfile.layout import Layout
 from fabfile.deploy.errors import DeployError, LockHeld
 from fabfile.deploy.lock import LockInfo, format_lock, parse_audit
 from fabfile.deploy.planning import DeployOptions
@@ -311,12 +311,8 @@ def test_a_rollback_across_a_venv_change_restarts_gunicorn(gitcfg, world):
     assert hosts["app"].serving == R2
 
 
-# --- engine bugs found by these tests (xfail until fixed) ---------------------------------------
+# --- engine bugs these tests found (fixed) -----------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="engine bug: auto_rollback picks gunicorn's action from the state read AFTER "
-                   "switching back, where master_venv (python named through current) already names the old venv: "
-                   "a master the deploy restarted onto the new venv gets a HUP, not the restart a venv change needs "
-                   "(roll_back, reading the state before its switch, restarts: see the test above)")
 def test_the_automatic_rollback_of_a_restart_deploy_restarts_gunicorn(site, world):
     cl, hosts, out = site
     hosts["app"].fail("probe", release=NEW)
@@ -328,8 +324,6 @@ def test_the_automatic_rollback_of_a_restart_deploy_restarts_gunicorn(site, worl
     assert [s for s, _, _ in calls[back:] if s in ("hup", "restart")] == ["restart"]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a first deploy whose gate fails stays on the new release "
-                   "(nothing to roll back to), yet engine.failed audits it as rolled-back")
 def test_a_first_deploy_left_on_its_release_is_not_audited_as_rolled_back(gitcfg, world):
     cl, hosts, out = make_cluster(gitcfg, world, {}, None)
     hosts["app"].fail("probe", release=NEW)
@@ -337,4 +331,4 @@ def test_a_first_deploy_left_on_its_release_is_not_audited_as_rolled_back(gitcfg
         deploy(cl, health_timeout=0.3)
     assert all(h.current == NEW for h in hosts.values())
     (record,) = audit(hosts)
-    assert record.result != "rolled-back"
+    assert record.result == "failed"          # left on the new release: nothing was rolled back
