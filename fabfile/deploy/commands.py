@@ -3,18 +3,17 @@
 `*_script` functions return a POSIX sh script (run locally by the tests under a temp base dir); the
 command functions wrap it: `as_app` runs it as the app user (`sudo -n -u <app> -- sh -c SCRIPT`), `as_root`
 as root.  Secrets never appear here: they go on stdin (`write_env`, `lock_acquire` read stdin).  A value
-quoted for the shell is a `Quoted` (what `q` returns); a plain `str` is still to quote.  The Python programs
-run in a release (`scripts/*.py`) are package data: `script(name)` goes on stdin, their inputs on argv.
+quoted for the shell is a `Quoted` (what `q` returns); a plain `str` is still to quote.  Django's own
+commands are in `manage`, the lock's in `lock`, supervisord's XML-RPC in `supervisor`.
 """
 from __future__ import annotations
 
 import re
 import shlex
-from importlib import resources
-from typing import Iterable, NewType, Sequence
+from typing import Iterable, NewType
 
-from ..remote import sudo, sudo_sh
 from ..layout import PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, WEB_PORT, Layout
+from ..remote import sudo, sudo_sh
 from ..validate import BRANCH
 from .releases import SHA, is_release_id
 from .supervisor import supervisor_rpc, supervisor_signal, supervisor_status
@@ -26,19 +25,15 @@ def q(value: str) -> Quoted:
     return Quoted(shlex.quote(value))
 
 
-def script(name: str) -> str:
-    """The text of the remote program `scripts/<name>.py` (sent on a command's stdin)."""
-    return (resources.files(__package__) / "scripts" / f"{name}.py").read_text(encoding="utf-8")
-
-
-
-def _rid(release_id: str) -> str:
+def release_arg(release_id: str) -> str:
+    """`release_id` if it is one (ValueError otherwise): only such a value reaches a command."""
     if not is_release_id(release_id):
         raise ValueError(f"not a release id: {release_id!r}")
     return release_id
 
 
-def _sha(sha: str) -> str:
+def sha_arg(sha: str) -> str:
+    """`sha` if it is a full git sha (ValueError otherwise)."""
     if not SHA.match(sha):
         raise ValueError(f"not a full sha: {sha!r}")
     return sha
@@ -145,22 +140,22 @@ def fetch(layout: Layout, url: str, branch: str) -> str:
 
 def show_file(layout: Layout, sha: str, path: str) -> str:
     """A file of commit `sha` in the mirror (the requirements, for strategy git)."""
-    return as_app(layout, f"git --git-dir={q(layout.mirror)} show {q(f'{_sha(sha)}:{path}')}")
+    return as_app(layout, f"git --git-dir={q(layout.mirror)} show {q(f'{sha_arg(sha)}:{path}')}")
 
 
 def treeish(sha: str, prefix: str) -> str:
     """The tree to deploy: the commit's root, or the app's subdirectory of it."""
-    return f"{_sha(sha)}:{prefix}" if prefix else f"{_sha(sha)}^{{tree}}"
+    return f"{sha_arg(sha)}:{prefix}" if prefix else f"{sha_arg(sha)}^{{tree}}"
 
 
 def _marks(rel: Quoted, tree: str | None, previous: str | None) -> list[str]:
-    return ([f"printf '%s\\n' {q(_sha(tree))} > {rel}/{TREE_MARK}"] if tree else []) + \
-        ([f"printf '%s\\n' {q(_rid(previous))} > {rel}/{PREVIOUS_MARK}"] if previous else [])
+    return ([f"printf '%s\\n' {q(sha_arg(tree))} > {rel}/{TREE_MARK}"] if tree else []) + \
+        ([f"printf '%s\\n' {q(release_arg(previous))} > {rel}/{PREVIOUS_MARK}"] if previous else [])
 
 
 def extract_script(layout: Layout, release_id: str, sha: str, prefix: str = "", tree: str | None = None,
                    previous: str | None = None) -> str:
-    rel, m, treeq = q(layout.release(_rid(release_id))), q(layout.mirror), q(treeish(sha, prefix))
+    rel, m, treeq = q(layout.release(release_arg(release_id))), q(layout.mirror), q(treeish(sha, prefix))
     return "\n".join([
         "set -e",
         f'[ "$(git --git-dir={m} cat-file -t {treeq} 2>/dev/null)" = tree ] || '
@@ -190,7 +185,7 @@ def write_env(layout: Layout) -> str:
 # --- venvs ----------------------------------------------------------------------------------
 
 def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id: str) -> str:
-    rel = layout.release(_rid(release_id))
+    rel = layout.release(release_arg(release_id))
     venv = q(f"{rel}/{VENV}")
     return "\n".join([
         "set -e",
@@ -209,8 +204,8 @@ def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str) -
 
 
 def venv_reuse_script(layout: Layout, release_id: str, from_release: str) -> str:
-    new = layout.venv(_rid(release_id))
-    old = layout.venv(_rid(from_release))
+    new = layout.venv(release_arg(release_id))
+    old = layout.venv(release_arg(from_release))
     n, o = q(new), q(old)
     return "\n".join([
         "set -e",
@@ -247,86 +242,24 @@ def venv_reuse(layout: Layout, release_id: str, from_release: str) -> str:
     return as_app(layout, venv_reuse_script(layout, release_id, from_release))
 
 
-def upgrade_django(layout: Layout, release_id: str, spec: str, venv_id: str) -> str:
-    """`pip install --upgrade 'Django>=4.2,<5.1'` in the release's venv; prints `<before> <after>`.
-
-    The venv gets the new content id `venv_id` only if Django's version changed (pip replaces the
-    hardlinked files it upgrades; the old release's venv keeps its own).
-    """
-    venv = q(layout.venv(_rid(release_id)))
-    version = f"{venv}/bin/python -c 'import django; print(django.get_version())'"
-    return as_app(layout, tied("\n".join([
-        "set -e",
-        f"export HOME={q(layout.root)}",
-        f"before=$({version})",
-        f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-input --upgrade {q(spec)}",
-        f"after=$({version})",
-        f'if [ "$before" != "$after" ]; then printf \'%s\\n\' {q(venv_id)} > {venv}/{VENV_MARK}; fi',
-        'echo "$before $after"',
-    ])))
-
-
-def django_version(layout: Layout, release_id: str) -> str:
-    venv = q(layout.venv(_rid(release_id)))
-    return as_app(layout, f"{venv}/bin/python -c 'import django; print(django.get_version())'")
-
-
-# --- Django ---------------------------------------------------------------------------------
-
-def _django_env(layout: Layout, extra: dict[str, str] | None = None) -> str:
-    env = {"HOME": layout.root, "WHIPUP_ENV_FILE": layout.env_file, "DJANGO_SETTINGS_MODULE": layout.settings,
-           **(extra or {})}
-    return " ".join(q(f"{k}={v}") for k, v in env.items())
-
-
-def manage(layout: Layout, release_id: str, args: Sequence[str], env: dict[str, str] | None = None) -> str:
-    """`python -m django ARGS` in the release, as the app user, with the settings reading shared/.env."""
-    rel = q(layout.release(_rid(release_id)))
-    argv = " ".join(q(a) for a in args)
-    return as_app(layout, tied(f"cd {rel} && exec env {_django_env(layout, env)} {VENV}/bin/python -m django {argv}"))
-
-
-def collectstatic(layout: Layout, release_id: str) -> str:
-    """collectstatic into the release's static/ (STATIC_ROOT), served by nginx through `current`."""
-    static = f"{layout.release(_rid(release_id))}/static"
-    return manage(layout, release_id, ["collectstatic", "--noinput", "--verbosity", "1"], {"STATIC_ROOT": static})
-
-
-def migrate(layout: Layout, release_id: str) -> str:
-    return manage(layout, release_id, ["migrate", "--noinput"])
-
-
-def migrate_check(layout: Layout, release_id: str) -> str:
-    """Exit non-zero when the release has migrations the database lacks."""
-    return manage(layout, release_id, ["migrate", "--check", "--noinput"])
-
-
-def python_stdin(layout: Layout, release_id: str, args: Sequence[str] = ()) -> str:
-    """Run the Python script on stdin in the release with `args` as its argv (Django set up by the
-    script itself: see `script`)."""
-    rel = q(layout.release(_rid(release_id)))
-    argv = "".join(f" {q(a)}" for a in args)
-    return as_app(layout, f"cd {rel} && exec env {_django_env(layout)} {VENV}/bin/python -{argv}")
-
-
 # --- static files to proxies -----------------------------------------------------------------
 
 def static_pack(layout: Layout, release_id: str) -> str:
     """The release's static/ as base64 text of a tar.gz (travels through this machine)."""
-    rel = q(layout.release(_rid(release_id)))
+    rel = q(layout.release(release_arg(release_id)))
     return as_app(layout, f"cd {rel} && mkdir -p static && tar -czf - static | base64 -w 0")
 
 
 def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = None,
                   previous: str | None = None) -> str:
     """A proxy's release: static/ from stdin (base64 tar.gz) and REVISION."""
-    rel = q(layout.release(_rid(release_id)))
+    rel = q(layout.release(release_arg(release_id)))
     return as_app(layout, "\n".join([
         "set -e",
         f"rm -rf {rel}",
         f"mkdir -p {rel}",
         f"base64 -d | tar -xzf - -C {rel}",
-        f"printf '%s\\n' {q(_sha(sha))} > {rel}/REVISION",
+        f"printf '%s\\n' {q(sha_arg(sha))} > {rel}/REVISION",
         *_marks(rel, tree, previous),
     ]))
 
@@ -335,7 +268,7 @@ def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = 
 
 def switch(layout: Layout, release_id: str) -> str:
     """`current` -> releases/<id>, atomically: a symlink under a temp name, renamed over `current`."""
-    rid = _rid(release_id)
+    rid = release_arg(release_id)
     tmp = f"current.tmp-{rid}"
     return as_app(layout, f"cd {q(layout.root)} && test -d {q(f'releases/{rid}')} && "
                           f"ln -sfn {q(f'releases/{rid}')} {q(tmp)} && mv -T {q(tmp)} current")
@@ -409,7 +342,7 @@ def remove_releases(layout: Layout, release_ids: Iterable[str]) -> str:
     They leave releases/ at once (renamed into a fresh trash dir); the files, ~10k per venv, are
     deleted in the background, detached from the SSH session, so a deploy does not wait for it.
     """
-    ids = " ".join(q(_rid(r)) for r in release_ids)
+    ids = " ".join(q(release_arg(r)) for r in release_ids)
     root = q(layout.root)
     return as_app(layout, f"cd {root} && t=$(mktemp -d {root}/.trash.XXXXXX) && (cd releases && mv -- {ids} \"$t\"/) "
                           f"&& {{ setsid nohup rm -rf {root}/.trash.* </dev/null >/dev/null 2>&1 & }}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..layout import WEB_PORT
 from ..remote import run
-from . import commands
+from . import commands, manage
 from .cluster import Cluster, Member, each
 from .errors import PreviousServes, Unhealthy
 
@@ -76,8 +76,8 @@ def before_traffic(cl: Cluster, apps: list[Member], release: str) -> None:
     under gunicorn)."""
     def one(m: Member) -> None:
         host = f"{m.node.private_ip}:{WEB_PORT}"
-        r = run(m.conn, commands.python_stdin(cl.layout, release, [host]), step="/health before traffic",
-                stdin=commands.script("health_check"), check=False, timeout=120)
+        r = run(m.conn, manage.python_stdin(cl.layout, release, [host]), step="/health before traffic",
+                stdin=manage.script("health_check"), check=False, timeout=120)
         found = json_last_line(r.stdout or "")
         p = Probe(str(found.get("code", "000")), str(found.get("body", "")))
         if r.exited == 0 and p.healthy(release):

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from ..remote import run
-from . import commands, health, reload
+from . import commands, health, manage, reload
 from .cluster import Cluster, Member, Timer, each, gather
 from .errors import DeployError
 from .guard import guarded
@@ -65,8 +65,8 @@ def check_migrations(cl: Cluster, state: NodeState, target: str, migrate_back: b
         return None
     if not migration_files_missing(state.migrations.get(current, ()), state.migrations.get(target, ())):
         return None
-    r = run(m.conn, commands.python_stdin(cl.layout, target), step="check applied migrations",
-            stdin=commands.script("migrations_missing"), check=False)
+    r = run(m.conn, manage.python_stdin(cl.layout, target), step="check applied migrations",
+            stdin=manage.script("migrations_missing"), check=False)
     if r.exited != 0:
         raise DeployError(f"{m.name}: could not compare the database's migrations with release {target}:\n"
                           + _remote_error(r, 10))
@@ -82,8 +82,8 @@ def check_migrations(cl: Cluster, state: NodeState, target: str, migrate_back: b
     targets = sorted({(a, leaves.get(a)) for a, _ in missing}, key=lambda t: t[0])
     if dry_run:
         return f"would undo {names} (migrate " + ", ".join(f"{a} {n or 'zero'}" for a, n in targets) + ")"
-    r = run(m.conn, commands.python_stdin(cl.layout, current, migrate_back_args(targets)), step="migrate back",
-            stdin=commands.script("migrate_back"), check=False, timeout=3600)
+    r = run(m.conn, manage.python_stdin(cl.layout, current, migrate_back_args(targets)), step="migrate back",
+            stdin=manage.script("migrate_back"), check=False, timeout=3600)
     result = json_last_line(r.stdout)
     if r.exited == 3 and result.get("irreversible"):
         raise DeployError("refused: irreversible migrations stand in the way of release " + target + ": "

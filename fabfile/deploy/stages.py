@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 
 from ..remote import RemoteError, run
-from . import commands
+from . import commands, manage
 from .cluster import Cluster, Member, at_once, each, each_best_effort
 from .errors import DeployError, PreviousServes
 from .planning import Plan, dotenv
@@ -71,7 +71,7 @@ def upgrade_django(cl: Cluster, plan: Plan, m: Member) -> None:
     """Upgrade Django within the requirements' constraint in the new venv; report old -> new. Unchanged,
     the venv keeps its content id, so gunicorn gets a HUP rather than a restart."""
     spec = upgrade_spec(plan.source.requirements, cl.layout.requirements)
-    out = run(m.conn, commands.upgrade_django(cl.layout, plan.release, spec, plan.release),
+    out = run(m.conn, manage.upgrade_django(cl.layout, plan.release, spec, plan.release),
               step="upgrade Django", timeout=900).stdout.strip().splitlines()[-1]
     before, _, after = out.partition(" ")
     cl.progress(m.name, "Django", f"{before} -> {after} (within {spec!r})"
@@ -94,12 +94,12 @@ def _on_app0(cl: Cluster, command: str, step: str, **kw):
 
 
 def collectstatic(cl: Cluster, plan: Plan) -> None:
-    out = _on_app0(cl, commands.collectstatic(cl.layout, plan.release), "collectstatic").stdout.strip()
+    out = _on_app0(cl, manage.collectstatic(cl.layout, plan.release), "collectstatic").stdout.strip()
     cl.progress(cl.apps[0].name, "collectstatic", out.splitlines()[-1] if out else "done")
 
 
 def migrate(cl: Cluster, plan: Plan) -> None:
-    out = _on_app0(cl, commands.migrate(cl.layout, plan.release), "migrate", timeout=3600).stdout
+    out = _on_app0(cl, manage.migrate(cl.layout, plan.release), "migrate", timeout=3600).stdout
     applied = [line.strip() for line in out.splitlines() if line.strip().startswith("Applying ")]
     cl.progress(cl.apps[0].name, "migrate", "; ".join(applied) if applied else "no migrations to apply")
 
@@ -112,7 +112,7 @@ def collectstatic_and_migrate(cl: Cluster, plan: Plan) -> None:
 def migrations_applied(cl: Cluster, plan: Plan) -> None:
     """workers only: refuse a release whose migrations the database lacks (web/all runs migrate)."""
     m = plan.code[0]
-    r = run(m.conn, commands.migrate_check(cl.layout, plan.release), step="migrate --check", check=False)
+    r = run(m.conn, manage.migrate_check(cl.layout, plan.release), step="migrate --check", check=False)
     if r.exited != 0:
         raise DeployError(f"{m.name}: release {plan.release} has migrations the database lacks; "
                           f"deploy --component web (or all) first, which runs migrate:\n"

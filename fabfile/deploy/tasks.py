@@ -16,7 +16,7 @@ from ..config import Config
 from ..nodes import find_nodes
 from ..remote import HostFailures, RemoteError, run
 from ..ssh import NotInSandbox
-from . import commands, engine
+from . import engine, manage
 from .cluster import COMPONENT_ROLES, Cluster, gather, open_cluster
 from .planning import HEALTH_TIMEOUT, DeployOptions, fetched_source
 from .report import releases_report
@@ -137,7 +137,7 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
         spec = django_requirement(source.requirements)
         installed = None
         if interactive and django_flag is None and not yes and anchor.current_info is not None:
-            installed = run(cl.anchor.conn, commands.django_version(cl.layout, anchor.current), step="Django",
+            installed = run(cl.anchor.conn, manage.django_version(cl.layout, anchor.current), step="Django",
                             check=False).stdout.strip() or None
         answers = resolve(component=component, deps=deps_flag, upgrade_django=django_flag, yes=yes,
                           interactive=interactive, ask=input, deps_default=changed, deps_why=why,

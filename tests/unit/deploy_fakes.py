@@ -14,16 +14,16 @@ import re
 import threading
 from dataclasses import dataclass
 
-from fabfile.deploy import commands
+from fabfile.deploy import manage
 from fabfile.deploy.cluster import Cluster, Member
 from fabfile.layout import PREVIOUS_MARK, REQUIREMENTS_MARK, VENV_MARK, Layout
 from fabfile.nodes import Node
 from fabfile.remote import Progress
 
 RID = re.compile(r"\b\d{14}-[0-9a-f]{7,40}\b")
-SCRIPTS = {commands.script("health_check"): "health before traffic",
-           commands.script("migrations_missing"): "migrations missing",
-           commands.script("migrate_back"): "migrate back"}
+SCRIPTS = {manage.script("health_check"): "health before traffic",
+           manage.script("migrations_missing"): "migrations missing",
+           manage.script("migrate_back"): "migrate back"}
 NODES = {"proxy": Node("proxy", 0, "t-proxy-0", "i-p0", "running", "10.0.0.5", None, None),
          "app": Node("app", 0, "t-app-0", "i-a0", "running", "10.0.0.10", None, None),
          "db": Node("db", 0, "t-db-0", "i-d0", "running", "10.0.0.20", None, None),

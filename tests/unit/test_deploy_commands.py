@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fabfile.deploy import commands as c
+from fabfile.deploy import manage as dj
 from fabfile.deploy import lock as lk
 from fabfile.deploy import supervisor as sv
 from fabfile.deploy.lock import LockInfo, format_lock, parse_lock
@@ -25,7 +26,7 @@ SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
 
 
 def test_manage_keeps_every_argument_one_word():
-    cmd = c.manage(L, R, ["shell", "-c", "x; whoami"])
+    cmd = dj.manage(L, R, ["shell", "-c", "x; whoami"])
     django = ("cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
               "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python -m django "
               "shell -c 'x; whoami'")
@@ -98,12 +99,12 @@ def test_reload_commands():
 
 
 def test_other_exact_strings():
-    assert c.collectstatic(L, R) == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(
+    assert dj.collectstatic(L, R) == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(
         "cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
         "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings "
         "STATIC_ROOT=/srv/demo/releases/20240131120000-1a2b3c4/static .venv/bin/python -m django collectstatic "
         "--noinput --verbosity 1"))
-    assert c.migrate(L, R) == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(
+    assert dj.migrate(L, R) == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(
         "cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
         "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python -m django "
         "migrate --noinput"))
@@ -354,8 +355,8 @@ def test_state_prints_program_names_as_data():
 
 
 def test_python_stdin_passes_each_argument_as_one_word():
-    assert c.python_stdin(L, R, ["10.0.0.5:8000", "x; whoami"]) == (
+    assert dj.python_stdin(L, R, ["10.0.0.5:8000", "x; whoami"]) == (
         "sudo -n -u demo -- sh -c 'cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
         "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python - "
         "10.0.0.5:8000 '\"'\"'x; whoami'\"'\"''")
-    assert c.script("health_check").startswith('"""/health of a release')
+    assert dj.script("health_check").startswith('"""/health of a release')

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fabfile.deploy.commands import script
+from fabfile.deploy.manage import script
 from fabfile.deploy.rollback import migrate_back_args
 
 MIGRATIONS_MISSING = script("migrations_missing")
@@ -53,7 +53,7 @@ def releases(tmp_path):
 
 
 def py(cwd: Path, env: dict, script: str, *, migrate: bool = False, args: list[str] = ()) -> subprocess.CompletedProcess:
-    """The script on stdin with `args` as its argv, in `cwd` (as commands.python_stdin runs it on a host)."""
+    """The script on stdin with `args` as its argv, in `cwd` (as manage.python_stdin runs it on a host)."""
     argv = [sys.executable, "-m", "django", "migrate", "--noinput"] if migrate else [sys.executable, "-", *args]
     return subprocess.run(argv, cwd=cwd, env=env, input=None if migrate else script, capture_output=True,
                           text=True, timeout=120)

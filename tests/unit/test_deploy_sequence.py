@@ -10,6 +10,7 @@ import pytest
 from deploy_fakes import SCRIPTS, Rel, World, classify, make_cluster
 
 from fabfile.deploy import commands as c
+from fabfile.deploy import manage as dj
 from fabfile.deploy import engine
 from fabfile.deploy import lock as lk
 from fabfile.layout import Layout
@@ -78,8 +79,8 @@ def test_the_fake_hosts_classify_each_real_builders_command():
              (c.state(L, ["demo-web"], migrations=True), ["state"]), (c.fetch(L, "https://x/y.git", "main"), ["fetch"]),
              (c.extract(L, NEW, SHA, "", None, R2), ["extract"]), (c.write_env(L), [".env"]),
              (c.venv_reuse(L, NEW, R2), ["venv reuse"]), (c.venv_install(L, NEW, "h" * 64, NEW), ["pip install"]),
-             (c.collectstatic(L, NEW), ["collectstatic"]), (c.migrate(L, NEW), ["migrate"]),
-             (c.migrate_check(L, NEW), ["migrate check"]), (c.static_pack(L, NEW), ["static pack"]),
+             (dj.collectstatic(L, NEW), ["collectstatic"]), (dj.migrate(L, NEW), ["migrate"]),
+             (dj.migrate_check(L, NEW), ["migrate check"]), (c.static_pack(L, NEW), ["static pack"]),
              (c.static_unpack(L, NEW, SHA, None, R2), ["static unpack"]), (c.switch(L, NEW), ["switch"]),
              (c.web(L, "hup"), ["hup"]), (c.web(L, "restart"), ["restart"]), (c.web(L, "start"), ["start"]),
              (c.worker_restart(L), ["celery restart"]), (c.switch_and_web(L, R1, "hup"), ["switch", "hup"]),
@@ -88,8 +89,8 @@ def test_the_fake_hosts_classify_each_real_builders_command():
     for command, stages in cases:
         assert classify(command, None, L) == stages, command
     for stage, script in stdin.items():
-        assert classify(c.python_stdin(L, R1, ["10.0.0.10:8000"]), script, L) == [stage]
-    assert classify(c.python_stdin(L, R1), "print(1)", L) == [] == classify("uptime", None, L)
+        assert classify(dj.python_stdin(L, R1, ["10.0.0.10:8000"]), script, L) == [stage]
+    assert classify(dj.python_stdin(L, R1), "print(1)", L) == [] == classify("uptime", None, L)
 
 
 # --- a healthy deploy --------------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""Django in a release: `manage.py` commands, Django's upgrade, and the Python programs run there.
+
+Every command runs as the app user in the release, with the environment that reads shared/.env; the long
+ones (migrate, collectstatic, pip) end with the SSH session that started them (`commands.tied`). The
+programs (`scripts/*.py`) are package data: `script(name)` goes on stdin, their inputs on argv.
+"""
+from __future__ import annotations
+
+from importlib import resources
+from typing import Sequence
+
+from ..layout import VENV, VENV_MARK, Layout
+from .commands import as_app, q, release_arg, tied
+
+
+def script(name: str) -> str:
+    """The text of the remote program `scripts/<name>.py` (sent on a command's stdin)."""
+    return (resources.files(__package__) / "scripts" / f"{name}.py").read_text(encoding="utf-8")
+
+
+def _django_env(layout: Layout, extra: dict[str, str] | None = None) -> str:
+    env = {"HOME": layout.root, "WHIPUP_ENV_FILE": layout.env_file, "DJANGO_SETTINGS_MODULE": layout.settings,
+           **(extra or {})}
+    return " ".join(q(f"{k}={v}") for k, v in env.items())
+
+
+def manage(layout: Layout, release_id: str, args: Sequence[str], env: dict[str, str] | None = None) -> str:
+    """`python -m django ARGS` in the release, as the app user, with the settings reading shared/.env."""
+    rel = q(layout.release(release_arg(release_id)))
+    argv = " ".join(q(a) for a in args)
+    return as_app(layout, tied(f"cd {rel} && exec env {_django_env(layout, env)} {VENV}/bin/python -m django {argv}"))
+
+
+def collectstatic(layout: Layout, release_id: str) -> str:
+    """collectstatic into the release's static/ (STATIC_ROOT), served by nginx through `current`."""
+    static = f"{layout.release(release_arg(release_id))}/static"
+    return manage(layout, release_id, ["collectstatic", "--noinput", "--verbosity", "1"], {"STATIC_ROOT": static})
+
+
+def migrate(layout: Layout, release_id: str) -> str:
+    return manage(layout, release_id, ["migrate", "--noinput"])
+
+
+def migrate_check(layout: Layout, release_id: str) -> str:
+    """Exit non-zero when the release has migrations the database lacks."""
+    return manage(layout, release_id, ["migrate", "--check", "--noinput"])
+
+
+def python_stdin(layout: Layout, release_id: str, args: Sequence[str] = ()) -> str:
+    """Run the Python script on stdin in the release with `args` as its argv (Django set up by the
+    script itself: see `script`)."""
+    rel = q(layout.release(release_arg(release_id)))
+    argv = "".join(f" {q(a)}" for a in args)
+    return as_app(layout, f"cd {rel} && exec env {_django_env(layout)} {VENV}/bin/python -{argv}")
+
+
+def upgrade_django(layout: Layout, release_id: str, spec: str, venv_id: str) -> str:
+    """`pip install --upgrade 'Django>=4.2,<5.1'` in the release's venv; prints `<before> <after>`.
+
+    The venv gets the new content id `venv_id` only if Django's version changed (pip replaces the
+    hardlinked files it upgrades; the old release's venv keeps its own).
+    """
+    venv = q(layout.venv(release_arg(release_id)))
+    version = f"{venv}/bin/python -c 'import django; print(django.get_version())'"
+    return as_app(layout, tied("\n".join([
+        "set -e",
+        f"export HOME={q(layout.root)}",
+        f"before=$({version})",
+        f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-input --upgrade {q(spec)}",
+        f"after=$({version})",
+        f'if [ "$before" != "$after" ]; then printf \'%s\\n\' {q(venv_id)} > {venv}/{VENV_MARK}; fi',
+        'echo "$before $after"',
+    ])))
+
+
+def django_version(layout: Layout, release_id: str) -> str:
+    venv = q(layout.venv(release_arg(release_id)))
+    return as_app(layout, f"{venv}/bin/python -c 'import django; print(django.get_version())'")
