@@ -24,6 +24,7 @@ REQUIREMENTS_MARK = ".whipup-requirements"   # in a venv: sha256 of the requirem
 VENV_MARK = ".whipup-venv"                   # in a venv: the id of its content (shared by hardlinked copies)
 TREE_MARK = ".whipup-tree"                   # in a release: the git tree id of the app deployed
 PREVIOUS_MARK = ".whipup-previous"           # in a release: the node's current release when it was deployed
+PARTIAL_MARK = ".whipup-partial"             # in a release: still being made (gone once `current` points at it)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 import shlex
 from typing import Iterable, NewType
 
-from ..layout import PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, WEB_PORT, Layout
+from ..layout import PARTIAL_MARK, PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, WEB_PORT, Layout
 from ..remote import sudo, sudo_sh
 from ..validate import BRANCH
 from .releases import SHA, is_release_id
@@ -76,8 +76,8 @@ def state_script(layout: Layout, programs: Iterable[str] = (), migrations: bool 
         '  [ -d "$d" ] || continue',
         '  d=${d%/}',
         f'  m "$d/REVISION"; a=$v; m "$d/{VENV}/{REQUIREMENTS_MARK}"; b=$v; m "$d/{VENV}/{VENV_MARK}"; c=$v',
-        f'  m "$d/{TREE_MARK}"; e=$v; m "$d/{PREVIOUS_MARK}"; f=$v',
-        '  echo "release=${d#releases/} $a $b $c $e $f"',
+        f'  m "$d/{TREE_MARK}"; e=$v; m "$d/{PREVIOUS_MARK}"; f=$v; g=-; [ ! -e "$d/{PARTIAL_MARK}" ] || g=partial',
+        '  echo "release=${d#releases/} $a $b $c $e $f $g"',
         "done",
     ]
     if migrations:
@@ -162,6 +162,7 @@ def extract_script(layout: Layout, release_id: str, sha: str, prefix: str = "", 
         f'{{ echo {q(f"{treeish(sha, prefix)}: no such tree in {layout.mirror}")} >&2; exit 1; }}',
         f"rm -rf {rel}",
         f"mkdir -p {rel}",
+        f": > {rel}/{PARTIAL_MARK}",
         f"git --git-dir={m} archive --format=tar {treeq} | tar -x -C {rel}",
         f"printf '%s\\n' {q(sha)} > {rel}/REVISION",
         *_marks(rel, tree, previous),
@@ -258,6 +259,7 @@ def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = 
         "set -e",
         f"rm -rf {rel}",
         f"mkdir -p {rel}",
+        f": > {rel}/{PARTIAL_MARK}",
         f"base64 -d | tar -xzf - -C {rel}",
         f"printf '%s\\n' {q(sha_arg(sha))} > {rel}/REVISION",
         *_marks(rel, tree, previous),
@@ -267,10 +269,12 @@ def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = 
 # --- switch and reload -----------------------------------------------------------------------
 
 def switch(layout: Layout, release_id: str) -> str:
-    """`current` -> releases/<id>, atomically: a symlink under a temp name, renamed over `current`."""
+    """`current` -> releases/<id>, atomically: a symlink under a temp name, renamed over `current`; the
+    release is whole from then on (its partial mark goes)."""
     rid = release_arg(release_id)
     tmp = f"current.tmp-{rid}"
     return as_app(layout, f"cd {q(layout.root)} && test -d {q(f'releases/{rid}')} && "
+                          f"rm -f {q(f'releases/{rid}/{PARTIAL_MARK}')} && "
                           f"ln -sfn {q(f'releases/{rid}')} {q(tmp)} && mv -T {q(tmp)} current")
 
 

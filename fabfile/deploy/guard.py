@@ -9,6 +9,7 @@ The audit line goes to shared/deploys.log there and to the local state dir.
 """
 from __future__ import annotations
 
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -18,7 +19,8 @@ from ..state import cluster_dir, ensure_cluster_dir
 from . import lock as cmd
 from .cluster import Cluster, Member
 from .errors import LockHeld
-from .lock import AuditRecord, LockInfo, format_audit, format_lock, held_message, parse_lock
+from .lock import (AuditRecord, LockInfo, boot_id, describe_holder, format_audit, format_lock, held_message,
+                   interrupted_record, parse_lock, stale_evidence)
 
 
 @dataclass
@@ -44,21 +46,48 @@ class Guard:
                         f"the next deploy needs --break-lock")
 
 
-def acquire(cl: Cluster, release: str, action: str, *, break_lock: bool = False) -> Guard:
-    """Take the cluster's lock (LockHeld naming the holder if another run has it)."""
+def _take(cl: Cluster, info: LockInfo) -> LockInfo | None:
+    """Take the lock for `info`: None when taken, else the holder's info."""
     m = cl.anchor
-    info = LockInfo.new(release, action)
+    r = run(m.conn, cmd.lock_acquire(cl.layout), step="take the deploy lock", stdin=format_lock(info), check=False)
+    if r.exited == cmd.LOCK_HELD:
+        return parse_lock(r.stdout.strip())
+    if r.exited != 0:
+        raise RemoteError(m.name, "take the deploy lock", r.exited, (r.stdout or "") + (r.stderr or ""))
+    return None
+
+
+def staleness(held: LockInfo) -> str | None:
+    """Why `held`'s holder is provably gone (a process of this machine that no longer runs), or None."""
+    if not cmd.TOKEN.fullmatch(held.token):
+        return None
+    return stale_evidence(held, socket.gethostname(), boot_id())
+
+
+def acquire(cl: Cluster, release: str, action: str, *, break_lock: bool = False) -> Guard:
+    """Take the cluster's lock. A lock whose holder is provably gone (see `staleness`) is taken over, and so
+    is any lock with --break-lock; either way the interrupted run gets its audit line. LockHeld names a
+    holder that may still run."""
+    m, info = cl.anchor, LockInfo.new(release, action)
+    interrupted: list[tuple[LockInfo, str]] = []
     if break_lock:
         old = run(m.conn, cmd.lock_break(cl.layout), step="break the deploy lock").stdout.strip()
         if old:
             held = parse_lock(old)
             cl.out(f"deploy lock taken over from {held.who} ({held.action} of {held.release or '?'} "
                    f"since {held.since or '?'})")
-    r = run(m.conn, cmd.lock_acquire(cl.layout), step="take the deploy lock", stdin=format_lock(info), check=False)
-    if r.exited == cmd.LOCK_HELD:
-        raise LockHeld(held_message(parse_lock(r.stdout.strip()), f"{m.name}:{cl.layout.lock_dir}"))
-    if r.exited != 0:
-        raise RemoteError(m.name, "take the deploy lock", r.exited, (r.stdout or "") + (r.stderr or ""))
+            interrupted.append((held, "its lock was broken with --break-lock"))
+    held = _take(cl, info)
+    why = staleness(held) if held is not None else None
+    if held is not None and why is not None:
+        run(m.conn, cmd.lock_release(cl.layout, held.token), step="take over the stale deploy lock")
+        cl.out(f"deploy lock of {describe_holder(held)} is stale: {why}; taken over")
+        interrupted.append((held, why))
+        held = _take(cl, info)              # None, unless another run took it over first
+    if held is not None:
+        raise LockHeld(held_message(held, f"{m.name}:{cl.layout.lock_dir}"))
+    for old, reason in interrupted:
+        write_audit(cl, interrupted_record(old, reason, info.who))
     return Guard(cl, m, info)
 
 

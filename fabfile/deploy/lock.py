@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 import secrets
 import shlex
 import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
 
 from .commands import as_app
 from ..layout import Layout
@@ -40,6 +43,19 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def process_start(pid: int) -> str | None:
+    """`<boot id>:<start time in clock ticks>` of process `pid` on this machine, None when none runs (or only
+    its zombie): with the pid, what tells a live holder from a later process that reused its number."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()      # after "pid (comm)": state is field 3, starttime field 22
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return f"{boot_id()}:{fields[19]}"
+
+
 @dataclass(frozen=True)
 class LockInfo:
     who: str
@@ -47,10 +63,37 @@ class LockInfo:
     release: str               # the release being deployed, or rolled back to
     action: str                # deploy, quick-update, rollback
     token: str = ""
+    host: str = ""             # the holder's machine (its hostname) ...
+    pid: int = 0               # ... process id ...
+    started: str = ""          # ... and that process's start (`process_start`): how a stale lock is proven
 
     @classmethod
     def new(cls, release: str, action: str, now: datetime | None = None, who: str | None = None) -> "LockInfo":
-        return cls(who or whoami(), iso(now or utc_now()), release, action, secrets.token_hex(8))
+        pid = os.getpid()
+        return cls(who or whoami(), iso(now or utc_now()), release, action, secrets.token_hex(8),
+                   socket.gethostname(), pid, process_start(pid) or "")
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def stale_evidence(info: LockInfo, here: str, boot: str,
+                   start_of: Callable[[int], str | None] = process_start) -> str | None:
+    """Why the lock's holder is provably gone, or None when that cannot be proven here: only a holder on
+    this machine (hostname `here`, since its boot `boot`: another machine of that name, or this one before
+    a reboot, proves nothing) whose process is no longer the one that took the lock."""
+    if not info.pid or info.host != here or not boot or info.started.partition(":")[0] != boot:
+        return None
+    now = start_of(info.pid)
+    if now is None:
+        return f"its process {info.pid} on {info.host} is gone"
+    if now != info.started:
+        return f"its process {info.pid} on {info.host} is gone (that number is another process's now)"
+    return None
 
 
 def format_lock(info: LockInfo) -> str:
@@ -66,7 +109,10 @@ def parse_lock(text: str) -> LockInfo:
     except ValueError:
         raw = " ".join(text.split())[:120]
         return LockInfo(who="unknown" if not raw else f"unknown ({raw!r})", since="", release="", action="")
-    return LockInfo(**{k: str(data.get(k, "")) for k in ("who", "since", "release", "action", "token")})
+    pid = data.get("pid")
+    return LockInfo(**{k: str(data.get(k, "")) for k in ("who", "since", "release", "action", "token", "host",
+                                                          "started")},
+                    pid=pid if isinstance(pid, int) and pid > 0 else 0)
 
 
 def _ago(since: str, now: datetime) -> str:
@@ -98,6 +144,13 @@ def describe_holder(info: LockInfo, now: datetime | None = None) -> str:
 def held_message(info: LockInfo, where: str, now: datetime | None = None) -> str:
     return (f"deploy lock on {where} is held by {describe_holder(info, now)}. If that deploy is still running, "
             f"wait for it; if it is gone (interrupted, SSH cut), take the lock over with --break-lock")
+
+
+def interrupted_record(info: LockInfo, why: str, by: str, now: datetime | None = None) -> AuditRecord:
+    """The audit line for the run whose lock is taken over: it never wrote its own."""
+    return AuditRecord(at=iso(now or utc_now()), who=info.who, action=info.action or "deploy", result="interrupted",
+                       from_release=None, to_release=info.release or None, from_sha=None, to_sha=None,
+                       detail=f"{why}; its lock (since {info.since or '?'}) taken over by {by}")
 
 
 # --- the audit log ---------------------------------------------------------------------------
@@ -166,9 +219,12 @@ def lock_break(layout: Layout) -> str:
     return as_app(layout, f"cat {lock}/info 2>/dev/null; rm -rf {lock}")
 
 
+TOKEN = re.compile(r"[0-9a-f]{8,64}")
+
+
 def lock_release(layout: Layout, token: str) -> str:
     """Remove the lock only if it is still ours (its info holds our token)."""
-    if not re.match(r"^[0-9a-f]{8,64}$", token):
+    if not TOKEN.fullmatch(token):
         raise ValueError("bad lock token")
     lock = q(layout.lock_dir)
     return as_app(layout, f"if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi; true")

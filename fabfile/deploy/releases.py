@@ -51,16 +51,19 @@ def previous_release(releases: Iterable[str], current: str | None) -> str | None
 
 
 def releases_to_delete(releases: Iterable[str], current: str | None, keep: int,
-                       protect: Iterable[str] = (), previous: str | None = None) -> list[str]:
+                       protect: Iterable[str] = (), previous: str | None = None,
+                       partial: Iterable[str] = ()) -> list[str]:
     """Releases beyond the newest `keep`, oldest first; never current, the previous one or `protect`.
+    `partial` releases (left half made by an interrupted deploy) go whatever `keep` says, and do not count.
 
     `previous` is the release that was current before (default: the newest older one).  Names that
     are not release ids are never touched.
     """
-    ids = sorted(r for r in set(releases) if is_release_id(r))
+    half = {r for r in partial if is_release_id(r)} - {current} - set(protect)
+    ids = sorted(r for r in set(releases) if is_release_id(r) and r not in half)
     kept = set(ids[-keep:]) if keep > 0 else set()
     kept |= {current, previous or previous_release(ids, current)} | set(protect)
-    return [r for r in ids if r not in kept]
+    return sorted([r for r in ids if r not in kept] + list(half & set(releases)))
 
 
 # --- requirements --------------------------------------------------------------------------
@@ -106,6 +109,7 @@ class ReleaseInfo:
     venv: str | None           # the venv's content id
     tree: str | None = None    # the git tree deployed (the app's subtree of REVISION): what "unchanged" compares
     previous: str | None = None  # the node's current when this release was deployed: what rollback goes to
+    partial: bool = False        # still being made, or left so by an interrupted deploy: never a target
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,15 @@ class NodeState:
         """The release to roll back to: the one that was current when the current one was deployed (if it
         is still there), else the newest older one."""
         info = self.current_info
-        if info is not None and info.previous in self.releases and info.previous != self.current:
+        whole = {r for r, i in self.releases.items() if not i.partial or r == self.current}
+        if info is not None and info.previous in whole and info.previous != self.current:
             return info.previous
-        return previous_release(self.releases, self.current)
+        return previous_release(whole, self.current)
+
+    @property
+    def partial(self) -> set[str]:
+        """Releases an interrupted deploy left half made (never the current one)."""
+        return {r for r, i in self.releases.items() if i.partial and r != self.current}
 
 
 def _dash(value: str) -> str | None:
@@ -162,10 +172,10 @@ def parse_state(text: str) -> NodeState:
             name = target.rsplit("/", 1)[-1]
             current = name if is_release_id(name) else None
         elif key == "release":
-            parts = (value.split() + ["-"] * 6)[:6]
+            parts = (value.split() + ["-"] * 7)[:7]
             if is_release_id(parts[0]):
                 releases[parts[0]] = ReleaseInfo(parts[0], _dash(parts[1]), _dash(parts[2]), _dash(parts[3]),
-                                                 _dash(parts[4]), _dash(parts[5]))
+                                                 _dash(parts[4]), _dash(parts[5]), parts[6] == "partial")
         elif key == "program":
             parts = (value.split(None, 4) + ["-"] * 5)[:5]
             pid = int(parts[2]) if parts[2].isdigit() and int(parts[2]) > 0 else None

@@ -108,6 +108,10 @@ def choose(cl: Cluster, opts: RollbackOptions, members: list[Member], reference:
     else:
         moving = [m for m in members if states[m.name].current not in (None, target)]
     missing = [m.name for m in moving if target not in states[m.name].releases]
+    half = [m.name for m in moving if target in states[m.name].partial]
+    if half:
+        raise DeployError(f"release {target} on {', '.join(half)} was left half made by an interrupted deploy: "
+                          f"not a release to roll back to; nothing changed (fab releases lists them)")
     if missing:
         hint = ("; a release deployed with quick-update --component goes back and forth with rollback "
                 "--component" if opts.component == "all" else "")

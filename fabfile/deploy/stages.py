@@ -153,7 +153,8 @@ def prune(cl: Cluster, plan: Plan) -> None:
     def one(m: Member) -> None:
         st = plan.before[m.name]
         names = set(st.releases) | {plan.release}
-        doomed = releases_to_delete(names, plan.release, keep, protect=in_use(cl.layout, st), previous=st.current)
+        doomed = releases_to_delete(names, plan.release, keep, protect=in_use(cl.layout, st), previous=st.current,
+                                    partial=st.partial)
         if doomed:
             run(m.conn, commands.remove_releases(cl.layout, doomed), step="prune releases")
             cl.progress(m.name, "prune", f"removed {', '.join(doomed)}")

@@ -68,6 +68,7 @@ def test_a_tied_command_ends_with_its_session_and_keeps_its_exit_status_otherwis
 def test_switch_is_a_symlink_renamed_over_current():
     assert c.switch(L, R) == (
         "sudo -n -u demo -- sh -c 'cd /srv/demo && test -d releases/20240131120000-1a2b3c4 && "
+        "rm -f releases/20240131120000-1a2b3c4/.whipup-partial && "
         "ln -sfn releases/20240131120000-1a2b3c4 current.tmp-20240131120000-1a2b3c4 && "
         "mv -T current.tmp-20240131120000-1a2b3c4 current'")
 
@@ -250,9 +251,13 @@ def test_extract_a_subdirectory_of_a_commit_from_the_mirror(lay, tmp_path):
     git(repo, "push", "-q", f"file://{lay.mirror}", f"{sha}:refs/heads/whipup-deploy")
     local(c.extract(lay, R, sha, "examples/demo"))
     rel = Path(lay.release(R))
-    assert sorted(str(p.relative_to(rel)) for p in rel.rglob("*")) == ["REVISION", "demo", "demo/settings.py",
-                                                                       "manage.py"]
+    assert sorted(str(p.relative_to(rel)) for p in rel.rglob("*")) == [".whipup-partial", "REVISION", "demo",
+                                                                       "demo/settings.py", "manage.py"]
     assert (rel / "REVISION").read_text() == sha + "\n"
+    assert parse_state(local(c.state(lay)).stdout).releases[R].partial        # half made until the switch ...
+    local(c.switch(lay, R))
+    state = parse_state(local(c.state(lay)).stdout)
+    assert not state.releases[R].partial and state.current == R                # ... whole once current
     tree = git(repo, "rev-parse", f"{sha}:examples/demo")
     local(c.extract(lay, R, sha, "examples/demo", tree))
     assert (rel / ".whipup-tree").read_text() == tree + "\n"
@@ -272,7 +277,7 @@ def test_static_pack_and_unpack(lay):
     os.makedirs(proxy.releases)
     local(c.static_unpack(proxy, R, SHA), stdin=packed)
     assert Path(f"{proxy.release(R)}/static/notes/site.css").read_text() == "body{}\n"
-    assert sorted(os.listdir(proxy.release(R))) == ["REVISION", "static"]
+    assert sorted(os.listdir(proxy.release(R))) == [".whipup-partial", "REVISION", "static"]   # until the switch
 
 
 def test_state_lists_migration_files_of_each_release(lay):

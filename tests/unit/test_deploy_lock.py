@@ -47,3 +47,47 @@ def test_audit_lines():
     assert parse_audit(line + "not json\n" + line) == [rec, rec]
     assert describe_audit(rec) == ("2024-01-31T12:00:00Z ana@laptop deploy rolled-back: 20240130120000-aaaaaaa -> "
                                    "20240131120000-bbbbbbb (web, 12.3 s): health check failed")
+
+
+# --- a stale lock: proven only for a holder on this machine whose process is gone -------------------
+
+from fabfile.deploy.lock import boot_id, interrupted_record, process_start, stale_evidence  # noqa: E402
+
+BOOT = "1e0b2c3d-0000-4000-8000-000000000001"
+
+
+def _held(**kw) -> LockInfo:
+    base = dict(who="ana@laptop", since="2024-01-31T12:00:00Z", release="20240131120000-1a2b3c4",
+                action="deploy", token="ab" * 8, host="laptop", pid=4242, started=f"{BOOT}:1000")
+    return LockInfo(**{**base, **kw})
+
+
+def test_a_lock_records_its_holders_machine_process_and_start():
+    import os
+    import socket
+    info = LockInfo.new("20240131120000-1a2b3c4", "deploy")
+    assert (info.host, info.pid) == (socket.gethostname(), os.getpid())
+    assert info.started == process_start(os.getpid()) and info.started.startswith(boot_id() + ":")
+    assert parse_lock(format_lock(info)) == info
+    assert stale_evidence(info, socket.gethostname(), boot_id()) is None          # we are alive
+
+
+def test_stale_only_when_proven_on_this_machine():
+    gone = lambda pid: None                                                     # noqa: E731
+    reused = lambda pid: f"{BOOT}:2000"                                         # noqa: E731
+    alive = lambda pid: f"{BOOT}:1000"                                          # noqa: E731
+    assert stale_evidence(_held(), "laptop", BOOT, gone) == "its process 4242 on laptop is gone"
+    assert stale_evidence(_held(), "laptop", BOOT, reused) == (
+        "its process 4242 on laptop is gone (that number is another process's now)")
+    assert stale_evidence(_held(), "laptop", BOOT, alive) is None
+    assert stale_evidence(_held(), "ci-runner", BOOT, gone) is None              # another machine: unproven
+    assert stale_evidence(_held(), "laptop", "another-boot", gone) is None       # same name, other machine/boot
+    assert stale_evidence(_held(pid=0), "laptop", BOOT, gone) is None            # an older lock: no pid
+    assert stale_evidence(parse_lock('{"who": "x@y"}'), "laptop", BOOT, gone) is None
+
+
+def test_a_taken_over_lock_gets_an_interrupted_audit_line():
+    rec = interrupted_record(_held(), "its process 4242 on laptop is gone", "bo@laptop", NOW)
+    assert describe_audit(rec) == ("2024-01-31T12:03:00Z ana@laptop deploy interrupted: (none) -> "
+                                   "20240131120000-1a2b3c4 (all): its process 4242 on laptop is gone; its lock "
+                                   "(since 2024-01-31T12:00:00Z) taken over by bo@laptop")

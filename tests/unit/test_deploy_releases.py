@@ -215,3 +215,20 @@ def test_deploy_layout_agrees_with_the_contract_configure_uses(cfg):
     assert (mine.web_program, mine.worker_program, mine.project, mine.wsgi) == (
         "demo-web", "demo-worker", "demo", "demo.wsgi:application")
     assert theirs["port"] == WEB_PORT == 8000
+
+
+def test_a_release_an_interrupted_deploy_left_half_made_is_never_a_target_and_goes_first():
+    a, b, c = "20240101120000-aaaaaaa", "20240102120000-bbbbbbb", "20240103120000-ccccccc"
+    # b was current; c, its successor, was killed before the switch (partial); then a newer deploy d ...
+    text = (f"layout=ok\ncurrent=releases/{b}\nrelease={a} - - - - - -\nrelease={b} - - - - {a} -\n"
+            f"release={c} - - - - {b} partial\n")
+    st = parse_state(text)
+    assert st.releases[c].partial and not st.releases[b].partial and st.partial == {c}
+    assert st.previous == a                                  # rollback from b goes to a, never to half-made c
+    moved = parse_state(text.replace(f"current=releases/{b}", f"current=releases/{c}"))
+    assert moved.previous == b and moved.partial == set()   # current is never "partial" (its mark goes at the switch)
+    d = "20240104120000-ddddddd"
+    # keep 5: nothing is beyond it, yet the partial release goes; keep 1: b (previous) stays, a goes too
+    assert releases_to_delete([a, b, c, d], d, 5, previous=b, partial=st.partial) == [c]
+    assert releases_to_delete([a, b, c, d], d, 1, previous=b, partial=st.partial) == [a, c]
+    assert releases_to_delete([a, b, c, d], d, 5, previous=b, partial={c}, protect={c}) == []   # a process runs it

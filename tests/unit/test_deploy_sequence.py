@@ -333,3 +333,33 @@ def test_a_first_deploy_left_on_its_release_is_not_audited_as_rolled_back(gitcfg
     assert all(h.current == NEW for h in hosts.values())
     (record,) = audit(hosts)
     assert record.result == "failed"          # left on the new release: nothing was rolled back
+
+
+# --- a stale lock: its holder's process on this machine is gone ----------------------------------
+
+def test_a_lock_whose_holder_is_gone_is_taken_over_and_its_run_recorded_as_interrupted(site, world):
+    import socket
+    from fabfile.deploy.lock import boot_id
+    cl, hosts, out = site
+    dead = LockInfo("ana@laptop", "2024-06-01T11:58:00Z", R1, "quick-update", "0123456789abcdef",
+                    socket.gethostname(), 2 ** 22 + 12345, f"{boot_id()}:1")        # no such pid runs
+    hosts["app"].lock = format_lock(dead)
+    assert deploy(cl) == NEW
+    assert any(line.startswith("deploy lock of ana@laptop since 2024-06-01T11:58:00Z") and
+               line.endswith(f"is stale: its process {dead.pid} on {dead.host} is gone; taken over") for line in out)
+    interrupted, ok = audit(hosts)
+    assert (interrupted.who, interrupted.action, interrupted.result, interrupted.to_release) == (
+        "ana@laptop", "quick-update", "interrupted", R1)
+    assert "taken over by" in interrupted.detail and ok.result == "ok"
+    assert hosts["app"].lock is None and all(h.current == NEW for h in hosts.values())
+
+
+def test_a_lock_whose_holder_still_runs_here_is_refused(site, world):
+    import os
+    cl, hosts, out = site
+    alive = LockInfo.new(R1, "deploy", who="ana@laptop")          # this very process: alive
+    hosts["app"].lock = format_lock(alive)
+    with pytest.raises(LockHeld, match="is held by ana@laptop since"):
+        deploy(cl)
+    assert hosts["app"].lock == format_lock(alive) and alive.pid == os.getpid()
+    assert world.log == [(APP, "lock")]
