@@ -61,7 +61,7 @@ def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | 
     with guarded(cl, release, opts.action, break_lock=opts.break_lock) as guard:
         states = timer.step("state", lambda: gather(cl, _nodes(cl, opts)))
         plan = make_plan(cl, source, opts, states, release)
-        if up_to_date(plan):
+        if up_to_date(cl, plan):
             cl.out(f"already deployed: every node runs this code (release {plan.current(plan.involved[0].name)}"
                    f"; HEAD {source.short}); nothing to do (--force deploys anyway)")
             return None
@@ -98,7 +98,7 @@ def _dry_run(cl: Cluster, source: Source, opts: DeployOptions, release: str) -> 
     cl.out("dry run: nothing is changed. Would deploy:")
     for line in describe_plan(cl, plan):
         cl.out(line)
-    if up_to_date(plan):
+    if up_to_date(cl, plan):
         cl.out("(every node already runs this code: a real run does nothing; --force deploys anyway)")
     if held is not None:
         cl.out(held_message(held, f"{cl.anchor.name}:{cl.layout.lock_dir}"))

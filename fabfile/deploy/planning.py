@@ -14,7 +14,8 @@ from . import commands
 from .cluster import Cluster, Member
 from .errors import DeployError
 from .prompts import COMPONENTS
-from .releases import SHA, NodeState, VenvPlan, master_venv, same_code, venv_plan, web_reload_action
+from .releases import (SHA, NodeState, VenvPlan, master_venv, release_of_path, same_code, venv_plan,
+                       web_reload_action)
 from .source import Source
 
 HEALTH_TIMEOUT = 60.0
@@ -102,8 +103,19 @@ def web_actions(cl: Cluster, plan: Plan) -> dict[str, str]:
     return {m.name: reload_action(cl.layout, plan.before[m.name], plan.venvs[m.name].venv_id) for m in plan.apps}
 
 
-def up_to_date(plan: Plan) -> bool:
-    """Every involved node already runs this commit with these requirements, and nothing was asked for."""
+def serves_current(layout: Layout, m: Member, state: NodeState) -> bool:
+    """The node's process (gunicorn's master, celery) runs from its `current` release: not so after a deploy
+    that was killed between the switch and the reload."""
+    program = {"app": layout.web_program, "worker": layout.worker_program}.get(m.role)
+    if program is None:
+        return True
+    running = state.programs.get(program)
+    return running is not None and running.running and release_of_path(layout, running.cwd) == state.current
+
+
+def up_to_date(cl: Cluster, plan: Plan) -> bool:
+    """Every involved node already runs this commit with these requirements, its processes on it, and
+    nothing was asked for."""
     o = plan.options
     if o.force or o.upgrade_django or o.deps is True:
         return False
@@ -111,6 +123,8 @@ def up_to_date(plan: Plan) -> bool:
         if not same_code(plan.before[m.name].current_info, plan.source.sha, plan.source.tree):
             return False
         if m.name in plan.venvs and plan.venvs[m.name].action != "reuse":
+            return False
+        if not serves_current(cl.layout, m, plan.before[m.name]):
             return False
     return True
 
