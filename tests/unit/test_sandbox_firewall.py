@@ -1,5 +1,5 @@
-"""The local cloud's security groups as nftables: the ruleset builder (exact text) and applying it only
-when it changed."""
+"""The local cloud's security groups as nftables: the ruleset builder (exact text), applying it only when
+it changed, and the default groups' AWS rule."""
 from __future__ import annotations
 
 import os
@@ -8,8 +8,10 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import ClientError
 
-from fabfile.sandbox import firewall
+from fabfile.sandbox import firewall, materializer
+from fabfile.sandbox.settings import load_settings
 
 BRIDGE = "whipbr0"
 
@@ -222,6 +224,58 @@ def test_a_table_removed_behind_our_back_is_applied_again():
     nft.tables.clear()
     assert fw.check() is False
     assert fw.sync(INSTANCES, GROUPS) is True
+
+
+class FakeEc2:
+    def __init__(self, groups: list[dict], duplicate: bool = False):
+        self.groups, self.duplicate, self.calls = groups, duplicate, []
+
+    def get_paginator(self, name):
+        assert name in ("describe_security_groups", "describe_instances")
+        key = "SecurityGroups" if name == "describe_security_groups" else "Reservations"
+        value = self.groups if key == "SecurityGroups" else [{"Instances": INSTANCES}]
+        return SimpleNamespace(paginate=lambda: [{key: value}])
+
+    def authorize_security_group_ingress(self, **kw):
+        self.calls.append(("authorize", kw))
+        if self.duplicate:
+            raise ClientError({"Error": {"Code": "InvalidPermission.Duplicate"}}, "AuthorizeSecurityGroupIngress")
+        self.groups = [dict(g, IpPermissions=g["IpPermissions"] + kw["IpPermissions"])
+                       if g["GroupId"] == kw["GroupId"] else g for g in self.groups]
+
+    def create_tags(self, **kw):
+        self.calls.append(("tag", kw))
+        self.groups = [dict(g, Tags=kw["Tags"]) if g["GroupId"] in kw["Resources"] else g for g in self.groups]
+
+
+def test_a_default_group_gets_aws_default_rule_once():
+    fresh = [group("sg-d", "default"), group("sg-x", "x")]
+    ec2 = FakeEc2(fresh)
+    assert materializer.seed_default_groups(ec2, ec2.groups) == ["sg-d"]
+    assert ec2.calls == [
+        ("authorize", {"GroupId": "sg-d", "IpPermissions": [{"IpProtocol": "-1",
+                                                             "UserIdGroupPairs": [{"GroupId": "sg-d"}]}]}),
+        ("tag", {"Resources": ["sg-d"], "Tags": [{"Key": firewall.SEED_TAG, "Value": "added"}]}),
+    ]
+    revoked = [dict(g, IpPermissions=[]) for g in ec2.groups]     # the user revokes it: it stays revoked
+    assert materializer.seed_default_groups(ec2, revoked) == [] and len(ec2.calls) == 2
+    dup = FakeEc2([group("sg-d", "default")], duplicate=True)       # already there (a restart mid-way)
+    assert materializer.seed_default_groups(dup, dup.groups) == ["sg-d"] and dup.calls[-1][0] == "tag"
+
+
+def test_the_table_is_applied_before_any_host_boots(monkeypatch, tmp_path):
+    settings = load_settings({"WHIPUP_SANDBOX_STATE": str(tmp_path), "WHIPUP_SANDBOX_BRIDGE": BRIDGE})
+    ec2 = FakeEc2(GROUPS)
+    m = materializer.Materializer(settings, ec2)
+    events = []
+    nft = FakeNft()
+    m.firewall = firewall.Firewall(BRIDGE, nft=lambda args, stdin=None: (events.append("nft"), nft(args, stdin))[1])
+    monkeypatch.setattr(m, "apply", lambda action, target: events.append(action))
+    m.step()
+    m.step()
+    m.pool.shutdown()
+    running = [i for i in INSTANCES if i["State"]["Name"] in ("pending", "running")]
+    assert events == ["nft"] + ["start"] * len(running) + ["start"] * len(running)   # applied once, first
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None, reason="nft -c needs root and nftables")
