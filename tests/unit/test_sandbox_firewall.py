@@ -1,5 +1,5 @@
 """The local cloud's security groups as nftables: the ruleset builder (exact text), applying it only when
-it changed, and the default groups' AWS rule."""
+it changed, the default groups' AWS rule, and the preflight for nft and br_netfilter."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from fabfile.sandbox import firewall, materializer
+from fabfile.sandbox import control, firewall, materializer, net
 from fabfile.sandbox.settings import load_settings
 
 BRIDGE = "whipbr0"
@@ -276,6 +276,50 @@ def test_the_table_is_applied_before_any_host_boots(monkeypatch, tmp_path):
     m.pool.shutdown()
     running = [i for i in INSTANCES if i["State"]["Name"] in ("pending", "running")]
     assert events == ["nft"] + ["start"] * len(running) + ["start"] * len(running)   # applied once, first
+
+
+def test_preflight_names_nftables(monkeypatch):
+    monkeypatch.setattr(control.shutil, "which", lambda cmd: None if cmd == "nft" else "/x")
+    monkeypatch.setattr(control.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(control, "bridge_netfilter", lambda: True)
+    with pytest.raises(control.SandboxError, match="apt-get install -y nftables"):
+        control.preflight(load_settings({}))
+
+
+def test_preflight_says_when_bridge_netfilter_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setattr(control.shutil, "which", lambda cmd: "/x")
+    monkeypatch.setattr(control.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(control, "BRIDGE_SYSCTLS", tmp_path / "bridge")
+    monkeypatch.setattr(control.subprocess, "run", lambda *a, **kw: SimpleNamespace(returncode=1))
+    with pytest.raises(control.SandboxError, match=r"no bridge netfilter.*modprobe br_netfilter failed"):
+        control.preflight(load_settings({}))
+
+
+def test_loading_br_netfilter_leaves_other_bridges_as_they_were(monkeypatch, tmp_path):
+    sysctls = tmp_path / "bridge"
+    loaded = []
+
+    def modprobe(argv, **kw):
+        loaded.append(argv)
+        sysctls.mkdir()
+        for name in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"):
+            (sysctls / name).write_text("1\n")       # the module's machine-wide default
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(control, "BRIDGE_SYSCTLS", sysctls)
+    monkeypatch.setattr(control.subprocess, "run", modprobe)
+    assert control.bridge_netfilter() is True
+    assert loaded == [["modprobe", "br_netfilter"]]
+    assert {p.name: p.read_text() for p in sysctls.iterdir()} == {
+        "bridge-nf-call-iptables": "0\n", "bridge-nf-call-ip6tables": "0\n", "bridge-nf-call-arptables": "0\n"}
+    assert control.bridge_netfilter() is True and len(loaded) == 1        # loaded already: untouched
+
+
+def test_only_our_bridge_hands_its_packets_to_the_ip_hooks():
+    assert net.bridge_up_cmds("whiptest1", "10.255.249.254")[0] == [
+        "ip", "link", "add", "whiptest1", "type", "bridge", "nf_call_iptables", "1", "nf_call_ip6tables", "1"]
+    assert net.bridge_netfilter_cmd("whiptest1") == [
+        "ip", "link", "set", "whiptest1", "type", "bridge", "nf_call_iptables", "1", "nf_call_ip6tables", "1"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None, reason="nft -c needs root and nftables")
