@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(python3 python3-venv python3-pip git openssh-client curl ca-certificates
-          debootstrap tinyproxy iproute2 util-linux mount)
+          debootstrap tinyproxy iproute2 util-linux mount nftables)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

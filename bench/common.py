@@ -73,16 +73,20 @@ class Sandbox:
               repo: Path | None = None) -> Path:
         """A roles.yaml for a benchmark cluster: the shipped one, keeping only `roles`, with `counts`."""
         data = yaml.safe_load((ROOT / "roles.yaml").read_text())
-        data["cluster"].update(name=name, state_dir=str(self.tmp / "state"), vpc=self.vpc, subnet=self.subnet)
+        data["cluster"].update(name=name, state_dir=str(self.tmp / "state"), vpc=self.vpc, subnet=self.subnet,
+                               admin_cidr=f"{self.env['WHIPUP_SANDBOX_BRIDGE_ADDRESS']}/32")  # SSH comes from there
         data["app"]["repo"] = str(repo or ROOT / "examples" / "demo")
         data.setdefault("configure", {})["templates_dir"] = str(ROOT / "templates")
         if roles is not None:
             data["roles"] = {k: v for k, v in data["roles"].items() if k in roles}
-            for role in data["roles"].values():  # ports from dropped roles
+            # ports from dropped roles: from the VPC and this machine instead (with no proxy role, whip-up's
+            # check asks app node 0's port 8000 from this machine, i.e. from the bridge address)
+            bridge = f"{self.env['WHIPUP_SANDBOX_BRIDGE_ADDRESS']}/32"
+            for role in data["roles"].values():
                 for rule in role.get("ports", []):
                     src = rule["from"] if isinstance(rule["from"], list) else [rule["from"]]
                     kept = [s for s in src if "/" in s or s in roles]
-                    rule["from"] = kept or "10.190.0.0/16"
+                    rule["from"] = kept or ["10.190.0.0/16", bridge]
         for role, count in (counts or {}).items():
             data["roles"][role]["count"] = count
         path = self.tmp / f"{name}.yaml"
@@ -106,6 +110,14 @@ def private_sandbox():
         vpc = ec2.create_vpc(CidrBlock="10.190.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.190.0.0/20",
                                    AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+        # security groups are enforced: instances launched with no group (bench/local_cloud.py) are in the
+        # VPC's default group, which lets in only its members; SSH from this machine comes from the bridge
+        default = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                        {"Name": "group-name", "Values": ["default"]}])
+        ec2.authorize_security_group_ingress(
+            GroupId=default["SecurityGroups"][0]["GroupId"],
+            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                            "IpRanges": [{"CidrIp": f"{env['WHIPUP_SANDBOX_BRIDGE_ADDRESS']}/32"}]}])
         yield Sandbox(env, tmp, vpc, subnet)
     finally:
         fab(env, "sandbox.down", check=False)

@@ -1,4 +1,5 @@
-"""Bringing the local cloud up and down: image, moto server, bridge, proxy, materializer.
+"""Bringing the local cloud up and down: image, moto server, bridge, proxy, materializer (which keeps the
+security groups' nftables table in step; `down` removes it).
 
 Every step looks first and acts only when something differs, so `up` twice
 changes nothing and `down` with nothing up is a no-op.
@@ -15,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import hosts, image, net, procs
+from . import firewall, hosts, image, net, procs
 from .errors import SandboxError
 from .settings import ACCOUNT_ID, IMAGE_NAME, SandboxSettings
 
@@ -28,7 +29,9 @@ REQUIRED = {  # command -> Debian package
     "debootstrap": "debootstrap",
     "tinyproxy": "tinyproxy",
     "chroot": "coreutils",
+    "nft": "nftables",       # security groups are enforced as an nftables table
 }
+BRIDGE_SYSCTLS = Path("/proc/sys/net/bridge")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -54,8 +57,25 @@ def preflight(settings: SandboxSettings) -> None:
         subprocess.run(["modprobe", "overlay"], capture_output=True)
         if "overlay" not in Path("/proc/filesystems").read_text():
             problems.append("the kernel has no overlay filesystem (modprobe overlay failed)")
+    if os.geteuid() == 0 and not bridge_netfilter():
+        problems.append("the kernel has no bridge netfilter, through which the security groups are enforced "
+                        "(modprobe br_netfilter failed)")
     if problems:
         raise SandboxError("sandbox.up cannot start:\n  - " + "\n  - ".join(problems))
+
+
+def bridge_netfilter() -> bool:
+    """br_netfilter, which hands a bridge's packets to the IP hooks: loaded if it is not. Loading it turns
+    that on for every bridge on this machine (its net.bridge.bridge-nf-call-* default to 1), so when this
+    call loaded it those are set back to 0, what the machine did before: only our bridge asks for it."""
+    if BRIDGE_SYSCTLS.is_dir():
+        return True
+    subprocess.run(["modprobe", "br_netfilter"], capture_output=True)
+    if not BRIDGE_SYSCTLS.is_dir():
+        return False
+    for name in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"):
+        (BRIDGE_SYSCTLS / name).write_text("0\n")
+    return True
 
 
 def ec2(settings: SandboxSettings):
@@ -130,6 +150,7 @@ def register_image(settings: SandboxSettings, log) -> str:
 
 def start_bridge(settings: SandboxSettings, log) -> None:
     if net.link_exists(settings.bridge):
+        net.run(net.bridge_netfilter_cmd(settings.bridge))
         return log(f"bridge: {settings.bridge} already up")
     net.run_all(net.bridge_up_cmds(settings.bridge, settings.bridge_address))
     log(f"bridge: {settings.bridge} {settings.bridge_address}")
@@ -192,6 +213,8 @@ def down(settings: SandboxSettings, log=print) -> None:
     if net.link_exists(settings.bridge):
         net.run_all(net.bridge_down_cmds(settings.bridge))
         log(f"bridge {settings.bridge}: removed")
+    if shutil.which("nft") and firewall.Firewall(settings.bridge).remove():
+        log(f"security groups: table inet {firewall.table_name(settings.bridge)} removed")
     if procs.stop_pidfile(pidfile(settings, "proxy")):
         log("proxy: stopped")
     if procs.stop_pidfile(pidfile(settings, "moto")):
@@ -213,6 +236,8 @@ def status(settings: SandboxSettings) -> dict:
            "api": api_answers(settings),
            "materializer": procs.read_pidfile(pidfile(settings, "materializer")),
            "proxy": settings.proxy_url if procs.read_pidfile(pidfile(settings, "proxy")) else None,
+           "firewall": (f"table inet {firewall.table_name(settings.bridge)}"
+                        if shutil.which("nft") and firewall.Firewall(settings.bridge).present() else None),
            "image": None, "image_id": None, "hosts": []}
     if image.image_ready(settings):
         info = image.image_info(settings)

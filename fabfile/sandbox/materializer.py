@@ -4,6 +4,8 @@ It polls the local cloud's DescribeInstances and reconciles:
   pending/running        -> host created (first time) and booted
   stopping/stopped       -> host's processes stopped, disk kept
   shutting-down/terminated, or unknown to the API -> host and disk removed
+and, before any host is booted, turns the API's security groups into the sandbox's nftables table
+(firewall.py), applied only when it changed.
 State lives on disk (hosts/<id>/host.json, launcher.pid), so a restarted
 materializer picks up the hosts that are already running.
 
@@ -19,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 
-from . import hosts, net
+from . import firewall, hosts, net
 from .errors import SandboxError
 from .settings import SandboxSettings, load_settings
 
@@ -64,6 +67,27 @@ def list_instances(ec2) -> list[dict]:
     return out
 
 
+def list_groups(ec2) -> list[dict]:
+    out = []
+    for page in ec2.get_paginator("describe_security_groups").paginate():
+        out.extend(page["SecurityGroups"])
+    return out
+
+
+def seed_default_groups(ec2, groups: list[dict]) -> list[str]:
+    """Give every VPC's default group AWS's default ingress rule (all traffic from its members), once."""
+    seeded = firewall.unseeded_default_groups(groups)
+    for gid in seeded:
+        try:
+            ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=firewall.default_rule(gid))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidPermission.Duplicate":
+                raise
+        ec2.create_tags(Resources=[gid], Tags=[{"Key": firewall.SEED_TAG, "Value": "added"}])
+        log.info("%s: default group: ingress from its own members allowed, as on AWS", gid)
+    return seeded
+
+
 class Materializer:
     def __init__(self, settings: SandboxSettings, ec2):
         self.settings = settings
@@ -71,6 +95,7 @@ class Materializer:
         self.stopping = threading.Event()
         self.children = []  # Popen of launchers we started: reaped as they exit
         self.pool = ThreadPoolExecutor(max_workers=8)
+        self.firewall = firewall.Firewall(settings.bridge)
 
     def spec(self, inst: dict) -> hosts.HostSpec:
         ip = inst.get("PrivateIpAddress")
@@ -107,9 +132,21 @@ class Materializer:
                 net.run(net.host_route_cmd(ip, self.settings.bridge, self.settings.bridge_address), check=False)
                 log.warning("%s: route to %s was missing: restored", iid, ip)
 
+    def sync_firewall(self, instances: list[dict]) -> None:
+        """The security groups as the sandbox's packet filter, before any host boots behind it."""
+        groups = list_groups(self.ec2)
+        if seed_default_groups(self.ec2, groups):
+            groups = list_groups(self.ec2)
+        if self.firewall.sync(instances, groups):
+            live = firewall.live_hosts(instances, groups)
+            log.info("security groups: table inet %s applied (%d host(s), %d group(s))",
+                     firewall.table_name(self.settings.bridge), len(live),
+                     len({g for h in live for g in h.groups}))
+
     def step(self) -> set[str]:
         """One reconcile; returns the ids of the hosts that were running before it."""
         instances = list_instances(self.ec2)
+        self.sync_firewall(instances)
         present = set(hosts.known_hosts(self.settings))
         running = {i for i in present if hosts.is_running(self.settings, i)}
         actions = desired_actions(instances, present, running)
@@ -132,6 +169,9 @@ class Materializer:
                 steps += 1
                 if steps % 10 == 0:
                     self.repair_routes(running)
+                    if not self.firewall.check():
+                        log.warning("security groups: table inet %s was missing: applying it again",
+                                    firewall.table_name(self.settings.bridge))
             except Exception as exc:  # the API may be restarting: keep trying
                 log.warning("reconcile failed: %s", exc)
                 self.stopping.wait(1.0)

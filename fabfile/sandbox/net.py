@@ -4,7 +4,9 @@ One bridge in this machine's namespace carries the proxy address. Every host
 gets a network namespace with a veth whose outer end is on the bridge. A host
 has no default route: the private ranges are on-link (so hosts reach each
 other on their private IPs, whatever address the API gave them) and the bridge
-address is routed to; so the only way out is the forward proxy.
+address is routed to; so the only way out is the forward proxy. The bridge hands its packets to
+netfilter's IP hooks (br_netfilter, for this bridge only), where the security groups are enforced
+(firewall.py).
 """
 from __future__ import annotations
 
@@ -36,12 +38,23 @@ def mac_address(bridge: str, instance_id: str) -> str:
     return "02:" + ":".join(digest[i:i + 2] for i in range(0, 10, 2))
 
 
+# The bridge's packets go through netfilter's IPv4/IPv6 hooks (the inet family, with conntrack): the
+# security groups' table sees host-to-host traffic there. A per-bridge option: other bridges keep
+# whatever the machine-wide net.bridge.bridge-nf-call-* settings say.
+BRIDGE_NETFILTER = ["nf_call_iptables", "1", "nf_call_ip6tables", "1"]
+
+
 def bridge_up_cmds(bridge: str, address: str) -> list[list[str]]:
     return [
-        ["ip", "link", "add", bridge, "type", "bridge"],
+        ["ip", "link", "add", bridge, "type", "bridge", *BRIDGE_NETFILTER],
         ["ip", "addr", "add", f"{address}/32", "dev", bridge],
         ["ip", "link", "set", bridge, "up"],
     ]
+
+
+def bridge_netfilter_cmd(bridge: str) -> list[str]:
+    """For a bridge made before security groups were enforced: the same option, set again (idempotent)."""
+    return ["ip", "link", "set", bridge, "type", "bridge", *BRIDGE_NETFILTER]
 
 
 def bridge_down_cmds(bridge: str) -> list[list[str]]:

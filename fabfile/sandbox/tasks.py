@@ -41,6 +41,7 @@ def status(c, json_=False):
     print(f"image:        {st['image_id'] or '-'} {st['image'] or '(not built)'}")
     print(f"proxy:        {st['proxy'] or 'down'}")
     print(f"materializer: {'pid ' + str(st['materializer']) if st['materializer'] else 'down'}")
+    print(f"firewall:     {(st['firewall'] + ' (the security groups)') if st['firewall'] else 'no table yet'}")
     if st["hosts"]:
         print(f"{'INSTANCE':<21} {'STATE':<14} {'PRIVATE IP':<16} PID")
         for h in st["hosts"]:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _why_not() -> str | None:
     if os.geteuid() != 0:
         return "end-to-end tests need root (network namespaces, mounts)"
-    missing = [c for c in ("ip", "unshare", "debootstrap", "tinyproxy", "ssh") if shutil.which(c) is None]
+    missing = [c for c in ("ip", "unshare", "debootstrap", "tinyproxy", "ssh", "nft") if shutil.which(c) is None]
     if missing:
         return f"end-to-end tests need: {', '.join(missing)} (./setup.sh --test installs them)"
     return None
@@ -63,7 +63,9 @@ def sandbox_env(tmp: Path, n: int) -> dict:
 
 def make_network(env: dict, n: int) -> dict:
     """A VPC and subnet of sandbox #n's own (10.10n.0.0/16), so its hosts' addresses never clash
-    with another local cloud on this machine (every default VPC is 172.31.0.0/16)."""
+    with another local cloud on this machine (every default VPC is 172.31.0.0/16), and the admin CIDR
+    of a cluster on it: this machine reaches sandbox #n's hosts from #n's bridge address, and the
+    security groups are enforced (roles.yaml's default, 10.255.255.254/32, is the default sandbox's)."""
     import boto3
 
     n += OFFSET
@@ -72,7 +74,7 @@ def make_network(env: dict, n: int) -> dict:
     vpc = ec2.create_vpc(CidrBlock=f"10.{100 + n}.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{100 + n}.1.0/24",
                                AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
-    return {"vpc": vpc, "subnet": subnet}
+    return {"vpc": vpc, "subnet": subnet, "admin_cidr": f"{env['WHIPUP_SANDBOX_BRIDGE_ADDRESS']}/32"}
 
 
 def cluster_roles(tmp: Path, name: str, network: dict, *, app_count: int = 1) -> Path:

@@ -32,11 +32,16 @@ SITE = "/etc/nginx/sites-available/whipup.conf"
 EDIT = '    add_header X-Whipup-Edit "e2e" always;\n'
 
 # A PostgreSQL login attempt with nothing but python3: the startup packet, then the server's first answer
-# ('R': it asks for the password, i.e. pg_hba.conf let us in; 'E': refused, with the reason).
+# ('R': it asks for the password, i.e. pg_hba.conf let us in; 'E': refused, with the reason; 'T': the
+# connection timed out, i.e. the db node's security group dropped it).
 PG_PROBE = r"""
 import socket, struct, sys
 host, user, db = sys.argv[1:4]
-s = socket.create_connection((host, 5432), timeout=5)
+try:
+    s = socket.create_connection((host, 5432), timeout=3)
+except socket.timeout:
+    print("T timed out")
+    sys.exit(0)
 body = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
 s.sendall(struct.pack("!ii", 8 + len(body), 196608) + body)
 kind = s.recv(1).decode()
@@ -184,8 +189,12 @@ def test_postgres_accepts_a_login_from_the_app_node_and_refuses_the_proxy_node(c
     assert "password authentication failed" in wrong
 
     assert cluster.ssh("app-0", f"python3 - {db} demo demo", stdin=PG_PROBE).startswith("R ")
-    refused = cluster.ssh("proxy-0", f"python3 - {db} demo demo", stdin=PG_PROBE)
-    assert refused.startswith("E ") and f'no pg_hba.conf entry for host "{cluster.ip("proxy-0")}"' in refused
+    # the proxy node does not reach the port at all: the db role's security group lets in app and worker only
+    assert cluster.ssh("proxy-0", f"python3 - {db} demo demo", stdin=PG_PROBE).startswith("T ")
+    # behind the group, pg_hba.conf refuses any other address too: the db node's own (no security group
+    # between a node and itself)
+    refused = cluster.ssh("db-0", f"python3 - {db} demo demo", stdin=PG_PROBE)
+    assert refused.startswith("E ") and f'no pg_hba.conf entry for host "{db}"' in refused
     assert cluster.ssh("db-0", "sudo -n -u postgres psql -X -At -c 'show listen_addresses'").strip() == (
         f"localhost,{db}")
 

@@ -79,6 +79,18 @@ class Cloud:
         raise AssertionError(f"{ip}: no SSH within {limit} s: {last.stderr if last else ''}")
 
 
+def allow_ssh_from_this_machine(cloud: Cloud) -> None:
+    """The instances here are launched with no group: they are in the default VPC's default group, which
+    lets in only its own members (AWS's default). SSH from this machine comes from the bridge address."""
+    vpc = cloud.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    default = cloud.ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                          {"Name": "group-name", "Values": ["default"]}])
+    cloud.ec2.authorize_security_group_ingress(
+        GroupId=default["SecurityGroups"][0]["GroupId"],
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                        "IpRanges": [{"CidrIp": f"{cloud.env['WHIPUP_SANDBOX_BRIDGE_ADDRESS']}/32"}]}])
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("localcloud")
@@ -90,6 +102,7 @@ def cloud(tmp_path_factory):
         env[key] = value.strip("'")
     c = Cloud(tmp, env)
     c.state = {}
+    allow_ssh_from_this_machine(c)
     yield c
     fab("sandbox.down", env=env, check=False)
 
@@ -238,6 +251,8 @@ def test_sandbox_down_leaves_nothing(cloud):
     for veth in (cloud.state["ids"]):
         assert veth not in links
     assert str(state) not in Path("/proc/mounts").read_text()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"whipup-{bridge}\n" not in tables, "sandbox.down must remove the security groups' table"
     for pid in pids + daemons:
         assert not alive(pid), f"process {pid} survived sandbox.down"
     assert "already" not in fab("sandbox.down", env=cloud.env).stdout  # a no-op, and says nothing
