@@ -23,9 +23,9 @@ STRATEGIES = ("push", "git")
 ACTIONS = ("reload", "restart")
 SSH_PORT = 22
 
-_CLUSTER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+_CLUSTER_NAME = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z", re.ASCII)   # matched whole (fullmatch)
+_APP_NAME = re.compile(r"\A[a-z][a-z0-9_]*\Z", re.ASCII)
+_ROLE_NAME = re.compile(r"\A[a-z][a-z0-9-]*\Z", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -266,9 +266,9 @@ def _app(value: Any, path: str, root: Path) -> AppConfig:
     name = string(m["name"], f"{path}.name", _APP_NAME, "a name of [a-z][a-z0-9_]*")
     strategy = choice(m.get("strategy", "push"), f"{path}.strategy", STRATEGIES)
     repo = string(m["repo"], f"{path}.repo", what="a local path or a git URL")
-    if strategy == "git" and not GIT_URL.match(repo):
+    if strategy == "git" and not GIT_URL.fullmatch(repo):
         raise Invalid(f"{path}.repo", f"strategy git needs a git URL (https://, ssh://, user@host:path), got {repo!r}")
-    if strategy == "push" and GIT_URL.match(repo):
+    if strategy == "push" and GIT_URL.fullmatch(repo):
         raise Invalid(f"{path}.repo", f"strategy push needs a local path, got the URL {repo!r} (use strategy: git)")
     if strategy == "push" and not (root / repo).is_dir():
         raise Invalid(f"{path}.repo", f"strategy push needs a local directory, and {root / repo} is not one")
@@ -298,7 +298,7 @@ def _roles(value: Any, path: str, cluster_ami: AmiSpec) -> tuple[RoleConfig, ...
         raise Invalid(path, f"expected a mapping of role names to roles, got {type_name(value)}")
     names = tuple(value)
     for name in names:
-        if not isinstance(name, str) or not _ROLE_NAME.match(name):
+        if not isinstance(name, str) or not _ROLE_NAME.fullmatch(name):
             raise Invalid(join(path, str(name)), "role names must match [a-z][a-z0-9-]*")
     return tuple(_role(name, value[name], f"{path}.{name}", names, cluster_ami) for name in names)
 
@@ -365,7 +365,7 @@ def _template(value: Any, path: str, services: tuple[str, ...]) -> TemplateSpec:
             raise Invalid(f"{path}.notify",
                           f"{notify!r} is not one of this role's services ({', '.join(services) or 'none'})")
     mode = m.get("mode", "0644")
-    if not isinstance(mode, str) or not MODE.match(mode):
+    if not isinstance(mode, str) or not MODE.fullmatch(mode):
         raise Invalid(f"{path}.mode", f"expected a quoted octal string like '0644', got {mode!r}")
     return TemplateSpec(
         src=src,

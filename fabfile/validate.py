@@ -16,20 +16,23 @@ from typing import Any, Callable
 
 import yaml
 
-BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
-GIT_URL = re.compile(r"^(?:(?:https?|ssh|git|file)://\S+|[\w.-]+@[\w.-]+:\S+)$")
-DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
-PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
-USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-OWNER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}(?::[a-z_][a-z0-9_-]{0,31})?$")
-MODE = re.compile(r"^0?[0-7]{3}$")
-REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
-VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
-AMI_OWNER = re.compile(r"^(?:self|amazon|aws-marketplace|\d{12})$")
-INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# Every pattern is matched whole (`fullmatch`), and is anchored \A...\Z besides, so that a value with a trailing
+# newline never passes (`$` matches before one), even through a `.match` or `.search` elsewhere; re.ASCII keeps
+# \d, \w and \s to ASCII (no Arabic-Indic digits in an account id).
+BRANCH = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._/-]*\Z", re.ASCII)
+GIT_URL = re.compile(r"\A(?:(?:https?|ssh|git|file)://[^\s\x00-\x1f\x7f]+|[\w.-]+@[\w.-]+:[^\s\x00-\x1f\x7f]+)\Z", re.ASCII)
+DOTTED = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z", re.ASCII)
+PACKAGE = re.compile(r"\A[a-z0-9][a-z0-9+.-]+\Z", re.ASCII)
+SERVICE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9@._-]*\Z", re.ASCII)
+USER = re.compile(r"\A[a-z_][a-z0-9_-]{0,31}\Z", re.ASCII)
+OWNER = re.compile(r"\A[a-z_][a-z0-9_-]{0,31}(?::[a-z_][a-z0-9_-]{0,31})?\Z", re.ASCII)
+MODE = re.compile(r"\A0?[0-7]{3}\Z", re.ASCII)
+REGION = re.compile(r"\A[a-z]{2}(?:-[a-z]+)+-[0-9]+\Z", re.ASCII)
+VPC_ID = re.compile(r"\Avpc-[0-9a-f]{8,17}\Z", re.ASCII)
+SUBNET_ID = re.compile(r"\Asubnet-[0-9a-f]{8,17}\Z", re.ASCII)
+AMI_ID = re.compile(r"\Aami-[0-9a-f]{8,17}\Z", re.ASCII)
+AMI_OWNER = re.compile(r"\A(?:self|amazon|aws-marketplace|[0-9]{12})\Z", re.ASCII)
+INSTANCE_TYPE = re.compile(r"\A[a-z][a-z0-9-]*\.[a-z0-9]+\Z", re.ASCII)
 
 
 class Invalid(Exception):
@@ -114,7 +117,7 @@ def mapping(value: Any, path: str, keys: tuple[str, ...], required: tuple[str, .
 def string(value: Any, path: str, pattern: re.Pattern | None = None, what: str = "") -> str:
     if not isinstance(value, str) or not value:
         raise Invalid(path, f"expected {what or 'a non-empty string'}, got {type_name(value)}")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise Invalid(path, f"expected {what}, got {value!r}")
     return value
 

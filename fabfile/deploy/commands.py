@@ -39,7 +39,7 @@ def _rid(release_id: str) -> str:
 
 
 def _sha(sha: str) -> str:
-    if not SHA.match(sha):
+    if not SHA.fullmatch(sha):
         raise ValueError(f"not a full sha: {sha!r}")
     return sha
 
@@ -105,7 +105,7 @@ def receive_pack(layout: Layout) -> str:
 
 
 def fetch_script(layout: Layout, url: str, branch: str) -> str:
-    if not BRANCH.match(branch):
+    if not BRANCH.fullmatch(branch):
         raise ValueError(f"bad branch name {branch!r}")
     m = q(layout.mirror)
     key_path = f"{layout.root}/.ssh/deploy_key"

@@ -168,7 +168,7 @@ def lock_break(layout: Layout) -> str:
 
 def lock_release(layout: Layout, token: str) -> str:
     """Remove the lock only if it is still ours (its info holds our token)."""
-    if not re.match(r"^[0-9a-f]{8,64}$", token):
+    if not re.fullmatch(r"[0-9a-f]{8,64}", token, re.ASCII):
         raise ValueError("bad lock token")
     lock = q(layout.lock_dir)
     return as_app(layout, f"if grep -qF {token} {lock}/info 2>/dev/null; then rm -rf {lock}; fi; true")
