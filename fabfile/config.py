@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, MODE, OWNER, PACKAGE, REGION,
-                       SERVICE, SUBNET_ID, USER, VPC_ID, Invalid, boolean, choice, cidr, file_path, integer, join,
-                       list_of, load_yaml, mapping, relative, string, type_name)
+from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
+                       SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
+                       list_of, load_yaml, mapping, octal_mode, relative, shown, string, type_name, utf8_text)
 
 TARGETS = ("sandbox", "aws")
 CONNECT_MODES = ("auto", "public", "private")
@@ -135,9 +135,11 @@ def load_config(path: str | Path) -> Config:
     """Read and validate roles.yaml; raise ConfigError naming the file and key."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = utf8_text(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"{path.name}: cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:    # not UTF-8: the message says what it is and how to fix it
+        raise ConfigError(f"{path.name}: {exc}") from None
     return parse_config(text, path.resolve())
 
 
@@ -240,8 +242,8 @@ def _ssh(value: Any, path: str, root: Path) -> SshConfig:
         raise Invalid(f"{path}.public_key", "required when private_key is set")
     return SshConfig(
         user=string(m.get("user", "admin"), f"{path}.user", USER, "a login name like admin"),
-        public_key=None if public is None else file_path(public, f"{path}.public_key", root, must_exist=True),
-        private_key=None if private is None else file_path(private, f"{path}.private_key", root, must_exist=True),
+        public_key=None if public is None else key_file(public, f"{path}.public_key", root),
+        private_key=None if private is None else key_file(private, f"{path}.private_key", root),
         connect=choice(m.get("connect", "auto"), f"{path}.connect", CONNECT_MODES),
     )
 
@@ -339,12 +341,12 @@ def _port_rule(value: Any, path: str, role_names: tuple[str, ...]) -> PortRule:
     for source, where in items:
         if not isinstance(source, str) or not source:
             raise Invalid(where, f"expected a CIDR or a role name, got {type_name(source)}")
-        if source[0].isdigit() or ":" in source:
+        if source[0] in "0123456789" or ":" in source:
             cidrs.append(cidr(source, where))
         elif source in role_names:
             roles.append(source)
         else:
-            raise Invalid(where, f"unknown role {source!r} (roles: {', '.join(sorted(role_names))})")
+            raise Invalid(where, f"unknown role {shown(source)} (roles: {', '.join(sorted(role_names))})")
     return PortRule(port=port, cidrs=tuple(dict.fromkeys(cidrs)), roles=tuple(dict.fromkeys(roles)))
 
 
@@ -353,25 +355,18 @@ def _template(value: Any, path: str, services: tuple[str, ...]) -> TemplateSpec:
     src = relative(m["src"], f"{path}.src")
     if not src.endswith(".j2"):
         raise Invalid(f"{path}.src", f"expected a template name ending in .j2, got {src!r}")
-    dest = m.get("dest")
-    if dest is None:
-        dest = "/" + src[: -len(".j2")]
-    elif not isinstance(dest, str) or not dest.startswith("/") or ".." in Path(dest).parts:
-        raise Invalid(f"{path}.dest", f"expected an absolute path without '..', got {dest!r}")
+    dest = absolute(m["dest"], f"{path}.dest") if m.get("dest") is not None else "/" + src[: -len(".j2")]
     notify = m.get("notify")
     if notify is not None:
         _service(notify, f"{path}.notify")
         if notify not in services:
             raise Invalid(f"{path}.notify",
                           f"{notify!r} is not one of this role's services ({', '.join(services) or 'none'})")
-    mode = m.get("mode", "0644")
-    if not isinstance(mode, str) or not MODE.fullmatch(mode):
-        raise Invalid(f"{path}.mode", f"expected a quoted octal string like '0644', got {mode!r}")
     return TemplateSpec(
         src=src,
         dest=dest,
         notify=notify,
         action=choice(m.get("action", "restart"), f"{path}.action", ACTIONS),
         owner=string(m.get("owner", "root"), f"{path}.owner", OWNER, "a user name or user:group"),
-        mode=mode.rjust(4, "0"),
+        mode=octal_mode(m.get("mode", "0644"), f"{path}.mode"),
     )
