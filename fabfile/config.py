@@ -15,7 +15,8 @@ from typing import Any
 
 from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
                        SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
-                       list_of, load_yaml, mapping, octal_mode, relative, shown, string, type_name, utf8_text)
+                       list_of, load_yaml, local_path, mapping, octal_mode, own_directory, relative, shown, string,
+                       type_name, utf8_text)
 
 TARGETS = ("sandbox", "aws")
 CONNECT_MODES = ("auto", "public", "private")
@@ -203,8 +204,8 @@ def check_templates(cfg: Config) -> None:
 def _configure(value: Any, path: str, root: Path) -> ConfigureSettings:
     m = mapping(value, path, _CONFIGURE_KEYS)
     return ConfigureSettings(
-        templates_dir=root / string(m.get("templates_dir", "templates"), f"{path}.templates_dir",
-                                    what="a directory path"),
+        templates_dir=local_path(m.get("templates_dir", "templates"), f"{path}.templates_dir", root,
+                                 what="a directory path"),
         apt_max_age_hours=integer(m.get("apt_max_age_hours", 24), f"{path}.apt_max_age_hours", 0, 24 * 365),
     )
 
@@ -223,7 +224,8 @@ def _cluster(value: Any, path: str, root: Path) -> ClusterConfig:
         subnet=None if subnet is None else string(subnet, f"{path}.subnet", SUBNET_ID,
                                                   "a subnet id like subnet-0abc1234"),
         ami=_ami(m.get("ami", {"name": "debian-12-amd64-*", "owner": "self"}), f"{path}.ami"),
-        state_dir=root / string(m.get("state_dir", ".whipup"), f"{path}.state_dir", what="a directory path"),
+        state_dir=own_directory(local_path(m.get("state_dir", ".whipup"), f"{path}.state_dir", root,
+                                           what="a directory path"), f"{path}.state_dir"),
     )
 
 
@@ -272,12 +274,13 @@ def _app(value: Any, path: str, root: Path) -> AppConfig:
         raise Invalid(f"{path}.repo", f"strategy git needs a git URL (https://, ssh://, user@host:path), got {repo!r}")
     if strategy == "push" and GIT_URL.fullmatch(repo):
         raise Invalid(f"{path}.repo", f"strategy push needs a local path, got the URL {repo!r} (use strategy: git)")
-    if strategy == "push" and not (root / repo).is_dir():
-        raise Invalid(f"{path}.repo", f"strategy push needs a local directory, and {root / repo} is not one")
+    repo_path = local_path(repo, f"{path}.repo", root) if strategy == "push" else None
+    if repo_path is not None and not repo_path.is_dir():
+        raise Invalid(f"{path}.repo", f"strategy push needs a local directory, and {repo_path} is not one")
     return AppConfig(
         name=name,
         repo=repo,
-        repo_path=(root / repo) if strategy == "push" else None,
+        repo_path=repo_path,
         branch=string(m.get("branch", "main"), f"{path}.branch", BRANCH, "a git branch name"),
         strategy=strategy,
         django_settings=string(m.get("django_settings", f"{name}.settings"), f"{path}.django_settings",

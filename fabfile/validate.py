@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -224,8 +225,44 @@ def cidr(value: Any, path: str) -> str:
         raise Invalid(path, f"not a valid CIDR: {exc}") from None
 
 
+# --- paths on this machine ----------------------------------------------------------------
+
+_ENV_VAR = re.compile(r"\$(?:[A-Za-z_]|\{)", re.ASCII)
+
+
+def local_path(value: Any, path: str, root: Path, what: str = "a path") -> Path:
+    """A path on this machine: `~` and `~user` expanded, `$VAR` refused, relative ones against `root`."""
+    text = string(value, path, what=what)
+    if _ENV_VAR.search(text):
+        raise Invalid(path, f"{shown(text)} names an environment variable, which whipup does not expand: "
+                            f"write the path out (a leading ~ is expanded)")
+    if text.startswith("~"):
+        expanded = os.path.expanduser(text)
+        if expanded.startswith("~"):
+            raise Invalid(path, f"cannot expand {shown(text.split('/')[0])} in {shown(text)}: "
+                                f"no such user, or no home directory")
+        text = expanded
+    return root / text
+
+
+def own_directory(p: Path, path: str) -> Path:
+    """A directory whipup may make its own, 0700: not /, an existing top-level directory, a home directory, or
+    a shared (world-writable) one such as /tmp, which chmod 0700 would break for everyone else."""
+    try:
+        real = p.resolve()
+        shared = real.is_dir() and bool(real.stat().st_mode & 0o002)
+    except (OSError, RuntimeError) as exc:    # RuntimeError: a symlink loop
+        raise Invalid(path, f"cannot resolve {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    homes = {Path(os.path.expanduser("~")).resolve(), Path("/root"), Path("/home")}
+    top = len(real.parts) <= 1 or (len(real.parts) == 2 and real.exists())   # /, or an existing /tmp, /srv...
+    if top or real in homes or real.parent == Path("/home") or shared:
+        raise Invalid(path, f"{p} is {'a shared directory' if shared else 'a system or home directory'}, and whipup "
+                            f"makes its state dir 0700: name a directory of its own (like ~/.whipup)")
+    return p
+
+
 def file_path(value: Any, path: str, root: Path, must_exist: bool) -> Path:
-    p = root / string(value, path, what="a file path")
+    p = local_path(value, path, root, what="a file path")
     if must_exist and not p.is_file():
         raise Invalid(path, f"file not found: {p}")
     return p
@@ -264,6 +301,6 @@ def octal_mode(value: Any, path: str) -> str:
 
 def relative(value: Any, path: str) -> str:
     text = string(value, path, what="a relative path")
-    if text.startswith("/") or ".." in Path(text).parts:
+    if text.startswith(("/", "~")) or ".." in Path(text).parts or _ENV_VAR.search(text):
         raise Invalid(path, f"expected a path inside the project (relative, no '..'), got {shown(text)}")
     return text

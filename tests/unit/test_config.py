@@ -351,3 +351,63 @@ def test_a_private_key_file_must_be_utf8(tmp_path):
     assert error_of(tmp_path, data) == (f"roles.yaml: cluster.ssh.private_key: {tmp_path / 'k'}: not UTF-8 text "
                                         f"(byte 0x80 at offset 0): save it as UTF-8")
 
+
+# --- paths on this machine: ~ expanded, $VAR refused ---------------------------------------
+
+def test_a_leading_tilde_is_the_home_directory(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "keys").mkdir(parents=True)
+    (home / "keys" / "k.pub").write_text("ssh-ed25519 AAAA me\n")
+    (home / "keys" / "k").write_text("private\n")
+    (home / "app").mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    data = minimal()
+    data["cluster"].update(state_dir="~/.whipup", ssh={"public_key": "~/keys/k.pub", "private_key": "~/keys/k"})
+    data["app"]["repo"] = "~/app"
+    data["configure"] = {"templates_dir": "~/tpl"}
+    cfg = load_config(write(tmp_path, data))
+    assert cfg.cluster.state_dir == home / ".whipup"
+    assert (cfg.cluster.ssh.public_key, cfg.cluster.ssh.private_key) == (home / "keys/k.pub", home / "keys/k")
+    assert cfg.app.repo_path == home / "app"
+    assert cfg.configure.templates_dir == home / "tpl"
+    assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("state_dir", "$HOME/.whipup", "roles.yaml: cluster.state_dir: '$HOME/.whipup' names an environment variable, "
+     "which whipup does not expand: write the path out (a leading ~ is expanded)"),
+    ("state_dir", "${XDG_STATE_HOME}/w", "roles.yaml: cluster.state_dir: '${XDG_STATE_HOME}/w' names an environment"),
+    ("state_dir", "~no-such-user-here/w", "roles.yaml: cluster.state_dir: cannot expand '~no-such-user-here' in "
+     "'~no-such-user-here/w': no such user, or no home directory"),
+    ("repo", "$SRC/app", "roles.yaml: app.repo: '$SRC/app' names an environment variable"),
+    ("requirements", "~/req.txt", "roles.yaml: app.requirements: expected a path inside the project"),
+    ("templates_dir", "$T", "roles.yaml: configure.templates_dir: '$T' names an environment variable"),
+])
+def test_environment_variables_are_refused(tmp_path, key, value, expected):
+    data = minimal()
+    section = {"state_dir": "cluster", "repo": "app", "requirements": "app", "templates_dir": "configure"}[key]
+    data.setdefault(section, {})[key] = value
+    assert error_of(tmp_path, data) == expected or error_of(tmp_path, data).startswith(expected)
+
+
+def test_a_dollar_that_is_not_a_variable_is_a_plain_character(tmp_path):
+    data = minimal()
+    data["cluster"]["state_dir"] = "state$"
+    assert load_config(write(tmp_path, data)).cluster.state_dir == tmp_path / "state$"
+
+
+@pytest.mark.parametrize("state_dir", ["/", "/tmp", "/var", "~", "/home/someone", "/root", "shared"])
+def test_a_state_dir_whipup_would_chmod_0700_must_be_its_own(tmp_path, monkeypatch, state_dir):
+    """The state dir is made 0700 (see test_state_keys_nodes): never /, /tmp, a home directory, a shared one."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared").chmod(0o1777)
+    data = minimal()
+    data["cluster"]["state_dir"] = state_dir
+    message = error_of(tmp_path, data)
+    assert message.startswith("roles.yaml: cluster.state_dir: ") and message.endswith(
+        "and whipup makes its state dir 0700: name a directory of its own (like ~/.whipup)")
+    assert Path("/tmp").stat().st_mode & 0o1777 == 0o1777   # untouched
+

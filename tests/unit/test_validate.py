@@ -24,7 +24,7 @@ SAMPLES = {
     (releases, "RELEASE_ID"): "20261126143113-b7c1d3a",
     (scram, "_VERIFIER"): "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy", (validate, "_PLAIN_KEY"): "cluster",
 }
-SEARCHED = ("_REQ_NAME",)   # patterns that find a part of a string, on purpose
+SEARCHED = ("_REQ_NAME", "_ENV_VAR")   # patterns that find a part of a string, on purpose
 
 
 def test_every_validating_pattern_is_listed():
