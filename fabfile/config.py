@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import names
 from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
                        SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
                        list_of, load_yaml, local_path, mapping, octal_mode, own_directory, relative, shown, string,
@@ -186,6 +187,8 @@ def _config(data: Any, path: Path) -> Config:
     packages = list_of(top.get("packages", []), "packages", _package)
     roles = _roles(top["roles"], "roles", cluster.ami)
     configure = _configure(top.get("configure", {}), "configure", root)
+    names.check_app_name(app.name, "app.name", cluster.ssh.user)
+    names.check_cluster_names(cluster.name, (r.name for r in roles))
     return Config(path=path, root=root, cluster=cluster, app=app, packages=packages, roles=roles,
                   configure=configure)
 
@@ -301,11 +304,11 @@ def _service(value: Any, path: str) -> str:
 def _roles(value: Any, path: str, cluster_ami: AmiSpec) -> tuple[RoleConfig, ...]:
     if not isinstance(value, dict) or not value:
         raise Invalid(path, f"expected a mapping of role names to roles, got {type_name(value)}")
-    names = tuple(value)
-    for name in names:
+    role_names = tuple(value)
+    for name in role_names:
         if not isinstance(name, str) or not _ROLE_NAME.fullmatch(name):
             raise Invalid(join(path, str(name)), "role names must match [a-z][a-z0-9-]*")
-    return tuple(_role(name, value[name], f"{path}.{name}", names, cluster_ami) for name in names)
+    return tuple(_role(name, value[name], f"{path}.{name}", role_names, cluster_ami) for name in role_names)
 
 
 def _role(name: str, value: Any, path: str, role_names: tuple[str, ...], cluster_ami: AmiSpec) -> RoleConfig:
