@@ -308,7 +308,10 @@ def _roles(value: Any, path: str, cluster_ami: AmiSpec) -> tuple[RoleConfig, ...
     for name in role_names:
         if not isinstance(name, str) or not _ROLE_NAME.fullmatch(name):
             raise Invalid(join(path, str(name)), "role names must match [a-z][a-z0-9-]*")
-    return tuple(_role(name, value[name], f"{path}.{name}", role_names, cluster_ami) for name in role_names)
+    roles = tuple(_role(name, value[name], f"{path}.{name}", role_names, cluster_ami) for name in role_names)
+    if not any(role.count for role in roles):
+        raise Invalid(path, "every role has count 0: nothing would be launched")
+    return roles
 
 
 def _role(name: str, value: Any, path: str, role_names: tuple[str, ...], cluster_ami: AmiSpec) -> RoleConfig:

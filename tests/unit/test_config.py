@@ -411,3 +411,13 @@ def test_a_state_dir_whipup_would_chmod_0700_must_be_its_own(tmp_path, monkeypat
         "and whipup makes its state dir 0700: name a directory of its own (like ~/.whipup)")
     assert Path("/tmp").stat().st_mode & 0o1777 == 0o1777   # untouched
 
+
+# --- something to launch -------------------------------------------------------------------
+
+def test_count_zero_on_every_role_is_an_error(tmp_path):
+    data = minimal()
+    for role in data["roles"].values():
+        role["count"] = 0
+    assert error_of(tmp_path, data) == "roles.yaml: roles: every role has count 0: nothing would be launched"
+    data["roles"]["proxy"]["count"] = 1
+    assert load_config(write(tmp_path, data)).role("app").count == 0
