@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import names
+from . import exposure, names
 from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
                        SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
                        list_of, load_yaml, local_path, mapping, octal_mode, own_directory, relative, shown, string,
@@ -60,6 +60,7 @@ class ClusterConfig:
     subnet: str | None
     ami: AmiSpec
     state_dir: Path
+    admin_public: bool = False     # SSH from admin_cidr 0.0.0.0/0 or ::/0 is meant
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class PortRule:
     port: int
     cidrs: tuple[str, ...]
     roles: tuple[str, ...]
+    public: bool = False       # open to 0.0.0.0/0 or ::/0, and meant to be (roles.yaml `public: true`)
 
 
 @dataclass(frozen=True)
@@ -166,13 +168,14 @@ def with_target(cfg: Config, target: str | None) -> Config:
 # --- sections ----------------------------------------------------------------------------
 
 _TOP_KEYS = ("cluster", "app", "packages", "roles", "configure")
-_CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "vpc", "subnet", "ami", "state_dir")
+_CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "admin_public", "vpc", "subnet", "ami",
+                 "state_dir")
 _SSH_KEYS = ("user", "public_key", "private_key", "connect")
 _AMI_KEYS = ("id", "name", "owner")
 _APP_KEYS = ("name", "repo", "branch", "strategy", "django_settings", "requirements", "keep_releases")
 _ROLE_KEYS = ("count", "instance_type", "root_volume_gb", "elastic_ip", "termination_protection",
               "ports", "packages", "templates", "services", "ami")
-_PORT_KEYS = ("port", "from")
+_PORT_KEYS = ("port", "from", "public")
 _TEMPLATE_KEYS = ("src", "dest", "notify", "action", "owner", "mode")
 _CONFIGURE_KEYS = ("templates_dir", "apt_max_age_hours")
 
@@ -216,13 +219,17 @@ def _configure(value: Any, path: str, root: Path) -> ConfigureSettings:
 def _cluster(value: Any, path: str, root: Path) -> ClusterConfig:
     m = mapping(value, path, _CLUSTER_KEYS, required=("name",))
     subnet = m.get("subnet")
+    admin_cidr = cidr(m.get("admin_cidr", "10.255.255.254/32"), f"{path}.admin_cidr")
+    admin_public = boolean(m.get("admin_public", False), f"{path}.admin_public")
+    exposure.check_admin(admin_cidr, admin_public, path)
     return ClusterConfig(
         name=string(m["name"], f"{path}.name", _CLUSTER_NAME,
                     "a name of [a-z0-9-] (1-40 characters, no leading or trailing '-')"),
         region=string(m.get("region", "us-east-1"), f"{path}.region", REGION, "a region like us-east-1"),
         target=choice(m.get("target", "sandbox"), f"{path}.target", TARGETS),
         ssh=_ssh(m.get("ssh", {}), f"{path}.ssh", root),
-        admin_cidr=cidr(m.get("admin_cidr", "10.255.255.254/32"), f"{path}.admin_cidr"),
+        admin_cidr=admin_cidr,
+        admin_public=admin_public,
         vpc=_vpc(m.get("vpc", "default"), f"{path}.vpc"),
         subnet=None if subnet is None else string(subnet, f"{path}.subnet", SUBNET_ID,
                                                   "a subnet id like subnet-0abc1234"),
@@ -336,6 +343,7 @@ def _role(name: str, value: Any, path: str, role_names: tuple[str, ...], cluster
 def _port_rule(value: Any, path: str, role_names: tuple[str, ...]) -> PortRule:
     m = mapping(value, path, _PORT_KEYS, required=("port", "from"))
     port = integer(m["port"], f"{path}.port", 1, 65535)
+    public = boolean(m.get("public", False), f"{path}.public")
     if port == SSH_PORT:
         raise Invalid(f"{path}.port", "port 22 is managed by whipup (SSH from cluster.admin_cidr); remove this rule")
     sources = m["from"]
@@ -345,18 +353,22 @@ def _port_rule(value: Any, path: str, role_names: tuple[str, ...]) -> PortRule:
         items = [(s, f"{path}.from[{i}]") for i, s in enumerate(sources)]
     else:
         items = [(sources, f"{path}.from")]
-    cidrs: list[str] = []
-    roles: list[str] = []
-    for source, where in items:
-        if not isinstance(source, str) or not source:
-            raise Invalid(where, f"expected a CIDR or a role name, got {type_name(source)}")
-        if source[0] in "0123456789" or ":" in source:
-            cidrs.append(cidr(source, where))
-        elif source in role_names:
-            roles.append(source)
-        else:
-            raise Invalid(where, f"unknown role {shown(source)} (roles: {', '.join(sorted(role_names))})")
-    return PortRule(port=port, cidrs=tuple(dict.fromkeys(cidrs)), roles=tuple(dict.fromkeys(roles)))
+    checked = [(_source(source, where, role_names), where) for source, where in items]
+    exposure.check_port_rule(port, checked, public, path)
+    cidrs = [source for source, _ in checked if source not in role_names]
+    roles = [source for source, _ in checked if source in role_names]
+    return PortRule(port=port, cidrs=tuple(dict.fromkeys(cidrs)), roles=tuple(dict.fromkeys(roles)), public=public)
+
+
+def _source(value: Any, path: str, role_names: tuple[str, ...]) -> str:
+    """One `ports[].from`: a CIDR (normalised) or a role name."""
+    if not isinstance(value, str) or not value:
+        raise Invalid(path, f"expected a CIDR or a role name, got {type_name(value)}")
+    if value[0] in "0123456789" or ":" in value:
+        return cidr(value, path)
+    if value not in role_names:
+        raise Invalid(path, f"unknown role {shown(value)} (roles: {', '.join(sorted(role_names))})")
+    return value
 
 
 def _template(value: Any, path: str, services: tuple[str, ...]) -> TemplateSpec:

@@ -212,6 +212,9 @@ def list_of(value: Any, path: str, item: Callable[[Any, str], Any]) -> tuple:
     return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
+WORLD = ("0.0.0.0/0", "::/0")   # a rule from one of these is open to the whole internet
+
+
 def cidr(value: Any, path: str) -> str:
     text = string(value, path, what="a CIDR like 203.0.113.7/32")
     if "/" not in text:
