@@ -77,7 +77,9 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_object(self, node, deep=False):
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - ValueError, OverflowError, AttributeError (`!!timestamp x`)...
             raise yaml.constructor.ConstructorError(None, None, f"cannot read {shown(node.value, 40)}: {exc}",
                                                     node.start_mark) from None
 
@@ -147,6 +149,8 @@ def shown(value: Any, limit: int = 80) -> str:
     (the repr of a YAML alias bomb would be exponential)."""
     if isinstance(value, (list, dict, set, tuple)):
         return type_name(value)
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"an integer of {value.bit_length()} bits"      # and repr() of a 5000-digit one raises
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 

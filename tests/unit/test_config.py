@@ -421,3 +421,18 @@ def test_count_zero_on_every_role_is_an_error(tmp_path):
     assert error_of(tmp_path, data) == "roles.yaml: roles: every role has count 0: nothing would be launched"
     data["roles"]["proxy"]["count"] = 1
     assert load_config(write(tmp_path, data)).role("app").count == 0
+
+
+# --- found by tests/unit/test_config_property.py -------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    ("!!timestamp x", "roles.yaml: not valid YAML: cannot read 'x': 'NoneType' object has no attribute 'groupdict' "
+                      "at line 3"),   # PyYAML's own constructor fails with an AttributeError
+    ("0x" + "f" * 5000, "roles.yaml: roles.app.count: expected an integer 0-50, got an integer of 20000 bits"),
+])
+def test_values_python_builds_badly_are_errors(tmp_path, value, expected):
+    """An AttributeError from PyYAML's constructor, and the repr() of a 5000-hex-digit integer (which raises
+    ValueError in Python 3.11+), once escaped the loader as tracebacks."""
+    text = ("cluster: {name: t}\napp: {name: demo, repo: src}\n"
+            f"roles: {{app: {{instance_type: t3.small, count: {value}}}}}\n")
+    assert error_of(tmp_path, text) == expected
