@@ -13,9 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, MODE, OWNER, PACKAGE, REGION,
-                       SERVICE, SUBNET_ID, USER, VPC_ID, Invalid, boolean, choice, cidr, file_path, integer, join,
-                       list_of, load_yaml, mapping, relative, string, type_name)
+from . import exposure, names
+from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
+                       SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
+                       list_of, load_yaml, local_path, mapping, octal_mode, own_directory, relative, shown, string,
+                       type_name, utf8_text)
 
 TARGETS = ("sandbox", "aws")
 CONNECT_MODES = ("auto", "public", "private")
@@ -23,9 +25,9 @@ STRATEGIES = ("push", "git")
 ACTIONS = ("reload", "restart")
 SSH_PORT = 22
 
-_CLUSTER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_APP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+_CLUSTER_NAME = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z", re.ASCII)   # matched whole (fullmatch)
+_APP_NAME = re.compile(r"\A[a-z][a-z0-9_]*\Z", re.ASCII)
+_ROLE_NAME = re.compile(r"\A[a-z][a-z0-9-]*\Z", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -58,6 +60,7 @@ class ClusterConfig:
     subnet: str | None
     ami: AmiSpec
     state_dir: Path
+    admin_public: bool = False     # SSH from admin_cidr 0.0.0.0/0 or ::/0 is meant
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class PortRule:
     port: int
     cidrs: tuple[str, ...]
     roles: tuple[str, ...]
+    public: bool = False       # open to 0.0.0.0/0 or ::/0, and meant to be (roles.yaml `public: true`)
 
 
 @dataclass(frozen=True)
@@ -135,9 +139,11 @@ def load_config(path: str | Path) -> Config:
     """Read and validate roles.yaml; raise ConfigError naming the file and key."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = utf8_text(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"{path.name}: cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:    # not UTF-8: the message says what it is and how to fix it
+        raise ConfigError(f"{path.name}: {exc}") from None
     return parse_config(text, path.resolve())
 
 
@@ -162,13 +168,14 @@ def with_target(cfg: Config, target: str | None) -> Config:
 # --- sections ----------------------------------------------------------------------------
 
 _TOP_KEYS = ("cluster", "app", "packages", "roles", "configure")
-_CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "vpc", "subnet", "ami", "state_dir")
+_CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "admin_public", "vpc", "subnet", "ami",
+                 "state_dir")
 _SSH_KEYS = ("user", "public_key", "private_key", "connect")
 _AMI_KEYS = ("id", "name", "owner")
 _APP_KEYS = ("name", "repo", "branch", "strategy", "django_settings", "requirements", "keep_releases")
 _ROLE_KEYS = ("count", "instance_type", "root_volume_gb", "elastic_ip", "termination_protection",
               "ports", "packages", "templates", "services", "ami")
-_PORT_KEYS = ("port", "from")
+_PORT_KEYS = ("port", "from", "public")
 _TEMPLATE_KEYS = ("src", "dest", "notify", "action", "owner", "mode")
 _CONFIGURE_KEYS = ("templates_dir", "apt_max_age_hours")
 
@@ -183,6 +190,8 @@ def _config(data: Any, path: Path) -> Config:
     packages = list_of(top.get("packages", []), "packages", _package)
     roles = _roles(top["roles"], "roles", cluster.ami)
     configure = _configure(top.get("configure", {}), "configure", root)
+    names.check_app_name(app.name, "app.name", cluster.ssh.user)
+    names.check_cluster_names(cluster.name, (r.name for r in roles))
     return Config(path=path, root=root, cluster=cluster, app=app, packages=packages, roles=roles,
                   configure=configure)
 
@@ -201,8 +210,8 @@ def check_templates(cfg: Config) -> None:
 def _configure(value: Any, path: str, root: Path) -> ConfigureSettings:
     m = mapping(value, path, _CONFIGURE_KEYS)
     return ConfigureSettings(
-        templates_dir=root / string(m.get("templates_dir", "templates"), f"{path}.templates_dir",
-                                    what="a directory path"),
+        templates_dir=local_path(m.get("templates_dir", "templates"), f"{path}.templates_dir", root,
+                                 what="a directory path"),
         apt_max_age_hours=integer(m.get("apt_max_age_hours", 24), f"{path}.apt_max_age_hours", 0, 24 * 365),
     )
 
@@ -210,18 +219,23 @@ def _configure(value: Any, path: str, root: Path) -> ConfigureSettings:
 def _cluster(value: Any, path: str, root: Path) -> ClusterConfig:
     m = mapping(value, path, _CLUSTER_KEYS, required=("name",))
     subnet = m.get("subnet")
+    admin_cidr = cidr(m.get("admin_cidr", "10.255.255.254/32"), f"{path}.admin_cidr")
+    admin_public = boolean(m.get("admin_public", False), f"{path}.admin_public")
+    exposure.check_admin(admin_cidr, admin_public, path)
     return ClusterConfig(
         name=string(m["name"], f"{path}.name", _CLUSTER_NAME,
                     "a name of [a-z0-9-] (1-40 characters, no leading or trailing '-')"),
         region=string(m.get("region", "us-east-1"), f"{path}.region", REGION, "a region like us-east-1"),
         target=choice(m.get("target", "sandbox"), f"{path}.target", TARGETS),
         ssh=_ssh(m.get("ssh", {}), f"{path}.ssh", root),
-        admin_cidr=cidr(m.get("admin_cidr", "10.255.255.254/32"), f"{path}.admin_cidr"),
+        admin_cidr=admin_cidr,
+        admin_public=admin_public,
         vpc=_vpc(m.get("vpc", "default"), f"{path}.vpc"),
         subnet=None if subnet is None else string(subnet, f"{path}.subnet", SUBNET_ID,
                                                   "a subnet id like subnet-0abc1234"),
         ami=_ami(m.get("ami", {"name": "debian-12-amd64-*", "owner": "self"}), f"{path}.ami"),
-        state_dir=root / string(m.get("state_dir", ".whipup"), f"{path}.state_dir", what="a directory path"),
+        state_dir=own_directory(local_path(m.get("state_dir", ".whipup"), f"{path}.state_dir", root,
+                                           what="a directory path"), f"{path}.state_dir"),
     )
 
 
@@ -240,8 +254,8 @@ def _ssh(value: Any, path: str, root: Path) -> SshConfig:
         raise Invalid(f"{path}.public_key", "required when private_key is set")
     return SshConfig(
         user=string(m.get("user", "admin"), f"{path}.user", USER, "a login name like admin"),
-        public_key=None if public is None else file_path(public, f"{path}.public_key", root, must_exist=True),
-        private_key=None if private is None else file_path(private, f"{path}.private_key", root, must_exist=True),
+        public_key=None if public is None else key_file(public, f"{path}.public_key", root),
+        private_key=None if private is None else key_file(private, f"{path}.private_key", root),
         connect=choice(m.get("connect", "auto"), f"{path}.connect", CONNECT_MODES),
     )
 
@@ -266,16 +280,17 @@ def _app(value: Any, path: str, root: Path) -> AppConfig:
     name = string(m["name"], f"{path}.name", _APP_NAME, "a name of [a-z][a-z0-9_]*")
     strategy = choice(m.get("strategy", "push"), f"{path}.strategy", STRATEGIES)
     repo = string(m["repo"], f"{path}.repo", what="a local path or a git URL")
-    if strategy == "git" and not GIT_URL.match(repo):
+    if strategy == "git" and not GIT_URL.fullmatch(repo):
         raise Invalid(f"{path}.repo", f"strategy git needs a git URL (https://, ssh://, user@host:path), got {repo!r}")
-    if strategy == "push" and GIT_URL.match(repo):
+    if strategy == "push" and GIT_URL.fullmatch(repo):
         raise Invalid(f"{path}.repo", f"strategy push needs a local path, got the URL {repo!r} (use strategy: git)")
-    if strategy == "push" and not (root / repo).is_dir():
-        raise Invalid(f"{path}.repo", f"strategy push needs a local directory, and {root / repo} is not one")
+    repo_path = local_path(repo, f"{path}.repo", root) if strategy == "push" else None
+    if repo_path is not None and not repo_path.is_dir():
+        raise Invalid(f"{path}.repo", f"strategy push needs a local directory, and {repo_path} is not one")
     return AppConfig(
         name=name,
         repo=repo,
-        repo_path=(root / repo) if strategy == "push" else None,
+        repo_path=repo_path,
         branch=string(m.get("branch", "main"), f"{path}.branch", BRANCH, "a git branch name"),
         strategy=strategy,
         django_settings=string(m.get("django_settings", f"{name}.settings"), f"{path}.django_settings",
@@ -296,11 +311,14 @@ def _service(value: Any, path: str) -> str:
 def _roles(value: Any, path: str, cluster_ami: AmiSpec) -> tuple[RoleConfig, ...]:
     if not isinstance(value, dict) or not value:
         raise Invalid(path, f"expected a mapping of role names to roles, got {type_name(value)}")
-    names = tuple(value)
-    for name in names:
-        if not isinstance(name, str) or not _ROLE_NAME.match(name):
+    role_names = tuple(value)
+    for name in role_names:
+        if not isinstance(name, str) or not _ROLE_NAME.fullmatch(name):
             raise Invalid(join(path, str(name)), "role names must match [a-z][a-z0-9-]*")
-    return tuple(_role(name, value[name], f"{path}.{name}", names, cluster_ami) for name in names)
+    roles = tuple(_role(name, value[name], f"{path}.{name}", role_names, cluster_ami) for name in role_names)
+    if not any(role.count for role in roles):
+        raise Invalid(path, "every role has count 0: nothing would be launched")
+    return roles
 
 
 def _role(name: str, value: Any, path: str, role_names: tuple[str, ...], cluster_ami: AmiSpec) -> RoleConfig:
@@ -325,6 +343,7 @@ def _role(name: str, value: Any, path: str, role_names: tuple[str, ...], cluster
 def _port_rule(value: Any, path: str, role_names: tuple[str, ...]) -> PortRule:
     m = mapping(value, path, _PORT_KEYS, required=("port", "from"))
     port = integer(m["port"], f"{path}.port", 1, 65535)
+    public = boolean(m.get("public", False), f"{path}.public")
     if port == SSH_PORT:
         raise Invalid(f"{path}.port", "port 22 is managed by whipup (SSH from cluster.admin_cidr); remove this rule")
     sources = m["from"]
@@ -334,18 +353,22 @@ def _port_rule(value: Any, path: str, role_names: tuple[str, ...]) -> PortRule:
         items = [(s, f"{path}.from[{i}]") for i, s in enumerate(sources)]
     else:
         items = [(sources, f"{path}.from")]
-    cidrs: list[str] = []
-    roles: list[str] = []
-    for source, where in items:
-        if not isinstance(source, str) or not source:
-            raise Invalid(where, f"expected a CIDR or a role name, got {type_name(source)}")
-        if source[0].isdigit() or ":" in source:
-            cidrs.append(cidr(source, where))
-        elif source in role_names:
-            roles.append(source)
-        else:
-            raise Invalid(where, f"unknown role {source!r} (roles: {', '.join(sorted(role_names))})")
-    return PortRule(port=port, cidrs=tuple(dict.fromkeys(cidrs)), roles=tuple(dict.fromkeys(roles)))
+    checked = [(_source(source, where, role_names), where) for source, where in items]
+    exposure.check_port_rule(port, checked, public, path)
+    cidrs = [source for source, _ in checked if source not in role_names]
+    roles = [source for source, _ in checked if source in role_names]
+    return PortRule(port=port, cidrs=tuple(dict.fromkeys(cidrs)), roles=tuple(dict.fromkeys(roles)), public=public)
+
+
+def _source(value: Any, path: str, role_names: tuple[str, ...]) -> str:
+    """One `ports[].from`: a CIDR (normalised) or a role name."""
+    if not isinstance(value, str) or not value:
+        raise Invalid(path, f"expected a CIDR or a role name, got {type_name(value)}")
+    if value[0] in "0123456789" or ":" in value:
+        return cidr(value, path)
+    if value not in role_names:
+        raise Invalid(path, f"unknown role {shown(value)} (roles: {', '.join(sorted(role_names))})")
+    return value
 
 
 def _template(value: Any, path: str, services: tuple[str, ...]) -> TemplateSpec:
@@ -353,25 +376,18 @@ def _template(value: Any, path: str, services: tuple[str, ...]) -> TemplateSpec:
     src = relative(m["src"], f"{path}.src")
     if not src.endswith(".j2"):
         raise Invalid(f"{path}.src", f"expected a template name ending in .j2, got {src!r}")
-    dest = m.get("dest")
-    if dest is None:
-        dest = "/" + src[: -len(".j2")]
-    elif not isinstance(dest, str) or not dest.startswith("/") or ".." in Path(dest).parts:
-        raise Invalid(f"{path}.dest", f"expected an absolute path without '..', got {dest!r}")
+    dest = absolute(m["dest"], f"{path}.dest") if m.get("dest") is not None else "/" + src[: -len(".j2")]
     notify = m.get("notify")
     if notify is not None:
         _service(notify, f"{path}.notify")
         if notify not in services:
             raise Invalid(f"{path}.notify",
                           f"{notify!r} is not one of this role's services ({', '.join(services) or 'none'})")
-    mode = m.get("mode", "0644")
-    if not isinstance(mode, str) or not MODE.match(mode):
-        raise Invalid(f"{path}.mode", f"expected a quoted octal string like '0644', got {mode!r}")
     return TemplateSpec(
         src=src,
         dest=dest,
         notify=notify,
         action=choice(m.get("action", "restart"), f"{path}.action", ACTIONS),
         owner=string(m.get("owner", "root"), f"{path}.owner", OWNER, "a user name or user:group"),
-        mode=mode.rjust(4, "0"),
+        mode=octal_mode(m.get("mode", "0644"), f"{path}.mode"),
     )

@@ -15,12 +15,12 @@ import secrets as _random
 from .config import Config
 from .state import cluster_dir, ensure_cluster_dir, ensure_dir, write_private
 
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+NAME = re.compile(r"\A[a-z][a-z0-9_]*\Z", re.ASCII)   # matched whole (fullmatch)
 
 
 def secret(cfg: Config, name: str, *, nbytes: int = 32) -> str:
     """The secret `name` of this cluster, generated (URL-safe, `nbytes` of entropy) on first use."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ValueError(f"bad secret name {name!r}")
     ensure_cluster_dir(cfg)
     path = ensure_dir(cluster_dir(cfg) / "secrets") / name
@@ -44,4 +44,4 @@ def stored(cfg: Config) -> dict[str, str]:
     folder = cluster_dir(cfg) / "secrets"
     if not folder.is_dir():
         return {}
-    return {p.name: p.read_text().strip() for p in sorted(folder.iterdir()) if NAME.match(p.name) and p.is_file()}
+    return {p.name: p.read_text().strip() for p in sorted(folder.iterdir()) if NAME.fullmatch(p.name) and p.is_file()}

@@ -13,7 +13,7 @@ import hmac
 import re
 
 ITERATIONS = 4096   # PostgreSQL's default scram_iterations
-_VERIFIER = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$")
+_VERIFIER = re.compile(r"\ASCRAM-SHA-256\$([0-9]+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)\Z")
 
 
 def _keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
@@ -33,7 +33,7 @@ def scram_verifier(password: str, salt: bytes, iterations: int = ITERATIONS) -> 
 
 def scram_matches(password: str, verifier: str | None) -> bool:
     """Whether `verifier` (rolpassword) was made from `password`; False for none, md5 or garbage."""
-    m = _VERIFIER.match(verifier or "")
+    m = _VERIFIER.fullmatch(verifier or "")
     if not m:
         return False
     try:

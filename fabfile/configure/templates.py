@@ -119,6 +119,9 @@ def render(env: jinja2.Environment, src: str, ctx: dict, *, show=str) -> str:
     except jinja2.TemplateNotFound as exc:
         raise TemplateError(f"{show(str(templates_dir / src))}: template not found"
                             + (f" ({exc.name})" if exc.name != src else "")) from None
+    except UnicodeDecodeError as exc:   # the loader reads UTF-8: say which byte, and how to fix it
+        raise TemplateError(f"{show(str(templates_dir / src))}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                            f"at offset {exc.start}, in it or a template it includes): save it as UTF-8") from None
     except Exception as exc:  # undefined variables, syntax errors, a filter misbehaving: name file and line
         filename, line = _where(exc, templates_dir, str(templates_dir / src))
         what = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else f"{type(exc).__name__}: {exc}"

@@ -34,7 +34,7 @@ def release_arg(release_id: str) -> str:
 
 def sha_arg(sha: str) -> str:
     """`sha` if it is a full git sha (ValueError otherwise)."""
-    if not SHA.match(sha):
+    if not SHA.fullmatch(sha):
         raise ValueError(f"not a full sha: {sha!r}")
     return sha
 
@@ -116,7 +116,7 @@ def receive_pack(layout: Layout) -> str:
 
 
 def fetch_script(layout: Layout, url: str, branch: str) -> str:
-    if not BRANCH.match(branch):
+    if not BRANCH.fullmatch(branch):
         raise ValueError(f"bad branch name {branch!r}")
     m = q(layout.mirror)
     key_path = f"{layout.root}/.ssh/deploy_key"

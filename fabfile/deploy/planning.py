@@ -182,7 +182,7 @@ def fetched_source(cl: Cluster) -> Source:
     m, cfg = cl.anchor, cl.cfg
     out = run(m.conn, commands.fetch(cl.layout, cfg.app.repo, cfg.app.branch), step="git fetch").stdout
     sha = (out.strip().splitlines() or [""])[-1]
-    if not SHA.match(sha):
+    if not SHA.fullmatch(sha):
         raise DeployError(f"{m.name}: git fetch of {cfg.app.repo} {cfg.app.branch} gave no commit: {out.strip()}")
     req = run(m.conn, commands.show_file(cl.layout, sha, cfg.app.requirements), step="read the requirements").stdout
     return Source("git", sha, "", req, None, cfg.app.branch)

@@ -14,8 +14,8 @@ from typing import Iterable
 from ..layout import VENV, Layout
 from .errors import DeployError
 
-RELEASE_ID = re.compile(r"^\d{14}-[0-9a-f]{7,40}$")
-SHA = re.compile(r"^[0-9a-f]{40}$")
+RELEASE_ID = re.compile(r"\A[0-9]{14}-[0-9a-f]{7,40}\Z")   # matched whole (fullmatch)
+SHA = re.compile(r"\A[0-9a-f]{40}\Z")
 SHORT = 7
 
 
@@ -23,13 +23,13 @@ SHORT = 7
 
 def release_id(now: datetime, sha: str) -> str:
     """`<UTC %Y%m%d%H%M%S>-<shortsha>`: sorts by time, says which commit."""
-    if not SHA.match(sha):
+    if not SHA.fullmatch(sha):
         raise DeployError(f"not a full git sha: {sha!r}")
     return f"{now.astimezone(timezone.utc):%Y%m%d%H%M%S}-{sha[:SHORT]}"
 
 
 def is_release_id(name: str) -> bool:
-    return bool(RELEASE_ID.match(name))
+    return bool(RELEASE_ID.fullmatch(name))
 
 
 def check_release_id(name: str) -> str:
@@ -201,7 +201,7 @@ def release_of_interpreter(layout: Layout, interpreter: str | None) -> str | Non
     """The release whose venv python `interpreter` is (`/srv/<app>/releases/<id>/.venv/bin/python3`)."""
     if not interpreter:
         return None
-    m = re.match(re.escape(layout.releases) + r"/([^/]+)/\.venv/bin/[^/]+$", interpreter)
+    m = re.fullmatch(re.escape(layout.releases) + r"/([^/]+)/\.venv/bin/[^/]+", interpreter)
     return m.group(1) if m and is_release_id(m.group(1)) else None
 
 
@@ -209,7 +209,7 @@ def release_of_path(layout: Layout, path: str | None) -> str | None:
     """The release a path is in (`/srv/<app>/releases/<id>[/...]`)."""
     if not path:
         return None
-    m = re.match(re.escape(layout.releases) + r"/([^/]+)(?:/|$)", path)
+    m = re.match(re.escape(layout.releases) + r"/([^/]+)(?:/|\Z)", path)
     return m.group(1) if m and is_release_id(m.group(1)) else None
 
 

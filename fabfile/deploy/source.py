@@ -71,7 +71,7 @@ def local_source(cfg: Config) -> Source:
     toplevel = Path(_git(path, "rev-parse", "--show-toplevel").strip())
     prefix = _git(path, "rev-parse", "--show-prefix").strip().rstrip("/")
     head = _git(path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).strip()
-    if not SHA.match(head):
+    if not SHA.fullmatch(head):
         raise SourceError(f"app.repo: {toplevel} has no commit yet; commit the app first")
     treeish = f"{head}:{prefix}" if prefix else f"{head}^{{tree}}"
     kind = _git(toplevel, "cat-file", "-t", treeish, check=False).strip()

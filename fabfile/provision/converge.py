@@ -19,6 +19,7 @@ from ..errors import ProvisionError
 from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
+from ..exposure import public_warnings
 from . import builders
 from . import ec2 as ops
 from .keys import ensure_host_key, ensure_identity, known_hosts_line, read_host_public
@@ -38,6 +39,8 @@ class Shared:
 
 def prepare(ec2, cfg: Config, timing: Timing, log: Log) -> Shared:
     """Key pair, subnet and security groups (with reconciled rules) for every role."""
+    for line in public_warnings(cfg):   # what roles.yaml opens to the world with `public: true`, every run
+        log(line)
     cluster = cfg.cluster
     public_key = ensure_identity(cfg)
     if ops.ensure_key_pair(ec2, cluster.name, public_key, timing):

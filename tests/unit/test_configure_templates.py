@@ -174,3 +174,13 @@ def test_rehearsal_renders_every_role_before_anything_exists(roles_file):
     assert sorted(n.role for n in nodes) == ["app", "db", "proxy", "worker"]
     assert all(n.private_ip.startswith("192.0.2.") for n in nodes)
     assert rehearse(cfg) == sum(len(r.templates) for r in cfg.roles)
+
+
+@pytest.mark.parametrize("data, byte, offset", [(b"# caf\xe9\n", "0xe9", 5), (b"\xff\xfe#\x00", "0xff", 0)])
+def test_a_template_that_is_not_utf8_names_the_byte(tmp_path, data, byte, offset):
+    cfg = with_templates(tmp_path, {"a.j2": "x\n"}, [{"src": "a.j2", "dest": "/etc/a"}])
+    (tmp_path / "tpl" / "a.j2").write_bytes(data)
+    with pytest.raises(TemplateError) as info:
+        render_role_files(cfg, NODES[0], NODES)
+    assert str(info.value) == (f"tpl/a.j2: not UTF-8 text (byte {byte} at offset {offset}, in it or a template it "
+                               f"includes): save it as UTF-8")
