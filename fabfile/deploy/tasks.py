@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, TypeVar
 
-from .. import inventory
+from .. import flags, inventory
 from ..boundary import cluster_task
 from ..cloud import open_cloud
 from ..config import Config
@@ -92,13 +92,18 @@ def _deploy(cfg: Config, opts: DeployOptions) -> str | None:
         cl.close()
 
 
+def _timeout(value) -> float:
+    """--health-timeout, checked before anything is contacted (0 would roll a healthy release back)."""
+    return flags.seconds("health_timeout", value, 1, 3600)
+
+
 @cluster_task(help={**DEPLOY_HELP, "deps": "reinstall the dependencies even if the requirements did not change",
                     "force": "deploy even if every node already runs this commit"}, errors=ERRORS)
 def deploy(c, cfg: Config, deps=False, force=False, break_lock=False, dry_run=False,
-           health_timeout=int(HEALTH_TIMEOUT)):
+           health_timeout=f"{HEALTH_TIMEOUT:g}"):
     """Deploy app.repo's HEAD to all nodes: release, migrate, switch, reload, health gate."""
     _deploy(cfg, DeployOptions(action="deploy", deps=True if deps else None, force=force,
-                               break_lock=break_lock, dry_run=dry_run, health_timeout=float(health_timeout)))
+                               break_lock=break_lock, dry_run=dry_run, health_timeout=_timeout(health_timeout)))
 
 
 @cluster_task(help={**DEPLOY_HELP,
@@ -111,8 +116,9 @@ def deploy(c, cfg: Config, deps=False, force=False, break_lock=False, dry_run=Fa
               errors=(*ERRORS, AnswerMissing))
 def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=False, no_upgrade_django=False,
                  yes=False, force=False, *, cfg: Config, break_lock=False, dry_run=False,
-                 health_timeout=int(HEALTH_TIMEOUT)):
+                 health_timeout=f"{HEALTH_TIMEOUT:g}"):
     """Deploy only what is needed; asks component, reinstall deps?, upgrade Django? (or flags)."""
+    timeout = _timeout(health_timeout)
     if component is not None:
         check_component(component)
     if deps and no_deps:
@@ -148,7 +154,7 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
         engine.deploy(cl, source, DeployOptions(
             action="quick-update", component=answers.component, deps=answers.deps,
             upgrade_django=answers.upgrade_django, force=force, break_lock=break_lock, dry_run=dry_run,
-            health_timeout=float(health_timeout)))
+            health_timeout=timeout))
     finally:
         cl.close()
 
@@ -159,20 +165,21 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
                     "component": "web (app and proxy nodes), workers or all (default): the nodes to switch"},
               errors=(*ERRORS, AnswerMissing))
 def rollback(c, to=None, migrate_back=False, component="all", *, cfg: Config, break_lock=False, dry_run=False,
-             health_timeout=int(HEALTH_TIMEOUT)):
+             health_timeout=f"{HEALTH_TIMEOUT:g}"):
     """Switch every node back to the previous (or --to) release and reload; no reinstall."""
     check_component(component)
     opts = RollbackOptions(to=to, component=component, migrate_back=migrate_back, break_lock=break_lock,
-                           dry_run=dry_run, health_timeout=float(health_timeout))
+                           dry_run=dry_run, health_timeout=_timeout(health_timeout))
     _on_cluster(cfg, COMPONENT_ROLES[component], lambda cl: roll_back(cl, opts))
 
 
 @cluster_task(help={"history": "how many audit log lines to show (default 5)"}, errors=ERRORS)
-def releases(c, cfg: Config, history=5):
+def releases(c, cfg: Config, history="5"):
     """List the releases on every node (current marked), the deploy lock and the last deploys."""
+    lines = flags.count("history", history, 0, 1000)
     cl = open_cluster(cfg, _ec2(cfg))
     try:
-        print("\n".join(releases_report(cl, int(history))))
+        print("\n".join(releases_report(cl, lines)))
     finally:
         cl.close()
 

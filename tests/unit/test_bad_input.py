@@ -139,6 +139,15 @@ CASES = [
     ("unknown-target-flag", None, ["provision", "--target", "azure"], "--target: unknown target 'azure'"),
     ("aws-without-credentials", None, ["provision", "--target", "aws"], "no AWS credentials found"),
     ("create-node-unknown-role", None, ["create-node", "cache"], "unknown role 'cache'"),
+    # flags, parsed and range-checked at the task boundary, before any host or API is contacted
+    ("health-timeout-not-a-number", None, ["deploy", "--health-timeout", "abc"],
+     "--health-timeout: expected seconds between 1 and 3600, got 'abc'"),
+    ("health-timeout-zero", None, ["quick-update", "--yes", "--health-timeout", "0"],
+     "--health-timeout: expected seconds between 1 and 3600, got '0'"),
+    ("health-timeout-negative", None, ["rollback", "--health-timeout", "-5"],
+     "--health-timeout: expected seconds between 1 and 3600"),
+    ("history-not-a-count", None, ["releases", "--history", "many"],
+     "--history: expected a count between 0 and 1000, got 'many'"),
 ]
 SHIPPED_TEXT = (ROOT / "roles.yaml").read_text()
 
