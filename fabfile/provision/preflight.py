@@ -74,16 +74,20 @@ def suggestion(word: str, options) -> str:
 # --- local checks ---------------------------------------------------------------------------
 
 def known_regions(cfg: Config) -> tuple[str, ...]:
-    """The regions the target serves: botocore's EC2 regions (every partition), or the local cloud's one."""
+    """The regions the target serves: botocore's EC2 regions (every partition), or the local cloud's one.
+
+    The same set as boto3's Session().get_available_regions("ec2", partition), read from botocore's endpoint
+    data alone (0.03 s; the Session way loads the EC2 service model too, 0.15 s)."""
     if cfg.cluster.target == "sandbox":
         from ..sandbox.settings import load_settings
 
         return (load_settings().region,)
-    import boto3
+    from botocore.loaders import create_loader
+    from botocore.regions import EndpointResolver
 
-    session = boto3.session.Session()
-    return tuple(sorted({region for partition in session.get_available_partitions()
-                         for region in session.get_available_regions("ec2", partition)}))
+    resolver = EndpointResolver(create_loader().load_data("endpoints"))
+    return tuple(sorted({region for partition in resolver.get_available_partitions()
+                         for region in resolver.get_available_endpoints("ec2", partition)}))
 
 
 def region_problems(cfg: Config) -> list[Problem]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 from botocore.exceptions import ClientError
@@ -144,6 +146,13 @@ def test_region_typo_is_found_before_any_call(ec2, roles_file, fast, target, det
                                                 ("  (the checks that ask the cloud did not run: the region must "
                                                 "be right first)")]
     nothing_created(ec2, cfg)
+
+
+def test_aws_regions_are_botocores_for_ec2_in_every_partition(cfg):
+    session = boto3.session.Session()
+    expected = {r for p in session.get_available_partitions() for r in session.get_available_regions("ec2", p)}
+    assert set(preflight.known_regions(replace(cfg, cluster=replace(cfg.cluster, target="aws")))) == expected
+    assert {"us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1"} <= expected
 
 
 def test_subnet_that_does_not_exist(ec2, roles_file, fast):
