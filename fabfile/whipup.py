@@ -97,6 +97,9 @@ def _deploy_and_check(cfg: Config, ec2, source: Source | None) -> tuple[float, s
 
 def _whip_up_dry_run(cfg: Config, ec2, source: Source | None) -> None:
     """What provision would launch; when nothing, configure's and deploy's dry runs on the running nodes."""
+    from .provision.converge import checked
+
+    checked(ec2, cfg, print)               # what a real run would refuse, a dry run refuses too
     nodes = [n for n in find_nodes(ec2, cfg.cluster.name) if n.state == "running"]
     short = [(r.name, r.count - sum(1 for n in nodes if n.role == r.name)) for r in cfg.roles]
     short = [(name, k) for name, k in short if k > 0]

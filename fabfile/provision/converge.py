@@ -1,5 +1,7 @@
 """provision / create_node: the order of the calls.
 
+0. preflight (preflight.check): every check that could fail the run, before its first mutating call;
+   all failures in one ProvisionError, nothing created;
 1. shared, serially: cluster key pair, subnet, every role's security group, then rules
    (groups first, since rules reference each other);
 2. per role, in parallel threads: AMI, launch what is missing, start what is stopped,
@@ -20,7 +22,7 @@ from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
 from ..exposure import public_warnings
-from . import builders
+from . import builders, preflight
 from . import ec2 as ops
 from .keys import ensure_host_key, ensure_identity, known_hosts_line, read_host_public
 from .ready import wait_for_ssh
@@ -37,10 +39,15 @@ class Shared:
     group_ids: dict[str, str]  # role -> security group id
 
 
+def checked(ec2, cfg: Config, log: Log, role: str | None = None) -> None:
+    """What roles.yaml opens to the world with `public: true` (said every run), then the preflight checks."""
+    for line in public_warnings(cfg):
+        log(line)
+    preflight.check(ec2, cfg, role=role, log=log)
+
+
 def prepare(ec2, cfg: Config, timing: Timing, log: Log) -> Shared:
     """Key pair, subnet and security groups (with reconciled rules) for every role."""
-    for line in public_warnings(cfg):   # what roles.yaml opens to the world with `public: true`, every run
-        log(line)
     cluster = cfg.cluster
     public_key = ensure_identity(cfg)
     if ops.ensure_key_pair(ec2, cluster.name, public_key, timing):
@@ -160,6 +167,7 @@ def failure(errors: dict[str, str]) -> ProvisionError:
 def provision(ec2, cfg: Config, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
               log: Log = print) -> list[Node]:
     """Bring every role to its count of running, reachable nodes; the cluster's nodes."""
+    checked(ec2, cfg, log)
     shared = prepare(ec2, cfg, timing, log)
     _, errors = each(cfg.roles, lambda role: converge_role(ec2, cfg, role, shared, timing, log),
                      key=lambda role: role.name)
@@ -182,6 +190,7 @@ def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timi
                 log: Log = print) -> Node:
     """Launch one more node of a role, at its lowest free index; the new node."""
     role = cfg.role(role_name)
+    checked(ec2, cfg, log, role=role.name)
     shared = prepare(ec2, cfg, timing, log)
     index = next_free_index(find_nodes(ec2, cfg.cluster.name, role=role.name))
     if index >= role.count:

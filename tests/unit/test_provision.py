@@ -210,17 +210,17 @@ def test_untagged_group_with_our_name_is_not_adopted(ec2, cfg, fast):
         provision(ec2, cfg, wait_ssh=False, timing=fast, log=lambda _m: None)
 
 
-def test_missing_ami_is_reported_per_role(ec2, roles_file, fast):
+def test_missing_ami_is_found_by_preflight_before_anything_is_created(ec2, roles_file, fast):
     text = roles_file.read_text().replace('ami: {name: "debian-12-amd64-*", owner: self}',
                                           'ami: {name: "ubuntu-*", owner: self}')
     roles_file.write_text(text)
     from fabfile.config import load_config
+    counter = MutationCounter.of(ec2)
     with pytest.raises(ProvisionError) as info:
         provision(ec2, load_config(roles_file), wait_ssh=False, timing=fast, log=lambda _m: None)
-    message = str(info.value)
-    assert message.startswith("provisioning failed (4 problems):")
-    for role in ("app", "db", "proxy", "worker"):
-        assert f"  {role}: no AMI found for name 'ubuntu-*' owned by self" in message
+    assert str(info.value) == ("preflight: 1 problem, nothing was created:\n  roles.yaml: cluster.ami.name: "
+                               "no available image named 'ubuntu-*' owned by self in us-east-1")
+    assert counter.total == 0   # tests/unit/test_preflight.py has the other checks
 
 
 def test_subnet_is_the_first_az_default_subnet(ec2, cfg, fast):
