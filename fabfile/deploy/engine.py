@@ -30,13 +30,12 @@ Stage = Callable[[Cluster, Plan], None]
 
 def before_switch(plan: Plan) -> list[tuple[str, Stage]]:
     """The stages that prepare the release while the previous one serves, in order, by name."""
-    stages_: list[tuple[str, Stage]] = [("code", stages.deliver)]
+    steps: list[tuple[str, Stage]] = [("code", stages.deliver)]
     if plan.web:
-        stages_ += [("collectstatic+migrate", stages.collectstatic_and_migrate),
-                    ("static+health", static_and_health)]
+        steps += [("collectstatic+migrate", stages.collectstatic_and_migrate), ("static+health", static_and_health)]
     elif plan.workers:
-        stages_.append(("migrations check", stages.migrations_applied))
-    return stages_
+        steps.append(("migrations check", stages.migrations_applied))
+    return steps
 
 
 def static_and_health(cl: Cluster, plan: Plan) -> None:
