@@ -21,6 +21,7 @@ NOLOGIN = "/usr/sbin/nologin"
 
 VENV = ".venv"
 REQUIREMENTS_MARK = ".whipup-requirements"   # in a venv: sha256 of the requirements file it was built from
+REQUIREMENTS_FILES_MARK = ".whipup-requirements-files"  # in a venv: `<sha256> <path>` per requirements file
 VENV_MARK = ".whipup-venv"                   # in a venv: the id of its content (shared by hardlinked copies)
 TREE_MARK = ".whipup-tree"                   # in a release: the git tree id of the app deployed
 PREVIOUS_MARK = ".whipup-previous"           # in a release: the node's current release when it was deployed

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Iterable, NewType
+from typing import Iterable, NewType, Sequence
 
-from ..layout import PARTIAL_MARK, PREVIOUS_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV, VENV_MARK, WEB_PORT, Layout
+from ..layout import (PARTIAL_MARK, PREVIOUS_MARK, REQUIREMENTS_FILES_MARK, REQUIREMENTS_MARK, TREE_MARK, VENV,
+                      VENV_MARK, WEB_PORT, Layout)
 from ..remote import sudo, sudo_sh
 from ..validate import BRANCH
 from .releases import SHA, is_release_id
@@ -185,7 +186,8 @@ def write_env(layout: Layout) -> str:
 
 # --- venvs ----------------------------------------------------------------------------------
 
-def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id: str) -> str:
+def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id: str,
+                        files: Sequence[str] = ()) -> str:
     rel = layout.release(release_arg(release_id))
     venv = q(f"{rel}/{VENV}")
     return "\n".join([
@@ -194,14 +196,23 @@ def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id:
         f"rm -rf {venv}",
         f"python3 -m venv {venv}",
         f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-input -r {q(f'{rel}/{layout.requirements}')}",
+        *([f"printf '%s\\n' {' '.join(q(line) for line in files)} > {venv}/{REQUIREMENTS_FILES_MARK}"]
+          if files else []),
         f"printf '%s\\n' {q(req_hash)} > {venv}/{REQUIREMENTS_MARK}",
         f"printf '%s\\n' {q(venv_id)} > {venv}/{VENV_MARK}",
     ])
 
 
-def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str) -> str:
-    """A new venv in the release, at its final path, and `pip install -r` the requirements."""
-    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id)))
+def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str, files: Sequence[str] = ()) -> str:
+    """A new venv in the release, at its final path, and `pip install -r` the requirements (which follows
+    their -r/-c includes); `files` (`<sha256> <path>` per requirements file) is kept in the venv."""
+    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id, files)))
+
+
+def requirements_files_mark(layout: Layout, release_id: str) -> str:
+    """The `<sha256> <path>` lines the release's venv was built from (nothing for a venv without them)."""
+    return as_app(layout, f"cat {q(layout.venv(release_arg(release_id)) + '/' + REQUIREMENTS_FILES_MARK)} "
+                          f"2>/dev/null; true")
 
 
 def venv_reuse_script(layout: Layout, release_id: str, from_release: str) -> str:
@@ -227,6 +238,7 @@ def venv_reuse_script(layout: Layout, release_id: str, from_release: str) -> str
         "  fi",
         "done",
         f"cp {o}/{REQUIREMENTS_MARK} {o}/{VENV_MARK} {n}/",
+        f"if [ -f {o}/{REQUIREMENTS_FILES_MARK} ]; then cp {o}/{REQUIREMENTS_FILES_MARK} {n}/; fi",
     ])
 
 

@@ -14,8 +14,9 @@ from . import commands
 from .cluster import Cluster, Member
 from .errors import DeployError
 from .prompts import COMPONENTS
-from .releases import (SHA, NodeState, VenvPlan, master_venv, release_of_path, same_code, venv_plan,
-                       web_reload_action)
+from .releases import (SHA, NodeState, VenvPlan, master_venv, release_of_path, requirements_change, same_code,
+                       venv_plan, web_reload_action)
+from .requirements import read_requirements
 from .source import Source
 
 HEALTH_TIMEOUT = 60.0
@@ -85,8 +86,9 @@ def involved(cl: Cluster, component: str) -> tuple[list[Member], list[Member]]:
 def make_plan(cl: Cluster, source: Source, opts: DeployOptions, states: dict[str, NodeState],
               release: str) -> Plan:
     code, static = involved(cl, opts.component)
-    venvs = {m.name: venv_plan(states[m.name].current_info, source.requirements_hash, release, deps=opts.deps,
-                               upgrade_django=opts.upgrade_django, path=cl.layout.requirements)
+    reqs = source.requirement_files
+    venvs = {m.name: venv_plan(states[m.name].current_info, reqs.hash, release, deps=opts.deps,
+                               upgrade_django=opts.upgrade_django, path=reqs.name)
              for m in code}
     return Plan(release, source, opts, code, static, states, venvs)
 
@@ -96,6 +98,20 @@ def reload_action(layout: Layout, state: NodeState, venv_id: str) -> str:
     (another venv) or start."""
     program = layout.web_program
     return web_reload_action(state.programs.get(program), master_venv(layout, state, program), venv_id)
+
+
+def dependencies_change(cl: Cluster, state: NodeState, source: Source) -> tuple[bool, str]:
+    """(changed, why) of the requirements since the anchor's current release, naming the files that changed
+    when its venv says what it was built from: quick-update's default for "reinstall dependencies?"."""
+    reqs, info = source.requirement_files, state.current_info
+    changed, why = requirements_change(info, reqs.hash, reqs.name)
+    if changed and info is not None and info.venv and info.requirements:
+        mark = run(cl.anchor.conn, commands.requirements_files_mark(cl.layout, info.id),
+                   step="read what the venv was built from", check=False).stdout or ""
+        files = reqs.changed_since(mark) if mark.strip() else []
+        if files:
+            why = f"{', '.join(files)} changed since release {info.id}"
+    return changed, why
 
 
 def web_actions(cl: Cluster, plan: Plan) -> dict[str, str]:
@@ -184,5 +200,9 @@ def fetched_source(cl: Cluster) -> Source:
     sha = (out.strip().splitlines() or [""])[-1]
     if not SHA.fullmatch(sha):
         raise DeployError(f"{m.name}: git fetch of {cfg.app.repo} {cfg.app.branch} gave no commit: {out.strip()}")
-    req = run(m.conn, commands.show_file(cl.layout, sha, cfg.app.requirements), step="read the requirements").stdout
-    return Source("git", sha, "", req, None, cfg.app.branch)
+    def read(path: str) -> str | None:
+        r = run(m.conn, commands.show_file(cl.layout, sha, path), step="read the requirements", check=False)
+        return r.stdout if r.exited == 0 else None
+
+    reqs = read_requirements(cfg.app.requirements, read)
+    return Source("git", sha, "", reqs.text, None, cfg.app.branch, includes=reqs.files[1:], requirements_path=reqs.top)

@@ -23,8 +23,9 @@ from ..layout import Layout
 from ..nodes import Node, connect_address
 from ..state import identity_paths, known_hosts_path
 from . import commands
-from .errors import SourceError
-from .releases import SHA, requirements_hash
+from .errors import DeployError, SourceError
+from .releases import SHA
+from .requirements import Requirements, read_requirements
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,20 @@ class Source:
     branch: str | None         # push: HEAD's branch (None when detached)
     dirty: tuple[str, ...] = ()  # push: uncommitted paths under the app's directory (not deployed)
     tree: str | None = None    # push: the git tree id of the app's directory at sha
+    includes: tuple[tuple[str, str], ...] = ()   # the files `requirements` includes (-r/-c): (path, text)
+    requirements_path: str = "requirements.txt"  # app.requirements
 
     @property
     def short(self) -> str:
         return self.sha[:7]
 
     @property
+    def requirement_files(self) -> Requirements:
+        return Requirements(((self.requirements_path, self.requirements),) + self.includes)
+
+    @property
     def requirements_hash(self) -> str:
-        return requirements_hash(self.requirements)
+        return self.requirement_files.hash
 
 
 def _git(cwd: Path, *args: str, check: bool = True) -> str:
@@ -77,16 +84,23 @@ def local_source(cfg: Config) -> Source:
     kind = _git(toplevel, "cat-file", "-t", treeish, check=False).strip()
     if kind != "tree":
         raise SourceError(f"app.repo: {prefix or '.'} is not in HEAD ({head[:7]}) of {toplevel}; commit it first")
-    req_path = f"{prefix}/{cfg.app.requirements}" if prefix else cfg.app.requirements
-    p = subprocess.run(["git", "show", f"{head}:{req_path}"], cwd=toplevel, capture_output=True, timeout=60)
-    if p.returncode != 0:
+    def read(path: str) -> str | None:
+        p = subprocess.run(["git", "show", f"{head}:{prefix}/{path}" if prefix else f"{head}:{path}"],
+                           cwd=toplevel, capture_output=True, timeout=60)
+        return p.stdout.decode("utf-8", "replace") if p.returncode == 0 else None
+
+    if read(cfg.app.requirements) is None:
         raise SourceError(f"app.requirements: {cfg.app.requirements} is not committed in {prefix or toplevel} "
                           f"at HEAD ({head[:7]})")
+    try:
+        reqs = read_requirements(cfg.app.requirements, read)
+    except DeployError as exc:
+        raise SourceError(f"{exc} (HEAD {head[:7]} of {toplevel})") from None
     status = _git(path, "status", "--porcelain", "--untracked-files=all", "--", ".")
     dirty = tuple(line[3:] for line in status.splitlines() if line.strip())
     branch = _git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip() or None
     tree = _git(toplevel, "rev-parse", treeish).strip()
-    return Source("push", head, prefix, p.stdout.decode("utf-8", "replace"), toplevel, branch, dirty, tree)
+    return Source("push", head, prefix, reqs.text, toplevel, branch, dirty, tree, reqs.files[1:], reqs.top)
 
 
 def warnings(cfg: Config, source: Source) -> list[str]:

@@ -15,7 +15,7 @@ from . import commands, manage
 from .cluster import Cluster, Member, at_once, each, each_best_effort
 from .errors import DeployError, PreviousServes
 from .planning import Plan, dotenv
-from .releases import in_use, parse_state, releases_to_delete, upgrade_spec
+from .releases import in_use, parse_state, releases_to_delete
 from .source import push
 
 
@@ -44,7 +44,8 @@ def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
         run(m.conn, commands.venv_reuse(cl.layout, plan.release, v.source), step="reuse the venv")
     else:
         cl.progress(m.name, "venv", f"pip install ({v.reason})")
-        run(m.conn, commands.venv_install(cl.layout, plan.release, plan.source.requirements_hash, v.venv_id),
+        reqs = plan.source.requirement_files
+        run(m.conn, commands.venv_install(cl.layout, plan.release, reqs.hash, v.venv_id, reqs.files_mark()),
             step="pip install", timeout=1800)
     cl.progress(m.name, "venv", f"{v.action}" + (f" from {v.source}" if v.source else "")
                 + f" in {time.monotonic() - t:.1f} s ({v.reason})")
@@ -70,7 +71,7 @@ def deliver(cl: Cluster, plan: Plan) -> None:
 def upgrade_django(cl: Cluster, plan: Plan, m: Member) -> None:
     """Upgrade Django within the requirements' constraint in the new venv; report old -> new. Unchanged,
     the venv keeps its content id, so gunicorn gets a HUP rather than a restart."""
-    spec = upgrade_spec(plan.source.requirements, cl.layout.requirements)
+    spec = plan.source.requirement_files.upgrade_spec()
     out = run(m.conn, manage.upgrade_django(cl.layout, plan.release, spec, plan.release),
               step="upgrade Django", timeout=900).stdout.strip().splitlines()[-1]
     before, _, after = out.partition(" ")

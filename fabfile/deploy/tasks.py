@@ -18,12 +18,11 @@ from ..remote import HostFailures, RemoteError, run
 from ..ssh import NotInSandbox
 from . import engine, manage
 from .cluster import COMPONENT_ROLES, Cluster, gather, open_cluster
-from .planning import HEALTH_TIMEOUT, DeployOptions, fetched_source
+from .planning import HEALTH_TIMEOUT, DeployOptions, dependencies_change, fetched_source
 from .report import releases_report
 from .rollback import RollbackOptions, roll_back
 from .errors import AnswerMissing, DeployError, NodesChanged
 from .prompts import COMPONENTS, check_component, resolve
-from .releases import django_requirement, requirements_change
 from .source import Source, local_source, warnings
 
 T = TypeVar("T")
@@ -139,8 +138,9 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
     try:
         source = source or resolve_source(cfg, cl)
         anchor = gather(cl, [cl.anchor])[cl.anchor.name]
-        changed, why = requirements_change(anchor.current_info, source.requirements_hash, cfg.app.requirements)
-        spec = django_requirement(source.requirements)
+        changed, why = dependencies_change(cl, anchor, source)
+        django = source.requirement_files.django()
+        spec = django[1] if django else None
         installed = None
         if interactive and django_flag is None and not yes and anchor.current_info is not None:
             installed = run(cl.anchor.conn, manage.django_version(cl.layout, anchor.current), step="Django",
