@@ -77,8 +77,11 @@ if DB_ENGINE in ("postgresql", "postgres"):
             "CONN_MAX_AGE": get_int("DB_CONN_MAX_AGE", 60),
             "CONN_HEALTH_CHECKS": True,
             # a database host that is down (stopped, lost) drops packets: without a timeout, connecting
-            # blocks for minutes (the kernel's SYN retries) and /health hangs instead of answering 503
-            "OPTIONS": {"connect_timeout": get_int("DB_CONNECT_TIMEOUT", 3)},
+            # blocks for minutes (the kernel's SYN retries) and /health hangs instead of answering 503;
+            # and a kept connection whose host vanished without closing it would wait for TCP's retries
+            # (~15 min): tcp_user_timeout (ms) ends it once sent data goes unacknowledged that long
+            "OPTIONS": {"connect_timeout": get_int("DB_CONNECT_TIMEOUT", 3),
+                        "tcp_user_timeout": get_int("DB_TCP_USER_TIMEOUT_MS", 5000)},
         }
     }
 elif DB_ENGINE in ("sqlite", "sqlite3"):
