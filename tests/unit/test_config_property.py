@@ -21,21 +21,18 @@ the module (`pytest -s` shows them).
 from __future__ import annotations
 
 import copy
-import http.server
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import threading
-import urllib.parse
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from loopback_cloud import recording
 
 from fabfile.config import ConfigError, check_templates, load_config
 from fabfile.configure.templates import TemplateError, rehearse
@@ -205,36 +202,6 @@ def test_mutated_roles_yaml_loads_or_says_where(project, raw):
     RUNS["refused"] += isinstance(load_or_refuse(path), str)
 
 
-@contextmanager
-def failing_cloud():
-    """An EC2 endpoint on loopback that answers every call with a non-retryable error; (port, [Action, ...])."""
-    actions: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
-            actions.append((urllib.parse.parse_qs(body).get("Action") or [self.path])[0])
-            reply = (b"<Response><Errors><Error><Code>AuthFailure</Code><Message>recorder</Message></Error>"
-                     b"</Errors><RequestID>r</RequestID></Response>")
-            self.send_response(401)
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        do_GET = do_POST
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1], actions
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def fab_provision(cwd: Path, port: int) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update({"WHIPUP_SANDBOX_PORT": str(port), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
@@ -256,7 +223,7 @@ def test_mutated_roles_yaml_at_the_task_boundary(project, raw):
     if not isinstance(outcome, str):   # accepted: provision will write keys into the state dir; keep it in here
         assume(project in outcome.cluster.state_dir.resolve().parents)
     RUNS["through fab"] += 1
-    with failing_cloud() as (port, actions):
+    with recording() as (port, actions):
         p = fab_provision(work, port)
     assert "Traceback" not in p.stdout + p.stderr, p.stderr
     assert p.returncode != 0    # refused, or the cloud refused the first call
