@@ -14,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from . import exposure, names
-from .validate import (AMI_ID, AMI_OWNER, BRANCH, DOTTED, GIT_URL, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
+from .appconfig import STRATEGIES, AppConfig, parse_app  # noqa: F401  (AppConfig, STRATEGIES: re-exported)
+from .validate import (AMI_ID, AMI_OWNER, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
                        SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
                        list_of, load_yaml, local_path, mapping, octal_mode, own_directory, relative, shown, string,
                        type_name, utf8_text)
 
 TARGETS = ("sandbox", "aws")
 CONNECT_MODES = ("auto", "public", "private")
-STRATEGIES = ("push", "git")
 ACTIONS = ("reload", "restart")
 SSH_PORT = 22
 
 _CLUSTER_NAME = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z", re.ASCII)   # matched whole (fullmatch)
-_APP_NAME = re.compile(r"\A[a-z][a-z0-9_]*\Z", re.ASCII)
 _ROLE_NAME = re.compile(r"\A[a-z][a-z0-9-]*\Z", re.ASCII)
 
 
@@ -61,18 +60,6 @@ class ClusterConfig:
     ami: AmiSpec
     state_dir: Path
     admin_public: bool = False     # SSH from admin_cidr 0.0.0.0/0 or ::/0 is meant
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    name: str
-    repo: str
-    repo_path: Path | None     # the resolved local checkout for strategy push, else None
-    branch: str
-    strategy: str
-    django_settings: str
-    requirements: str
-    keep_releases: int
 
 
 @dataclass(frozen=True)
@@ -172,7 +159,6 @@ _CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "admin_public"
                  "state_dir")
 _SSH_KEYS = ("user", "public_key", "private_key", "connect")
 _AMI_KEYS = ("id", "name", "owner")
-_APP_KEYS = ("name", "repo", "branch", "strategy", "django_settings", "requirements", "keep_releases")
 _ROLE_KEYS = ("count", "instance_type", "root_volume_gb", "elastic_ip", "termination_protection",
               "ports", "packages", "templates", "services", "ami")
 _PORT_KEYS = ("port", "from", "public")
@@ -186,7 +172,7 @@ def _config(data: Any, path: Path) -> Config:
     top = mapping(data, "", _TOP_KEYS, required=("cluster", "app", "roles"))
     root = path.parent
     cluster = _cluster(top["cluster"], "cluster", root)
-    app = _app(top["app"], "app", root)
+    app = parse_app(top["app"], "app", root)
     packages = list_of(top.get("packages", []), "packages", _package)
     roles = _roles(top["roles"], "roles", cluster.ami)
     configure = _configure(top.get("configure", {}), "configure", root)
@@ -272,31 +258,6 @@ def _ami(value: Any, path: str) -> AmiSpec:
         name=string(m["name"], f"{path}.name", what="an image name pattern"),
         owner=string(m.get("owner", "self"), f"{path}.owner", AMI_OWNER,
                      "self, amazon, aws-marketplace or a 12-digit account id"),
-    )
-
-
-def _app(value: Any, path: str, root: Path) -> AppConfig:
-    m = mapping(value, path, _APP_KEYS, required=("name", "repo"))
-    name = string(m["name"], f"{path}.name", _APP_NAME, "a name of [a-z][a-z0-9_]*")
-    strategy = choice(m.get("strategy", "push"), f"{path}.strategy", STRATEGIES)
-    repo = string(m["repo"], f"{path}.repo", what="a local path or a git URL")
-    if strategy == "git" and not GIT_URL.fullmatch(repo):
-        raise Invalid(f"{path}.repo", f"strategy git needs a git URL (https://, ssh://, user@host:path), got {repo!r}")
-    if strategy == "push" and GIT_URL.fullmatch(repo):
-        raise Invalid(f"{path}.repo", f"strategy push needs a local path, got the URL {repo!r} (use strategy: git)")
-    repo_path = local_path(repo, f"{path}.repo", root) if strategy == "push" else None
-    if repo_path is not None and not repo_path.is_dir():
-        raise Invalid(f"{path}.repo", f"strategy push needs a local directory, and {repo_path} is not one")
-    return AppConfig(
-        name=name,
-        repo=repo,
-        repo_path=repo_path,
-        branch=string(m.get("branch", "main"), f"{path}.branch", BRANCH, "a git branch name"),
-        strategy=strategy,
-        django_settings=string(m.get("django_settings", f"{name}.settings"), f"{path}.django_settings",
-                               DOTTED, "a dotted module path like demo.settings"),
-        requirements=relative(m.get("requirements", "requirements.txt"), f"{path}.requirements"),
-        keep_releases=integer(m.get("keep_releases", 5), f"{path}.keep_releases", 1, 100),
     )
 
 

@@ -37,7 +37,8 @@ class Layout:
 
     @classmethod
     def of(cls, cfg: Config) -> "Layout":
-        return cls(cfg.app.name, cfg.app.django_settings, cfg.app.requirements)
+        return cls(cfg.app.name, cfg.app.django_settings or f"{cfg.app.name}.settings",
+                   cfg.app.requirements or "requirements.txt")
 
     @property
     def user(self) -> str:

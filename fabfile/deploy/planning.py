@@ -204,5 +204,5 @@ def fetched_source(cl: Cluster) -> Source:
         r = run(m.conn, commands.show_file(cl.layout, sha, path), step="read the requirements", check=False)
         return r.stdout if r.exited == 0 else None
 
-    reqs = read_requirements(cfg.app.requirements, read)
+    reqs = read_requirements(Layout.of(cfg).requirements, read)
     return Source("git", sha, "", reqs.text, None, cfg.app.branch, includes=reqs.files[1:], requirements_path=reqs.top)

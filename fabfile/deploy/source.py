@@ -89,11 +89,11 @@ def local_source(cfg: Config) -> Source:
                            cwd=toplevel, capture_output=True, timeout=60)
         return p.stdout.decode("utf-8", "replace") if p.returncode == 0 else None
 
-    if read(cfg.app.requirements) is None:
-        raise SourceError(f"app.requirements: {cfg.app.requirements} is not committed in {prefix or toplevel} "
+    if read(Layout.of(cfg).requirements) is None:
+        raise SourceError(f"app.requirements: {Layout.of(cfg).requirements} is not committed in {prefix or toplevel} "
                           f"at HEAD ({head[:7]})")
     try:
-        reqs = read_requirements(cfg.app.requirements, read)
+        reqs = read_requirements(Layout.of(cfg).requirements, read)
     except DeployError as exc:
         raise SourceError(f"{exc} (HEAD {head[:7]} of {toplevel})") from None
     status = _git(path, "status", "--porcelain", "--untracked-files=all", "--", ".")

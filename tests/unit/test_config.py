@@ -80,7 +80,8 @@ def test_defaults_and_overrides(tmp_path):
     assert app.ami == AmiSpec(id="ami-0123456789abcdef0")
     assert cfg.role("proxy").ami == cfg.cluster.ami
     assert app.templates[0] == TemplateSpec("a/b.conf.j2", "/srv/b.conf", None, "restart", "root", "0600")
-    assert cfg.app.django_settings == "demo.settings"
+    assert cfg.app.django_settings is None and cfg.app.requirements is None   # detected from the repository
+    assert cfg.app.health_path == "/-/health" and cfg.app.overlay and cfg.app.media == "s3"
     assert cfg.app.repo_path == tmp_path / "src"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import config, validate, vault
+from fabfile import appconfig, config, validate, vault
 from fabfile.configure import scram
 from fabfile.deploy import releases
 
@@ -19,7 +19,10 @@ SAMPLES = {
     (validate, "USER"): "admin", (validate, "OWNER"): "postgres:postgres", (validate, "MODE"): "0644",
     (validate, "REGION"): "us-east-1", (validate, "VPC_ID"): "vpc-0abc1234", (validate, "SUBNET_ID"): "subnet-0abc1234",
     (validate, "AMI_ID"): "ami-0abc1234", (validate, "AMI_OWNER"): "123456789012",
-    (validate, "INSTANCE_TYPE"): "t3.small", (config, "_CLUSTER_NAME"): "whipup-demo", (config, "_APP_NAME"): "demo",
+    (validate, "INSTANCE_TYPE"): "t3.small", (config, "_CLUSTER_NAME"): "whipup-demo", (appconfig, "APP_NAME"): "demo",
+    (appconfig, "ENV_NAME"): "FOO_BAR", (appconfig, "WSGI"): "mysite.wsgi:application",
+    (appconfig, "URL_PATH"): "/-/health", (appconfig, "SSM_NAME"): "/whipup/demo/KEY",
+    (appconfig, "PYTHON_SPEC"): ">=3.12,<3.14",
     (config, "_ROLE_NAME"): "app", (vault, "NAME"): "db_password", (releases, "SHA"): "a" * 40,
     (releases, "RELEASE_ID"): "20261126143113-b7c1d3a",
     (scram, "_VERIFIER"): "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy", (validate, "_PLAIN_KEY"): "cluster",
@@ -29,7 +32,7 @@ SEARCHED = ("_REQ_NAME", "_ENV_VAR")   # patterns that find a part of a string, 
 
 def test_every_validating_pattern_is_listed():
     found: dict[tuple, tuple] = {}
-    for module in (validate, config, vault, releases, scram):
+    for module in (validate, config, appconfig, vault, releases, scram):
         for name, value in vars(module).items():
             if isinstance(value, re.Pattern) and name not in SEARCHED:
                 found.setdefault((id(value), name), (module, name))   # an imported pattern is its module's
