@@ -3,11 +3,14 @@
 Pure values only (no I/O): the app's user and directories (one frozen `Layout`,
 everything derived from `app.name`), the supervisor program names, the marks
 deploy leaves in venvs and releases, which role holds the database and the
-broker, their ports, and the shared/.env text.
+broker, their ports, and shared/.env (its variables and its file format).
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
+from typing import Mapping, Sequence
+from urllib.parse import quote
 
 from .config import Config
 
@@ -79,6 +82,11 @@ class Layout:
         return f"{self.shared}/.env"
 
     @property
+    def launcher(self) -> str:
+        """shared/whipup-exec: every process of the app starts through it (deploy/runtime.py)."""
+        return f"{self.shared}/whipup-exec"
+
+    @property
     def mirror(self) -> str:
         """The bare git mirror the push strategy pushes to (and the git strategy fetches into)."""
         return f"{self.root}/repo.git"
@@ -116,23 +124,50 @@ class Layout:
         return f"{self.release(release_id)}/{VENV}"
 
 
-def env_text(layout: Layout, *, secret_key: str, db_password: str | None, db_host: str | None,
-             broker_host: str | None) -> str:
-    """shared/.env as docs/remote-layout.md lists it (secrets included: it goes on stdin, never argv).
+def cluster_env(layout: Layout, *, secret_key: str, db_password: str | None, db_host: str | None,
+                broker_host: str | None, hosts: Sequence[str] = (), extra: Mapping[str, str] | None = None
+                ) -> dict[str, str]:
+    """shared/.env's variables, as twelve-factor apps read them (secrets included: the file goes to the hosts
+    on stdin, never argv). `hosts`: the site's names and addresses; `extra`: media and the user's own.
 
     Without a db host (a cluster with no db role) the app uses SQLite in shared/, which outlives releases.
     """
-    lines = [
-        f"DJANGO_SECRET_KEY={secret_key}",
-        "DJANGO_DEBUG=false",
-        "DJANGO_ALLOWED_HOSTS=*",
-        f"MEDIA_ROOT={layout.shared}/media",      # uploads outlive releases
-    ]
-    if db_host is None:
-        lines += ["DB_ENGINE=sqlite", f"DB_NAME={layout.shared}/db.sqlite3"]
-    else:
-        lines += ["DB_ENGINE=postgresql", f"DB_NAME={layout.app}", f"DB_USER={layout.app}",
-                  f"DB_PASSWORD={db_password}", f"DB_HOST={db_host}", f"DB_PORT={DB_PORT}"]
+    db = (f"sqlite:///{layout.shared}/db.sqlite3" if db_host is None else
+          f"postgres://{quote(layout.app, safe='')}:{quote(db_password or '', safe='')}@{db_host}:{DB_PORT}/{layout.app}")
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+    env = {
+        "SECRET_KEY": secret_key, "DJANGO_SECRET_KEY": secret_key,
+        "DEBUG": "false", "DJANGO_DEBUG": "false",
+        "DATABASE_URL": db,
+        "ALLOWED_HOSTS": ",".join(hosts), "DJANGO_ALLOWED_HOSTS": ",".join(hosts),
+        "CSRF_TRUSTED_ORIGINS": ",".join(origins), "DJANGO_CSRF_TRUSTED_ORIGINS": ",".join(origins),
+        "MEDIA_ROOT": f"{layout.shared}/media",      # uploads outlive releases (when not in the bucket)
+    }
     if broker_host:
-        lines.append(f"CELERY_BROKER_URL=redis://{broker_host}:{BROKER_PORT}/0")
-    return "".join(f"{line}\n" for line in lines)
+        env["REDIS_URL"] = env["CELERY_BROKER_URL"] = f"redis://{broker_host}:{BROKER_PORT}/0"
+    for key, value in (extra or {}).items():
+        env.setdefault(key, value)
+    return env
+
+
+def env_file_text(values: Mapping[str, str]) -> str:
+    """`KEY=value` lines, each value quoted for sh (sourced by the launcher; `parse_env_text` reads them)."""
+    for key, value in values.items():
+        if any(c in value for c in "\n\r\0"):
+            raise ValueError(f"{key}: a value may not hold a newline or NUL")
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def parse_env_text(text: str) -> dict[str, str]:
+    """The inverse of `env_file_text` (what gunicorn's settings do on every HUP)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key] = "".join(shlex.split(value)) if value else ""
+    return out
+
+
+def env_text(layout: Layout, **kwargs) -> str:
+    """shared/.env's text: `cluster_env` quoted for sh."""
+    return env_file_text(cluster_env(layout, **kwargs))

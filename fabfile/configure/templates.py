@@ -62,7 +62,7 @@ def context(cfg: Config, node: Node, nodes: list[Node]) -> dict:
             "name": layout.app, "user": layout.user, "group": layout.group, "root": layout.root,
             "releases": layout.releases, "shared": layout.shared, "current": layout.current,
             "logs": layout.logs, "env_file": layout.env_file, "venv": layout.current_venv,
-            "project": layout.project, "wsgi": layout.wsgi, "django_settings": cfg.app.django_settings,
+            "launcher": layout.launcher,
             "web_program": layout.web_program, "worker_program": layout.worker_program,
             "port": WEB_PORT,
         },

@@ -343,9 +343,11 @@ def program_log(layout: Layout, program: str, nbytes: int = 4000) -> str:
                    f"|| supervisorctl tail -{int(nbytes)} {p} stderr")
 
 
-def health(address: str, port: int = WEB_PORT, timeout: float = 3) -> str:
-    """GET /health of an app node (run on a proxy node or the node itself): body, then the status code."""
-    return f"curl -sS -m {timeout:g} -w '\\n%{{http_code}}' {q(f'http://{address}:{int(port)}/health')}"
+def health(address: str, port: int = WEB_PORT, timeout: float = 3, path: str = "/health") -> str:
+    """GET the health path of an app node (run on a proxy node or the node itself): body, then a line with
+    the status code and a redirect's target (empty when none)."""
+    return (f"curl -sS -m {timeout:g} -w '\\n%{{http_code}} %{{redirect_url}}' "
+            f"{q(f'http://{address}:{int(port)}{path}')}")
 
 
 def http_code(url: str, timeout: float = 5) -> str:

@@ -32,7 +32,10 @@ def before_switch(plan: Plan) -> list[tuple[str, Stage]]:
     """The stages that prepare the release while the previous one serves, in order, by name."""
     steps: list[tuple[str, Stage]] = [("code", stages.deliver)]
     if plan.web:
-        steps += [("collectstatic+migrate", stages.collectstatic_and_migrate), ("static+health", static_and_health)]
+        steps += [("collectstatic+migrate", stages.collectstatic_and_migrate)]
+        if plan.runtime.release_command:
+            steps.append(("release command", stages.release_command))
+        steps.append(("static+health", static_and_health))
     elif plan.workers:
         steps.append(("migrations check", stages.migrations_applied))
     return steps

@@ -1,6 +1,6 @@
 """Django in a release: `manage.py` commands, Django's upgrade, and the Python programs run there.
 
-Every command runs as the app user in the release, with the environment that reads shared/.env; the long
+Every command runs as the app user in the release through the launcher (`runtime`): the app's environment; the long
 ones (migrate, collectstatic, pip) end with the SSH session that started them (`commands.tied`). The
 programs (`scripts/*.py`) are package data: `script(name)` goes on stdin, their inputs on argv.
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 from importlib import resources
 from typing import Sequence
 
-from ..layout import VENV, VENV_MARK, Layout
+from ..layout import VENV_MARK, Layout
 from .commands import as_app, q, release_arg, tied
+from .runtime import exec_in
 
 
 def script(name: str) -> str:
@@ -18,23 +19,19 @@ def script(name: str) -> str:
     return (resources.files(__package__) / "scripts" / f"{name}.py").read_text(encoding="utf-8")
 
 
-def _django_env(layout: Layout, extra: dict[str, str] | None = None) -> str:
-    env = {"HOME": layout.root, "WHIPUP_ENV_FILE": layout.env_file, "DJANGO_SETTINGS_MODULE": layout.settings,
-           **(extra or {})}
-    return " ".join(q(f"{k}={v}") for k, v in env.items())
+def _in_release(layout: Layout, release_id: str, argv: Sequence[str]) -> str:
+    """`argv` in the release through the launcher: the app's environment, the venv, the Django root."""
+    return exec_in(layout, layout.release(release_arg(release_id)), argv)
 
 
-def manage(layout: Layout, release_id: str, args: Sequence[str], env: dict[str, str] | None = None) -> str:
-    """`python -m django ARGS` in the release, as the app user, with the settings reading shared/.env."""
-    rel = q(layout.release(release_arg(release_id)))
-    argv = " ".join(q(a) for a in args)
-    return as_app(layout, tied(f"cd {rel} && exec env {_django_env(layout, env)} {VENV}/bin/python -m django {argv}"))
+def manage(layout: Layout, release_id: str, args: Sequence[str]) -> str:
+    """`python -m django ARGS` in the release, as the app user, with the app's environment (`runtime`)."""
+    return as_app(layout, tied(f"exec {_in_release(layout, release_id, ['python', '-m', 'django', *args])}"))
 
 
 def collectstatic(layout: Layout, release_id: str) -> str:
     """collectstatic into the release's static/ (STATIC_ROOT), served by nginx through `current`."""
-    static = f"{layout.release(release_arg(release_id))}/static"
-    return manage(layout, release_id, ["collectstatic", "--noinput", "--verbosity", "1"], {"STATIC_ROOT": static})
+    return manage(layout, release_id, ["collectstatic", "--noinput", "--verbosity", "1"])
 
 
 def migrate(layout: Layout, release_id: str) -> str:
@@ -49,9 +46,12 @@ def migrate_check(layout: Layout, release_id: str) -> str:
 def python_stdin(layout: Layout, release_id: str, args: Sequence[str] = ()) -> str:
     """Run the Python script on stdin in the release with `args` as its argv (Django set up by the
     script itself: see `script`)."""
-    rel = q(layout.release(release_arg(release_id)))
-    argv = "".join(f" {q(a)}" for a in args)
-    return as_app(layout, f"cd {rel} && exec env {_django_env(layout)} {VENV}/bin/python -{argv}")
+    return as_app(layout, f"exec {_in_release(layout, release_id, ['python', '-', *args])}")
+
+
+def release_command(layout: Layout, release_id: str, command: str) -> str:
+    """app.release_command (or the Procfile's release:) once, in the new release, before the switch."""
+    return as_app(layout, tied(f"exec {_in_release(layout, release_id, ['sh', '-c', command])}"))
 
 
 def upgrade_django(layout: Layout, release_id: str, spec: str, venv_id: str) -> str:

@@ -17,6 +17,7 @@ from .prompts import COMPONENTS
 from .releases import (SHA, NodeState, VenvPlan, master_venv, release_of_path, requirements_change, same_code,
                        venv_plan, web_reload_action)
 from .requirements import read_requirements
+from .runtime import AppRuntime
 from .source import Source
 
 HEALTH_TIMEOUT = 60.0
@@ -44,6 +45,7 @@ class Plan:
     static: list[Member]
     before: dict[str, NodeState]          # every involved node's state when the deploy began
     venvs: dict[str, VenvPlan]            # code node -> how its venv is made (an upgrade of Django may amend it)
+    runtime: AppRuntime                   # how the release runs: settings, WSGI, Django root, Celery app
 
     @property
     def web(self) -> bool:
@@ -90,7 +92,17 @@ def make_plan(cl: Cluster, source: Source, opts: DeployOptions, states: dict[str
     venvs = {m.name: venv_plan(states[m.name].current_info, reqs.hash, release, deps=opts.deps,
                                upgrade_django=opts.upgrade_django, path=reqs.name)
              for m in code}
-    return Plan(release, source, opts, code, static, states, venvs)
+    return Plan(release, source, opts, code, static, states, venvs, runtime_of(cl, source))
+
+
+def runtime_of(cl: Cluster, source: Source) -> AppRuntime:
+    """What inspection found at the commit, else roles.yaml's values and the layout's defaults."""
+    if source.runtime is not None:
+        return source.runtime
+    app, layout = cl.cfg.app, cl.layout
+    return AppRuntime(project_settings=layout.settings, wsgi=app.wsgi or layout.wsgi,
+                      celery_app=app.celery_app or layout.project, release_command=app.release_command,
+                      overlay=app.overlay, health_path=app.health_path)
 
 
 def reload_action(layout: Layout, state: NodeState, venv_id: str) -> str:

@@ -26,6 +26,7 @@ from . import commands
 from .errors import DeployError, SourceError
 from .releases import SHA
 from .requirements import Requirements, read_requirements
+from .runtime import AppRuntime
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Source:
     tree: str | None = None    # push: the git tree id of the app's directory at sha
     includes: tuple[tuple[str, str], ...] = ()   # the files `requirements` includes (-r/-c): (path, text)
     requirements_path: str = "requirements.txt"  # app.requirements
+    runtime: AppRuntime | None = None  # how the project runs (inspection); None: from roles.yaml and the layout
 
     @property
     def short(self) -> str:

@@ -7,11 +7,12 @@ Every command comes from `commands`; what to do on each node comes from the `Pla
 """
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import replace
 
 from ..remote import RemoteError, run
-from . import commands, manage
+from . import commands, manage, runtime
 from .cluster import Cluster, Member, at_once, each, each_best_effort
 from .errors import DeployError, PreviousServes
 from .planning import Plan, dotenv
@@ -34,6 +35,9 @@ def _code(cl: Cluster, plan: Plan, m: Member) -> None:
                               f"deploy again")
     run(m.conn, commands.extract(layout, plan.release, source.sha, source.prefix, source.tree,
                                  plan.current(m.name)), step="check out the code")
+    files = runtime.release_files(layout, plan.release, plan.runtime)
+    run(m.conn, runtime.write_files(layout, layout.root), step="write the release's environment",
+        stdin=base64.b64encode(runtime.files_tar(files)).decode())
     cl.progress(m.name, "code", f"{source.short} in releases/{plan.release}")
 
 
@@ -108,6 +112,16 @@ def migrate(cl: Cluster, plan: Plan) -> None:
 def collectstatic_and_migrate(cl: Cluster, plan: Plan) -> None:
     """Both on app node 0, at once (collectstatic writes only the new release's static/)."""
     at_once(lambda: collectstatic(cl, plan), lambda: migrate(cl, plan))
+
+
+def release_command(cl: Cluster, plan: Plan) -> None:
+    """app.release_command (or the Procfile's release:) once per deploy on app node 0, before the switch,
+    as Heroku's release phase: it fails, and the previous release keeps serving."""
+    command = plan.runtime.release_command
+    if command:
+        out = _on_app0(cl, manage.release_command(cl.layout, plan.release, command), "release command",
+                       timeout=3600).stdout.strip()
+        cl.progress(cl.apps[0].name, "release", f"{command!r}: " + (out.splitlines()[-1] if out else "done"))
 
 
 def migrations_applied(cl: Cluster, plan: Plan) -> None:

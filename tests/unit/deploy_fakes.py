@@ -70,7 +70,8 @@ def classify(command: str, stdin: str | None, layout: Layout) -> list[str]:
               ("fetch --quiet", "fetch"), ("archive --format=tar", "extract"), (".env.tmp", ".env"),
               ("cp -al", "venv reuse"), ("pip install --quiet --disable-pip-version-check --no-input -r", "pip install"),
               ("collectstatic", "collectstatic"), ("migrate --check", "migrate check"),
-              ("migrate --noinput", "migrate"), ("base64 -w 0", "static pack"), ("base64 -d", "static unpack"),
+              ("migrate --noinput", "migrate"), ("base64 -w 0", "static pack"),
+              ("tar -x --no-same-owner", "release files"), ("base64 -d", "static unpack"),
               (".trash.", "remove"), ("supervisorctl tail", "log")]
     if f"cat >> {layout.audit_log}" in command:
         return ["audit", "unlock"] if "grep -qF" in command else ["audit"]
@@ -79,7 +80,7 @@ def classify(command: str, stdin: str | None, layout: Layout) -> list[str]:
     for mark, stage in simple:
         if mark in command:
             return [stage]
-    if re.search(r"/bin/python -(?=[\s']|$)", command):
+    if re.search(r"(?:/bin/| )python -(?=[\s']|$)", command):
         return [SCRIPTS[stdin]] if stdin in SCRIPTS else []
     if command.startswith("curl ") and "/health" in command:
         return ["probe"]
@@ -206,6 +207,9 @@ class FakeHost:
 
     def _env(self, command, stdin, rel):
         return Result(0, "changed\n")
+
+    def _release_files(self, command, stdin, rel):
+        return Result()
 
     def _venv_reuse(self, command, stdin, rel):
         old = self.releases[re.search(r"cp -al \S+/releases/(" + RID.pattern + ")/", command).group(1)]

@@ -62,14 +62,15 @@ def test_postgres_listens_privately_and_lets_in_only_app_and_worker_nodes(shippe
 def test_supervisor_programs_follow_the_remote_layout(shipped):
     web = rendered(shipped, "app", 1)["/etc/supervisor/conf.d/demo-web.conf"]
     assert "[program:demo-web]\n" in web
-    assert ("command=/srv/demo/current/.venv/bin/python /srv/demo/current/.venv/bin/gunicorn "
-            "--chdir /srv/demo/current --bind 10.0.0.11:8000") in web
-    assert "demo.wsgi:application" in web and "user=demo\n" in web and "stopsignal=TERM\n" in web
-    assert 'WHIPUP_ENV_FILE="/srv/demo/shared/.env"' in web
+    # the launcher loads the environment; the settings module and WSGI callable are the release's, not here
+    assert "command=/bin/sh /srv/demo/shared/whipup-exec /srv/demo/current web --bind 10.0.0.11:8000\n" in web
+    assert "user=demo\n" in web and "stopsignal=TERM\n" in web and "directory=/srv/demo\n" in web
+    assert "DJANGO_SETTINGS_MODULE" not in web and "wsgi" not in web.split("[program")[1]
     worker = rendered(shipped, "worker")
     program = worker["/etc/supervisor/conf.d/demo-worker.conf"]
-    assert "[program:demo-worker]\n" in program and "/srv/demo/current/.venv/bin/celery -A demo worker" in program
-    assert "directory=/srv/demo/current\n" in program and "stopwaitsecs=60\n" in program
+    assert "[program:demo-worker]\n" in program
+    assert "command=/bin/sh /srv/demo/shared/whipup-exec /srv/demo/current worker --loglevel INFO" in program
+    assert "directory=/srv/demo\n" in program and "stopwaitsecs=60\n" in program
     assert "bind 10.0.0.30 127.0.0.1 -::1\n" in worker["/etc/redis/redis.conf"]
 
 

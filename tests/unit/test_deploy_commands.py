@@ -27,8 +27,8 @@ SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
 
 def test_manage_keeps_every_argument_one_word():
     cmd = dj.manage(L, R, ["shell", "-c", "x; whoami"])
-    django = ("cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
-              "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python -m django "
+    # through the launcher: the app's environment, the release's venv and Django root (deploy/runtime.py)
+    django = ("exec /bin/sh /srv/demo/shared/whipup-exec /srv/demo/releases/20240131120000-1a2b3c4 python -m django "
               "shell -c 'x; whoami'")
     assert cmd == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(django))     # ended with its SSH session
     outer = shlex.split(cmd)
@@ -101,15 +101,13 @@ def test_reload_commands():
 
 def test_other_exact_strings():
     assert dj.collectstatic(L, R) == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(
-        "cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
-        "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings "
-        "STATIC_ROOT=/srv/demo/releases/20240131120000-1a2b3c4/static .venv/bin/python -m django collectstatic "
-        "--noinput --verbosity 1"))
+        "exec /bin/sh /srv/demo/shared/whipup-exec /srv/demo/releases/20240131120000-1a2b3c4 python -m django "
+        "collectstatic --noinput --verbosity 1"))
     assert dj.migrate(L, R) == "sudo -n -u demo -- sh -c " + shlex.quote(c.tied(
-        "cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
-        "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python -m django "
+        "exec /bin/sh /srv/demo/shared/whipup-exec /srv/demo/releases/20240131120000-1a2b3c4 python -m django "
         "migrate --noinput"))
-    assert c.health("172.31.0.4") == "curl -sS -m 3 -w '\\n%{http_code}' http://172.31.0.4:8000/health"
+    assert c.health("172.31.0.4", path="/-/health") == (
+        "curl -sS -m 3 -w '\\n%{http_code} %{redirect_url}' http://172.31.0.4:8000/-/health")
     assert c.receive_pack(L) == "sudo -n -u demo -- git-receive-pack"
     assert c.init_mirror(L) == ("sudo -n -u demo -- sh -c 'test -d /srv/demo/repo.git || "
                                 "git init --bare --quiet /srv/demo/repo.git'")
@@ -361,7 +359,6 @@ def test_state_prints_program_names_as_data():
 
 def test_python_stdin_passes_each_argument_as_one_word():
     assert dj.python_stdin(L, R, ["10.0.0.5:8000", "x; whoami"]) == (
-        "sudo -n -u demo -- sh -c 'cd /srv/demo/releases/20240131120000-1a2b3c4 && exec env HOME=/srv/demo "
-        "WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings .venv/bin/python - "
-        "10.0.0.5:8000 '\"'\"'x; whoami'\"'\"''")
-    assert dj.script("health_check").startswith('"""/health of a release')
+        "sudo -n -u demo -- sh -c 'exec /bin/sh /srv/demo/shared/whipup-exec /srv/demo/releases/20240131120000-1a2b3c4 "
+        "python - 10.0.0.5:8000 '\"'\"'x; whoami'\"'\"''")
+    assert dj.script("health_check").startswith('"""The health check of a release')

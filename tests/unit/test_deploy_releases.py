@@ -10,7 +10,7 @@ from fabfile.deploy.releases import (ProgramState, ReleaseInfo, check_release_id
                                      master_venv, migration_files_missing, parse_state, previous_release,
                                      release_id, release_of_interpreter, releases_to_delete, requirements_change,
                                      requirements_hash, upgrade_spec, venv_plan, web_reload_action)
-from fabfile.layout import Layout, env_text
+from fabfile.layout import Layout, env_file_text, env_text, parse_env_text
 
 SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
 L = Layout("demo", "demo.settings", "requirements.txt")
@@ -161,16 +161,35 @@ def test_layout_and_env_text():
         "/srv/demo", "/srv/demo/current", "/srv/demo/shared/.env", "/srv/demo/repo.git",
         "/srv/demo/shared/deploy.lock", "/srv/demo/shared/deploys.log")
     assert (L.web_program, L.worker_program, L.project) == ("demo-web", "demo-worker", "demo")
-    text = env_text(L, secret_key="k3y", db_password="pw", db_host="10.0.0.7", broker_host="10.0.0.6")
-    assert text == ("DJANGO_SECRET_KEY=k3y\nDJANGO_DEBUG=false\nDJANGO_ALLOWED_HOSTS=*\n"
-                    "MEDIA_ROOT=/srv/demo/shared/media\nDB_ENGINE=postgresql\n"
-                    "DB_NAME=demo\nDB_USER=demo\nDB_PASSWORD=pw\nDB_HOST=10.0.0.7\nDB_PORT=5432\n"
-                    "CELERY_BROKER_URL=redis://10.0.0.6:6379/0\n")
+    text = env_text(L, secret_key="k3y", db_password="p w/@x", db_host="10.0.0.7", broker_host="10.0.0.6",
+                    hosts=["172.31.0.5", "10.0.0.4"], extra={"FOO": "x; whoami", "SECRET_KEY": "not this"})
+    assert text == (
+        "SECRET_KEY=k3y\nDJANGO_SECRET_KEY=k3y\nDEBUG=false\nDJANGO_DEBUG=false\n"
+        "DATABASE_URL=postgres://demo:p%20w%2F%40x@10.0.0.7:5432/demo\n"
+        "ALLOWED_HOSTS=172.31.0.5,10.0.0.4\nDJANGO_ALLOWED_HOSTS=172.31.0.5,10.0.0.4\n"
+        "CSRF_TRUSTED_ORIGINS=http://172.31.0.5,https://172.31.0.5,http://10.0.0.4,https://10.0.0.4\n"
+        "DJANGO_CSRF_TRUSTED_ORIGINS=http://172.31.0.5,https://172.31.0.5,http://10.0.0.4,https://10.0.0.4\n"
+        "MEDIA_ROOT=/srv/demo/shared/media\n"
+        "REDIS_URL=redis://10.0.0.6:6379/0\nCELERY_BROKER_URL=redis://10.0.0.6:6379/0\n"
+        "FOO='x; whoami'\n")       # whipup's own names are not overridden by extra values
+    assert parse_env_text(text)["FOO"] == "x; whoami"
     assert "CELERY" not in env_text(L, secret_key="k", db_password="p", db_host="h", broker_host=None)
     # no db role: SQLite in shared/, which outlives the releases
-    assert env_text(L, secret_key="k", db_password=None, db_host=None, broker_host=None) == (
-        "DJANGO_SECRET_KEY=k\nDJANGO_DEBUG=false\nDJANGO_ALLOWED_HOSTS=*\nMEDIA_ROOT=/srv/demo/shared/media\n"
-        "DB_ENGINE=sqlite\nDB_NAME=/srv/demo/shared/db.sqlite3\n")
+    assert "DATABASE_URL=sqlite:////srv/demo/shared/db.sqlite3\n" in env_text(
+        L, secret_key="k", db_password=None, db_host=None, broker_host=None)
+
+
+def test_the_env_file_is_sourced_by_sh_and_read_back_by_gunicorn_settings_alike(tmp_path):
+    import subprocess
+
+    values = {"A": "x; whoami", "B": "it's \"quoted\" $HOME `id`", "C": "", "D": "plain"}
+    (tmp_path / "env").write_text(env_file_text(values))
+    out = subprocess.run(["sh", "-c", f". {tmp_path}/env && printf '%s\\n' \"$A\" \"$B\" \"$C\" \"$D\""],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:4] == list(values.values())
+    assert parse_env_text(env_file_text(values)) == values
+    with pytest.raises(ValueError, match="B: a value may not hold a newline"):
+        env_file_text({"B": "a\nb"})
 
 
 def test_same_code_compares_the_app_tree_else_the_commit():
@@ -206,8 +225,8 @@ def test_deploy_layout_agrees_with_the_contract_configure_uses(cfg):
     mine, theirs = Layout.of(cfg), context(cfg, node, [node])["app"]
     assert (mine.user, mine.root, mine.releases, mine.shared, mine.current, mine.env_file) == (
         theirs["user"], theirs["root"], theirs["releases"], theirs["shared"], theirs["current"], theirs["env_file"])
-    assert (mine.web_program, mine.worker_program, mine.project) == (
-        theirs["web_program"], theirs["worker_program"], theirs["project"])
+    assert (mine.web_program, mine.worker_program, mine.launcher) == (
+        theirs["web_program"], theirs["worker_program"], theirs["launcher"])
     assert f"{mine.current}/.venv" == theirs["venv"] == mine.current_venv
     assert (mine.user, mine.group, mine.root, mine.releases, mine.shared, mine.current, mine.logs, mine.env_file) == (
         "demo", "demo", "/srv/demo", "/srv/demo/releases", "/srv/demo/shared", "/srv/demo/current", "/var/log/demo",

@@ -10,6 +10,7 @@ import pytest
 from deploy_fakes import SCRIPTS, Rel, World, classify, make_cluster
 
 from fabfile.deploy import commands as c
+from fabfile.deploy import runtime
 from fabfile.deploy import manage as dj
 from fabfile.deploy import engine
 from fabfile.deploy import lock as lk
@@ -78,6 +79,7 @@ def test_the_fake_hosts_classify_each_real_builders_command():
              (lk.audit_and_unlock(L, T), ["audit", "unlock"]), (lk.audit_append(L), ["audit"]),
              (c.state(L, ["demo-web"], migrations=True), ["state"]), (c.fetch(L, "https://x/y.git", "main"), ["fetch"]),
              (c.extract(L, NEW, SHA, "", None, R2), ["extract"]), (c.write_env(L), [".env"]),
+             (runtime.write_files(L, L.root), ["release files"]),
              (c.venv_reuse(L, NEW, R2), ["venv reuse"]), (c.venv_install(L, NEW, "h" * 64, NEW), ["pip install"]),
              (dj.collectstatic(L, NEW), ["collectstatic"]), (dj.migrate(L, NEW), ["migrate"]),
              (dj.migrate_check(L, NEW), ["migrate check"]), (c.static_pack(L, NEW), ["static pack"]),
@@ -95,7 +97,7 @@ def test_the_fake_hosts_classify_each_real_builders_command():
 
 # --- a healthy deploy --------------------------------------------------------------------------
 
-PHASES = [{"lock"}, {"state"}, {"fetch", "extract", ".env", "venv reuse"}, {"collectstatic", "migrate"},
+PHASES = [{"lock"}, {"state"}, {"fetch", "extract", "release files", ".env", "venv reuse"}, {"collectstatic", "migrate"},
           {"static pack", "static unpack", "health before traffic"}, {"switch"},
           {"hup", "celery restart", "probe"},   # celery restarts while gunicorn reloads and the gate probes
           {"remove"}, {"audit", "unlock"}]
@@ -112,7 +114,7 @@ def test_a_healthy_update_runs_every_stage_in_order(site, world):
     assert phases == sorted(phases), world.log
     assert set(phases) == set(range(len(PHASES)))
     where = {stage: sorted(n for n, s in world.log if s == stage) for _, stage in world.log}
-    for stage in ("fetch", "extract", ".env", "venv reuse"):
+    for stage in ("fetch", "extract", "release files", ".env", "venv reuse"):
         assert where[stage] == [APP, WORKER]
     assert where["collectstatic"] == where["migrate"] == where["static pack"] == where["health before traffic"] == [APP]
     assert where["static unpack"] == [PROXY]

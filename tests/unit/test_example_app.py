@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 # Variables the app reads: never let the caller's environment leak into a run.
-_APP_PREFIXES = ("DJANGO_", "DB_", "CELERY_", "WHIPUP_", "STATIC_ROOT", "MEDIA_ROOT")
+_APP_PREFIXES = ("DJANGO_", "DB_", "CELERY_", "WHIPUP_", "STATIC_ROOT", "MEDIA_ROOT", "DATABASE_URL")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_settings_read_whipup_env_file(app_dir, app_env, tmp_path):
         "print(json.dumps([s.WHIPUP_RELEASE, s.ALLOWED_HOSTS, s.CELERY_BROKER_URL, s.SECRET_KEY]))"
     )
     proc = run(app_dir, app_env, "manage.py", "shell", "-c", code)
-    release, hosts, broker, secret = json.loads(proc.stdout)
+    release, hosts, broker, secret = json.loads(proc.stdout.strip().splitlines()[-1])   # Django 5.2 shell: a banner first
     assert release == "from-env-file"
     assert hosts == ["a.example", "b.example"]
     assert broker == "redis://broker.invalid:6379/1"

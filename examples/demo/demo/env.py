@@ -3,9 +3,11 @@
 The file format is the one whipup writes to /srv/demo/shared/.env: one
 KEY=VALUE per line, blank lines and `#` comments ignored, an optional leading
 `export `, and values optionally wrapped in matching single or double quotes
-(taken literally: no escapes, no interpolation).
+(read as sh reads them: whipup quotes each value with shlex.quote).
 """
 import os
+import shlex
+from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -27,8 +29,8 @@ def parse_env_file(path):
             key, value = key.strip(), value.strip()
             if not sep or not key.isidentifier():
                 raise ImproperlyConfigured(f"{path}:{lineno}: expected KEY=VALUE")
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
+            if value[:1] in ("'", '"'):
+                value = "".join(shlex.split(value))   # sh quoting, as whipup writes it
             values[key] = value
     return values
 
@@ -61,3 +63,15 @@ def get_int(name, default):
         return int(raw) if raw.strip() else default
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+
+
+def database_from_url(url, options=None):
+    """A DATABASES entry from a twelve-factor DATABASE_URL (postgres://user:pw@host:port/name, sqlite:///path)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("sqlite", "sqlite3"):
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path[1:] or ":memory:")}
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        raise ImproperlyConfigured(f"DATABASE_URL: unsupported scheme {parts.scheme!r} (postgres or sqlite)")
+    return {"ENGINE": "django.db.backends.postgresql", "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""), "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "", "PORT": parts.port or 5432, **({"OPTIONS": options} if options else {})}

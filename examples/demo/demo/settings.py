@@ -1,16 +1,15 @@
-"""Settings for the whipup demo app. Everything comes from the environment.
+"""Settings for the whipup demo app. Everything comes from the environment (twelve-factor).
 
-whipup writes the variables to /srv/demo/shared/.env (mode 0600), which the
-process manager loads. Set WHIPUP_ENV_FILE to that path to have the settings
-read it themselves (e.g. for `manage.py migrate` from a shell); variables
-already in the environment take precedence over the file.
+whipup writes the variables to /srv/demo/shared/.env (mode 0600) and starts every
+process with them (shared/whipup-exec). Set WHIPUP_ENV_FILE to such a file to have
+the settings read it themselves; variables already in the environment win.
 """
 import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import get_bool, get_int, get_list, load_env_file
+from .env import database_from_url, get_bool, get_int, get_list, load_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -63,9 +62,20 @@ TEMPLATES = [
     },
 ]
 
-# Database: PostgreSQL in production; DB_ENGINE=sqlite for local runs and tests.
+# Database: DATABASE_URL (whipup sets it: postgres://... on the cluster); else DB_ENGINE=sqlite (or
+# postgresql with DB_* variables) for local runs and tests.
 DB_ENGINE = os.environ.get("DB_ENGINE", "postgresql").strip().lower()
-if DB_ENGINE in ("postgresql", "postgres"):
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": {
+        **database_from_url(os.environ["DATABASE_URL"], {
+            "connect_timeout": get_int("DB_CONNECT_TIMEOUT", 3),
+            "tcp_user_timeout": get_int("DB_TCP_USER_TIMEOUT_MS", 5000)}),
+        "CONN_MAX_AGE": get_int("DB_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+    }}
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        DATABASES["default"].pop("OPTIONS", None)
+elif DB_ENGINE in ("postgresql", "postgres"):
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
