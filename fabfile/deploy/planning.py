@@ -189,20 +189,29 @@ def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
     return lines
 
 
-def dotenv(cl: Cluster) -> str:
+def site_hosts(cl: Cluster) -> list[str]:
+    """The names and addresses the site answers to (ALLOWED_HOSTS): the proxies' public and private
+    addresses, the app nodes' (the proxy and the health checks reach gunicorn there), localhost."""
+    hosts: list[str] = []
+    for m in cl.proxies + cl.apps:
+        hosts += [a for a in (m.node.public_ip, m.node.private_ip) if a]
+    return list(dict.fromkeys(hosts + ["localhost", "127.0.0.1"]))
+
+
+def dotenv(cl: Cluster, extra: dict[str, str] | None = None) -> str:
     """shared/.env for this cluster (secrets included: it goes to the hosts on stdin)."""
+    broker = cl.broker.private_ip if cl.broker else None
+    common = dict(secret_key=secret(cl.cfg, "django_secret_key"), broker_host=broker, hosts=site_hosts(cl),
+                  extra=extra)
     if DB_ROLE not in cl.cfg.role_names:  # a one-node cluster: SQLite in shared/, kept across releases
         app_nodes = [m.name for m in cl.apps + cl.workers]
         if len(app_nodes) > 1:
             raise DeployError(f"roles.yaml has no {DB_ROLE} role, so the app uses SQLite on its node; that needs "
                               f"a single app or worker node, and there are {len(app_nodes)}: {', '.join(app_nodes)}")
-        return env_text(cl.layout, secret_key=secret(cl.cfg, "django_secret_key"), db_password=None,
-                        db_host=None, broker_host=cl.broker.private_ip if cl.broker else None)
+        return env_text(cl.layout, db_password=None, db_host=None, **common)
     if cl.db is None or not cl.db.private_ip:
         raise DeployError(f"cluster {cl.cfg.cluster.name} has no running db node: the app needs its database")
-    broker = cl.broker.private_ip if cl.broker else None
-    return env_text(cl.layout, secret_key=secret(cl.cfg, "django_secret_key"),
-                    db_password=secret(cl.cfg, "db_password"), db_host=cl.db.private_ip, broker_host=broker)
+    return env_text(cl.layout, db_password=secret(cl.cfg, "db_password"), db_host=cl.db.private_ip, **common)
 
 
 def fetched_source(cl: Cluster) -> Source:
