@@ -6,6 +6,7 @@ programs (`scripts/*.py`) are package data: `script(name)` goes on stdin, their 
 """
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Sequence
 
@@ -24,11 +25,24 @@ def _django_env(layout: Layout, extra: dict[str, str] | None = None) -> str:
     return " ".join(q(f"{k}={v}") for k, v in env.items())
 
 
-def manage(layout: Layout, release_id: str, args: Sequence[str], env: dict[str, str] | None = None) -> str:
-    """`python -m django ARGS` in the release, as the app user, with the settings reading shared/.env."""
+def stdin_env_script(names: Sequence[str]) -> str:
+    """Read each of `names` from stdin (one value a line) and export it: values that never touch argv."""
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"not an environment variable name: {name!r}")
+    return "".join(f"IFS= read -r {name} && export {name} || exit 125\n" for name in names)
+
+
+def manage(layout: Layout, release_id: str, args: Sequence[str], env: dict[str, str] | None = None, *,
+           attached: bool = False, stdin_env: Sequence[str] = ()) -> str:
+    """`python -m django ARGS` in the release, as the app user, with the settings reading shared/.env.
+
+    The command ends with the SSH session (`tied`, no stdin) unless `attached` (`fab manage`: stdin and a
+    terminal reach Django); `stdin_env` names come first on stdin (`stdin_env_script`)."""
     rel = q(layout.release(release_arg(release_id)))
     argv = " ".join(q(a) for a in args)
-    return as_app(layout, tied(f"cd {rel} && exec env {_django_env(layout, env)} {VENV}/bin/python -m django {argv}"))
+    run = f"cd {rel} && exec env {_django_env(layout, env)} {VENV}/bin/python -m django {argv}"
+    return as_app(layout, stdin_env_script(stdin_env) + (run if attached else tied(run)))
 
 
 def collectstatic(layout: Layout, release_id: str) -> str:
