@@ -6,6 +6,7 @@ both to the modules that do the work.
 from invoke import Collection
 
 from .configure import tasks as configure_tasks
+from .console import tasks as console_tasks
 from .deploy import tasks as deploy_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
@@ -22,5 +23,8 @@ ns = Collection(
     deploy_tasks.quick_update,
     deploy_tasks.rollback,
     deploy_tasks.releases,
+    console_tasks.manage,
+    console_tasks.logs,
+    console_tasks.ssh,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))

@@ -6,6 +6,7 @@ programs (`scripts/*.py`) are package data: `script(name)` goes on stdin, their 
 """
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Sequence
 
@@ -24,9 +25,23 @@ def _in_release(layout: Layout, release_id: str, argv: Sequence[str]) -> str:
     return exec_in(layout, layout.release(release_arg(release_id)), argv)
 
 
-def manage(layout: Layout, release_id: str, args: Sequence[str]) -> str:
-    """`python -m django ARGS` in the release, as the app user, with the app's environment (`runtime`)."""
-    return as_app(layout, tied(f"exec {_in_release(layout, release_id, ['python', '-m', 'django', *args])}"))
+def stdin_env_script(names: Sequence[str]) -> str:
+    """Read each of `names` from stdin (one value a line) and export it: values that never touch argv."""
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"not an environment variable name: {name!r}")
+    return "".join(f"IFS= read -r {name} && export {name} || exit 125\n" for name in names)
+
+
+def manage(layout: Layout, release_id: str, args: Sequence[str], *, attached: bool = False,
+           stdin_env: Sequence[str] = ()) -> str:
+    """`python -m django ARGS` in the release, as the app user, with the app's environment (`runtime`).
+
+    The command ends with the SSH session (`tied`, no stdin) unless `attached` (`fab manage`: stdin and a
+    terminal reach Django); `stdin_env` names come first on stdin (`stdin_env_script`): the launcher keeps
+    them (the env files set only their own names)."""
+    run = f"exec {_in_release(layout, release_id, ['python', '-m', 'django', *args])}"
+    return as_app(layout, stdin_env_script(stdin_env) + (run if attached else tied(run)))
 
 
 def collectstatic(layout: Layout, release_id: str) -> str:
