@@ -7,6 +7,7 @@ from invoke import Collection
 
 from .configure import tasks as configure_tasks
 from .deploy import tasks as deploy_tasks
+from .project import tasks as project_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
 from .whipup import whip_up_full_system
@@ -22,5 +23,6 @@ ns = Collection(
     deploy_tasks.quick_update,
     deploy_tasks.rollback,
     deploy_tasks.releases,
+    project_tasks.inspect,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
