@@ -8,6 +8,7 @@ from invoke import Collection
 from .configure import tasks as configure_tasks
 from .console import tasks as console_tasks
 from .deploy import tasks as deploy_tasks
+from .project import tasks as project_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
 from .whipup import whip_up_full_system
@@ -26,5 +27,6 @@ ns = Collection(
     console_tasks.manage,
     console_tasks.logs,
     console_tasks.ssh,
+    project_tasks.inspect,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))

@@ -144,6 +144,11 @@ def show_file(layout: Layout, sha: str, path: str) -> str:
     return as_app(layout, f"git --git-dir={q(layout.mirror)} show {q(f'{sha_arg(sha)}:{path}')}")
 
 
+def list_tree(layout: Layout, sha: str) -> str:
+    """Every file of commit `sha` in the mirror, NUL-separated (what `fab inspect` looks at, for strategy git)."""
+    return as_app(layout, f"git --git-dir={q(layout.mirror)} ls-tree -r -z --name-only {q(sha_arg(sha))}")
+
+
 def treeish(sha: str, prefix: str) -> str:
     """The tree to deploy: the commit's root, or the app's subdirectory of it."""
     return f"{sha_arg(sha)}:{prefix}" if prefix else f"{sha_arg(sha)}^{{tree}}"

@@ -6,6 +6,7 @@ files, how each venv is made); `up_to_date` says when there is nothing to do; `d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..layout import DB_ROLE, Layout, env_text
 from ..remote import run
@@ -214,16 +215,28 @@ def dotenv(cl: Cluster, extra: dict[str, str] | None = None) -> str:
     return env_text(cl.layout, db_password=secret(cl.cfg, "db_password"), db_host=cl.db.private_ip, **common)
 
 
-def fetched_source(cl: Cluster) -> Source:
-    """Strategy git: the anchor node fetches app.branch; the commit and its requirements."""
+def fetch_commit(cl: Cluster) -> str:
+    """Strategy git: the anchor node fetches app.branch into its mirror; the commit's sha."""
     m, cfg = cl.anchor, cl.cfg
     out = run(m.conn, commands.fetch(cl.layout, cfg.app.repo, cfg.app.branch), step="git fetch").stdout
     sha = (out.strip().splitlines() or [""])[-1]
     if not SHA.fullmatch(sha):
         raise DeployError(f"{m.name}: git fetch of {cfg.app.repo} {cfg.app.branch} gave no commit: {out.strip()}")
+    return sha
+
+
+def mirror_reader(cl: Cluster, sha: str, step: str = "read the requirements") -> Callable[[str], str | None]:
+    """read(path): a file of commit `sha` in the anchor's mirror (None when it is not there)."""
     def read(path: str) -> str | None:
-        r = run(m.conn, commands.show_file(cl.layout, sha, path), step="read the requirements", check=False)
+        r = run(cl.anchor.conn, commands.show_file(cl.layout, sha, path), step=step, check=False)
         return r.stdout if r.exited == 0 else None
 
-    reqs = read_requirements(Layout.of(cfg).requirements, read)
+    return read
+
+
+def fetched_source(cl: Cluster) -> Source:
+    """Strategy git: the anchor node fetches app.branch; the commit and its requirements."""
+    cfg = cl.cfg
+    sha = fetch_commit(cl)
+    reqs = read_requirements(Layout.of(cfg).requirements, mirror_reader(cl, sha))
     return Source("git", sha, "", reqs.text, None, cfg.app.branch, includes=reqs.files[1:], requirements_path=reqs.top)

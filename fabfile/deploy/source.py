@@ -67,7 +67,27 @@ def _git(cwd: Path, *args: str, check: bool = True) -> str:
     return p.stdout
 
 
-def local_source(cfg: Config) -> Source:
+@dataclass(frozen=True)
+class LocalCommit:
+    """HEAD of the work tree holding app.repo: where it is, and the app's directory in it."""
+    toplevel: Path
+    prefix: str                # the app's directory inside the commit ('' for a whole repository)
+    sha: str
+    treeish: str               # `sha:prefix` or `sha^{tree}`
+
+    def read(self, path: str) -> str | None:
+        """A file of the app's directory at the commit (None when it is not there)."""
+        spec = f"{self.sha}:{self.prefix}/{path}" if self.prefix else f"{self.sha}:{path}"
+        p = subprocess.run(["git", "show", spec], cwd=self.toplevel, capture_output=True, timeout=60)
+        return p.stdout.decode("utf-8", "replace") if p.returncode == 0 else None
+
+    def files(self) -> list[str]:
+        """Every file of the app's directory at the commit, relative to it."""
+        out = _git(self.toplevel, "ls-tree", "-r", "-z", "--name-only", self.treeish)
+        return [name for name in out.split("\0") if name]
+
+
+def local_commit(cfg: Config) -> LocalCommit:
     """HEAD of the git work tree holding app.repo, restricted to app.repo's subtree."""
     path = cfg.app.repo_path
     if path is None:
@@ -86,11 +106,13 @@ def local_source(cfg: Config) -> Source:
     kind = _git(toplevel, "cat-file", "-t", treeish, check=False).strip()
     if kind != "tree":
         raise SourceError(f"app.repo: {prefix or '.'} is not in HEAD ({head[:7]}) of {toplevel}; commit it first")
-    def read(path: str) -> str | None:
-        p = subprocess.run(["git", "show", f"{head}:{prefix}/{path}" if prefix else f"{head}:{path}"],
-                           cwd=toplevel, capture_output=True, timeout=60)
-        return p.stdout.decode("utf-8", "replace") if p.returncode == 0 else None
+    return LocalCommit(toplevel, prefix, head, treeish)
 
+
+def local_source(cfg: Config) -> Source:
+    """HEAD of the git work tree holding app.repo, restricted to app.repo's subtree."""
+    commit = local_commit(cfg)
+    path, toplevel, prefix, head, read = cfg.app.repo_path, commit.toplevel, commit.prefix, commit.sha, commit.read
     if read(Layout.of(cfg).requirements) is None:
         raise SourceError(f"app.requirements: {Layout.of(cfg).requirements} is not committed in {prefix or toplevel} "
                           f"at HEAD ({head[:7]})")
@@ -101,7 +123,7 @@ def local_source(cfg: Config) -> Source:
     status = _git(path, "status", "--porcelain", "--untracked-files=all", "--", ".")
     dirty = tuple(line[3:] for line in status.splitlines() if line.strip())
     branch = _git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip() or None
-    tree = _git(toplevel, "rev-parse", treeish).strip()
+    tree = _git(toplevel, "rev-parse", commit.treeish).strip()
     return Source("push", head, prefix, reqs.text, toplevel, branch, dirty, tree, reqs.files[1:], reqs.top)
 
 

@@ -158,7 +158,8 @@ def test_settings_read_whipup_env_file(app_dir, app_env, tmp_path):
         "print(json.dumps([s.WHIPUP_RELEASE, s.ALLOWED_HOSTS, s.CELERY_BROKER_URL, s.SECRET_KEY]))"
     )
     proc = run(app_dir, app_env, "manage.py", "shell", "-c", code)
-    release, hosts, broker, secret = json.loads(proc.stdout.strip().splitlines()[-1])   # Django 5.2 shell: a banner first
+    # Django 5.2's shell first says what it imported automatically: the JSON is the last line
+    release, hosts, broker, secret = json.loads(proc.stdout.strip().splitlines()[-1])
     assert release == "from-env-file"
     assert hosts == ["a.example", "b.example"]
     assert broker == "redis://broker.invalid:6379/1"
