@@ -111,9 +111,9 @@ def _last_started(output: str) -> str | None:
 
 def requirement_name(spec: str) -> str:
     """`psycopg2==2.9.9` -> psycopg2; `./sd/psycopg2-2.9.9.tar.gz` -> psycopg2; `./tiny` -> tiny."""
-    if "/" in spec or re.search(r"\.(tar\.gz|tar\.bz2|zip|whl)$", spec):
-        base = re.sub(r"\.(tar\.gz|tar\.bz2|zip|whl)$", "", posixpath.basename(spec.rstrip("/")))
-        return re.sub(r"-\d.*$", "", base) or base
+    if "/" in spec or re.search(r"\.(tar\.gz|tar\.bz2|zip|whl)\Z", spec):
+        base = re.sub(r"\.(tar\.gz|tar\.bz2|zip|whl)\Z", "", posixpath.basename(spec.rstrip("/")))
+        return re.sub(r"-\d.*\Z", "", base) or base
     found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)
     return found.group(0) if found else spec
 
