@@ -64,7 +64,8 @@ class AppConfig:
     env: tuple[tuple[str, str], ...] = ()
     secrets: tuple[SecretSpec, ...] = ()
     media: str = "s3"
-    build_packages: tuple[str, ...] = ()
+    build_packages: tuple[str, ...] = ()  # Debian packages for requirements pip compiles: configure installs
+                                          # them (with build-essential, python3-dev) on app and worker nodes
 
 
 def env_name(value: Any, path: str) -> str:

@@ -9,6 +9,7 @@ a command line.
 from __future__ import annotations
 
 import io
+import re
 import shlex
 import sys
 import threading
@@ -74,14 +75,20 @@ def _transport_gone(conn, wait: float = 1.0) -> bool:
 SESSION_RETRY_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, check: bool = True,
-        timeout: float | None = None):
+        timeout: float | None = None, on_line: Callable[[str], None] | None = None):
     """Run `command` over `conn` (a fabric Connection) quietly; RemoteError names `step` on failure.
+
+    `on_line` gets each line the command prints (stdout and stderr, as they come, from invoke's reader
+    threads), for live progress; nothing is echoed, and the output is kept in the result as always.
 
     A connection lost before or while the command runs is a `ConnectionLost` (a RemoteError naming the
     host and step) whatever `check` says: there is no exit status to look at. fabric opens a new
     connection for the next command on `conn` if the old one is gone.
     """
     kwargs = {"hide": True, "warn": True, "timeout": timeout, "pty": False}
+    streams = (LineStream(on_line), LineStream(on_line)) if on_line is not None else ()
+    if streams:   # invoke writes to out_stream/err_stream only what it does not hide
+        kwargs.update(hide=False, out_stream=streams[0], err_stream=streams[1])
     connected = getattr(conn, "is_connected", True)       # fabric (re)opens the connection in run()
     for wait in (*SESSION_RETRY_WAITS, None):
         if stdin is not None:
@@ -102,6 +109,8 @@ def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, chec
         except (SSHException, EOFError, OSError) as exc:
             raise ConnectionLost(conn.host, step, f"{type(exc).__name__}: {exc}".rstrip(": "),
                                  connecting=not connected) from None
+    for stream in streams:
+        stream.close()
     if result.exited == -1 and _transport_gone(conn):     # paramiko's "no exit status came"
         raise ConnectionLost(conn.host, step, "closed before the command's exit status came")
     if check and result.exited != 0:
@@ -126,6 +135,28 @@ def channel_slot(conn) -> threading.BoundedSemaphore:
             except AttributeError:  # an object that takes no attributes: nothing to share
                 pass
         return slots
+
+
+class LineStream:
+    """A write-only text stream that hands each complete line (without its end: \\n, \\r\\n or a lone \\r, as
+    progress bars use) to `on_line`; `close()` hands over what is left."""
+
+    def __init__(self, on_line: Callable[[str], None]):
+        self.on_line, self._rest = on_line, ""
+
+    def write(self, data: str) -> int:
+        *lines, self._rest = re.split(r"\r\n|\r|\n", self._rest + data)
+        for line in lines:
+            self.on_line(line)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        rest, self._rest = self._rest, ""
+        if rest:
+            self.on_line(rest)
 
 
 class _WholeRead(io.StringIO):

@@ -1,6 +1,7 @@
 """Thin: run a Plan's actions on one host, one command per stage that has work.
 
     packages  one script: debconf answers, apt-get update if due, ONE apt-get install of every missing package
+              (its output streamed into progress lines: packages fetched, unpacked, set up, elapsed)
     files     one script: user, directories, changed files (a base64 tar on stdin, installed with owner and mode,
               renamed into place), links, removals
     services  one script: each notified service reloaded/restarted once (started if stopped), stopped ones
@@ -16,6 +17,7 @@ import io
 import tarfile
 from dataclasses import dataclass
 
+from ..install_progress import apt_live
 from ..remote import run, sudo_sh
 from . import commands as cmd
 from .plan import (AptInstall, AptUpdate, CreateUser, EnableService, FixAttrs, Link, MakeDir, ModifyUser,
@@ -34,9 +36,10 @@ class Runner:
         self.conn = conn
         self.commands = 0
 
-    def __call__(self, command: str, *, step: str, stdin: str | None = None):
+    def __call__(self, command: str, *, step: str, stdin: str | None = None, on_line=None):
         self.commands += 1
-        return run(self.conn, command, step=step, stdin=stdin, timeout=TIMEOUTS.get(step, DEFAULT_TIMEOUT))
+        return run(self.conn, command, step=step, stdin=stdin, timeout=TIMEOUTS.get(step, DEFAULT_TIMEOUT),
+                   on_line=on_line)
 
 
 @dataclass(frozen=True)
@@ -148,10 +151,14 @@ def apply_plan(runner: Runner, plan: Plan, init: str, *, stages: list[str] | Non
         actions = plan.stage(stage)
         progress(stage, "; ".join(a.describe() for a in actions))
         sc = stage_command(stage, actions, init)
+        # apt-get's output, as it comes: a progress line every few seconds and one at the end
+        live = apt_live(lambda text: progress(stage, text)) if stage == "packages" else None
         try:
-            runner(sc.command, step=stage, stdin=sc.stdin)
+            runner(sc.command, step=stage, stdin=sc.stdin, **({"on_line": live.line} if live else {}))
         except Exception as exc:
             raise StageFailed(stage, done, exc) from exc
+        if live:
+            live.done()
         done += sum(a.count for a in actions)
     return done
 

@@ -1,6 +1,7 @@
 """PURE: what one node should be, from roles.yaml, the rendered templates and the remote layout.
 
-- packages: the cluster's list, then the role's;
+- packages: the cluster's list, then the role's, then (app and worker roles) app.build_packages with
+  build-essential and python3-dev;
 - on app roles (layout.APP_ROLES): the app's system user and its directories (docs/remote-layout.md);
 - the role's rendered templates; an nginx site in sites-available is also enabled (a link in
   sites-enabled) and Debian's `default` site is removed, both notifying the site's service;
@@ -16,6 +17,10 @@ from ..layout import APP_ROLES, DB_ROLE, NOLOGIN, Layout
 from ..nodes import Node
 from .want import Desired, DesiredAbsent, DesiredDir, DesiredFile, DesiredLink, DesiredPostgres, DesiredUser
 
+# the roles that build the app's venv (pip may compile a requirement there), and what building needs
+VENV_ROLES = ("app", "worker")
+BUILD_BASE = ("build-essential", "python3-dev")
+
 NGINX_AVAILABLE = "/etc/nginx/sites-available/"
 NGINX_ENABLED = "/etc/nginx/sites-enabled/"
 NGINX_DEFAULT_SITE = NGINX_ENABLED + "default"
@@ -29,6 +34,13 @@ def app_dirs(cfg: Config) -> tuple[DesiredDir, ...]:
         DesiredDir(a.shared, a.user, a.group, "0750"),
         DesiredDir(a.logs, a.user, a.group, "0755"),
     )
+
+
+def build_packages(cfg: Config, role: str) -> tuple[str, ...]:
+    """roles.yaml's app.build_packages, with a compiler and Python's headers, on the roles that build the venv
+    (none elsewhere, none when the key is empty)."""
+    wanted = cfg.app.build_packages
+    return tuple(dict.fromkeys(BUILD_BASE + tuple(wanted))) if wanted and role in VENV_ROLES else ()
 
 
 def nginx_sites(files: tuple[DesiredFile, ...]) -> tuple[tuple[DesiredLink, ...], tuple[DesiredAbsent, ...]]:
@@ -49,7 +61,7 @@ def desired_state(cfg: Config, node: Node, files: tuple[DesiredFile, ...], *,
     links, absent = nginx_sites(files)
     on_app_role = role.name in APP_ROLES
     return Desired(
-        packages=tuple(dict.fromkeys(cfg.packages + role.packages)),
+        packages=tuple(dict.fromkeys(cfg.packages + role.packages + build_packages(cfg, role.name))),
         user=DesiredUser(a.user, a.root, NOLOGIN) if on_app_role else None,
         dirs=app_dirs(cfg) if on_app_role else (),
         files=files,

@@ -200,7 +200,9 @@ def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id:
         f"export HOME={q(layout.root)}",
         f"rm -rf {venv}",
         f"python3 -m venv {venv}",
-        f"{venv}/bin/pip install --quiet --disable-pip-version-check --no-input -r {q(f'{rel}/{layout.requirements}')}",
+        # not --quiet: its Collecting/Building/Installing lines are the deploy's live progress (install_progress)
+        f"PYTHONUNBUFFERED=1 {venv}/bin/pip install --progress-bar off --disable-pip-version-check --no-input "
+        f"-r {q(f'{rel}/{layout.requirements}')}",
         *([f"printf '%s\\n' {' '.join(q(line) for line in files)} > {venv}/{REQUIREMENTS_FILES_MARK}"]
           if files else []),
         f"printf '%s\\n' {q(req_hash)} > {venv}/{REQUIREMENTS_MARK}",

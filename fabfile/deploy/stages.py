@@ -11,8 +11,9 @@ import base64
 import time
 from dataclasses import replace
 
+from ..install_progress import pip_live
 from ..remote import RemoteError, run
-from . import commands, manage, runtime
+from . import buildpkgs, commands, manage, runtime
 from .cluster import Cluster, Member, at_once, each, each_best_effort
 from .errors import DeployError, PreviousServes
 from .planning import Plan, dotenv
@@ -49,8 +50,16 @@ def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
     else:
         cl.progress(m.name, "venv", f"pip install ({v.reason})")
         reqs = plan.source.requirement_files
-        run(m.conn, commands.venv_install(cl.layout, plan.release, reqs.hash, v.venv_id, reqs.files_mark()),
-            step="pip install", timeout=1800)
+        live = pip_live(lambda text: cl.progress(m.name, "venv", text))
+        try:
+            run(m.conn, commands.venv_install(cl.layout, plan.release, reqs.hash, v.venv_id, reqs.files_mark()),
+                step="pip install", timeout=1800, on_line=live.line)
+        except RemoteError as exc:
+            failure = buildpkgs.diagnose(exc.output)
+            if failure is None:
+                raise
+            raise DeployError(buildpkgs.build_error(m.name, failure, cl.cfg.app.build_packages)) from None
+        live.done()
     cl.progress(m.name, "venv", f"{v.action}" + (f" from {v.source}" if v.source else "")
                 + f" in {time.monotonic() - t:.1f} s ({v.reason})")
 

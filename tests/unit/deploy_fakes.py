@@ -68,7 +68,7 @@ def classify(command: str, stdin: str | None, layout: Layout) -> list[str]:
     web, worker = layout.web_program, layout.worker_program
     simple = [("deploy.lock.new", "lock"), ("echo held", "lock read"), ("echo layout=ok", "state"),
               ("fetch --quiet", "fetch"), ("archive --format=tar", "extract"), (".env.tmp", ".env"),
-              ("cp -al", "venv reuse"), ("pip install --quiet --disable-pip-version-check --no-input -r", "pip install"),
+              ("cp -al", "venv reuse"), ("pip install --progress-bar off --disable-pip-version-check --no-input -r", "pip install"),
               ("collectstatic", "collectstatic"), ("migrate --check", "migrate check"),
               ("migrate --noinput", "migrate"), ("base64 -w 0", "static pack"),
               ("tar -x --no-same-owner", "release files"), ("base64 -d", "static unpack"),
@@ -120,6 +120,7 @@ class FakeHost:
         self.failures: dict[str, tuple[str | None, str]] = {}
         self.calls: list[tuple[str, str | None, bool]] = []  # (stage, the release it concerns, did it work)
         self.migrations_answer = {"missing": [], "leaves": {}}
+        self.pip_output = ""    # what `pip install` prints here
         world.hosts[self.host] = self
 
     def fail(self, stage: str, release: str | None = None, message: str | None = None) -> None:
@@ -140,6 +141,9 @@ class FakeHost:
             result = self._one(stage, command, stdin)
             if result.exited != 0:
                 break
+        if not kw.get("hide", True):   # streamed (remote.run's on_line): invoke echoes what it does not hide
+            kw["out_stream"].write(result.stdout)
+            kw["err_stream"].write(result.stderr)
         return result
 
     def _one(self, stage: str, command: str, stdin: str | None) -> Result:
@@ -219,7 +223,7 @@ class FakeHost:
     def _pip_install(self, command, stdin, rel):
         self.releases[rel].req = _mark(command, f".venv/{REQUIREMENTS_MARK}")
         self.releases[rel].venv = _mark(command, f".venv/{VENV_MARK}")
-        return Result()
+        return Result(0, self.pip_output)
 
     def _collectstatic(self, command, stdin, rel):
         return Result(0, "12 static files copied to 'static'.\n")
