@@ -192,9 +192,10 @@ def write_env(layout: Layout) -> str:
 # --- venvs ----------------------------------------------------------------------------------
 
 def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id: str,
-                        files: Sequence[str] = ()) -> str:
+                        files: Sequence[str] = (), install: Sequence[str] = ()) -> str:
     rel = layout.release(release_arg(release_id))
     venv = q(f"{rel}/{VENV}")
+    reads = " ".join(f"-r {q(f'{rel}/{path}')}" for path in (install or [layout.requirements]))
     return "\n".join([
         "set -e",
         f"export HOME={q(layout.root)}",
@@ -202,7 +203,7 @@ def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id:
         f"python3 -m venv {venv}",
         # not --quiet: its Collecting/Building/Installing lines are the deploy's live progress (install_progress)
         f"PYTHONUNBUFFERED=1 {venv}/bin/pip install --progress-bar off --disable-pip-version-check --no-input "
-        f"-r {q(f'{rel}/{layout.requirements}')}",
+        f"{reads}",
         *([f"printf '%s\\n' {' '.join(q(line) for line in files)} > {venv}/{REQUIREMENTS_FILES_MARK}"]
           if files else []),
         f"printf '%s\\n' {q(req_hash)} > {venv}/{REQUIREMENTS_MARK}",
@@ -210,10 +211,12 @@ def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id:
     ])
 
 
-def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str, files: Sequence[str] = ()) -> str:
-    """A new venv in the release, at its final path, and `pip install -r` the requirements (which follows
-    their -r/-c includes); `files` (`<sha256> <path>` per requirements file) is kept in the venv."""
-    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id, files)))
+def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str, files: Sequence[str] = (),
+                 install: Sequence[str] = ()) -> str:
+    """A new venv in the release, at its final path, and `pip install -r` each of `install` (the release's
+    requirements files, which follow their -r/-c includes); `files` (`<sha256> <path>` per requirements file)
+    is kept in the venv."""
+    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id, files, install)))
 
 
 def requirements_files_mark(layout: Layout, release_id: str) -> str:

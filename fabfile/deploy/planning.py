@@ -17,9 +17,9 @@ from .errors import DeployError
 from .prompts import COMPONENTS
 from .releases import (SHA, NodeState, VenvPlan, master_venv, release_of_path, requirements_change, same_code,
                        venv_plan, web_reload_action)
-from .requirements import read_requirements
+from ..project.tree import split_listing
 from .runtime import AppRuntime
-from .source import Source
+from .source import Source, inspected_source
 
 HEALTH_TIMEOUT = 60.0
 
@@ -180,11 +180,18 @@ def _describe_node(m: Member, plan: Plan, actions: dict[str, str]) -> str:
 def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
     lines = [f"release {plan.release} ({plan.source.strategy} {plan.source.sha[:12]}"
              + (f", {plan.source.prefix}/" if plan.source.prefix else "") + f"), component {plan.options.component}"]
+    if plan.source.project is not None:
+        lines.append("  inspected: " + "; ".join(f"{f.what} {f.value}" for f in plan.source.project.findings
+                                                  if f.value not in ("-", "")))
+    rt = plan.runtime
+    lines.append(f"  runs: DJANGO_SETTINGS_MODULE={rt.settings}" + (f" (overlay over {rt.project_settings})"
+                 if rt.overlay else "") + f", {rt.wsgi}" + (f", celery -A {rt.celery_app}" if rt.celery_app else "")
+                 + (f", release command {rt.release_command!r}" if rt.release_command else ""))
     actions = web_actions(cl, plan)
     lines += [_describe_node(m, plan, actions) for m in plan.involved]
     if plan.web:
         lines.append(f"  {cl.apps[0].name}: collectstatic, migrate (once, under the deploy lock)")
-    gate = (f"/health of the new release before any traffic, then the health gate on "
+    gate = (f"{rt.health_path} of the new release before any traffic, then the health gate on "
             f"{', '.join(m.name for m in cl.apps)}" if plan.web else "no health gate (no web)")
     lines.append(f"  then: {gate}; keep {cl.cfg.app.keep_releases} releases")
     return lines
@@ -236,7 +243,7 @@ def mirror_reader(cl: Cluster, sha: str, step: str = "read the requirements") ->
 
 def fetched_source(cl: Cluster) -> Source:
     """Strategy git: the anchor node fetches app.branch; the commit and its requirements."""
-    cfg = cl.cfg
     sha = fetch_commit(cl)
-    reqs = read_requirements(Layout.of(cfg).requirements, mirror_reader(cl, sha))
-    return Source("git", sha, "", reqs.text, None, cfg.app.branch, includes=reqs.files[1:], requirements_path=reqs.top)
+    out = run(cl.anchor.conn, commands.list_tree(cl.layout, sha), step="list the commit's files").stdout
+    return inspected_source(cl.cfg, "git", sha, split_listing(out), mirror_reader(cl, sha, step="inspect the project"),
+                            branch=cl.cfg.app.branch)

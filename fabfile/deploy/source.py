@@ -25,7 +25,10 @@ from ..state import identity_paths, known_hosts_path
 from . import commands
 from .errors import DeployError, SourceError
 from .releases import SHA
-from .requirements import Requirements, read_requirements
+from ..project.detect import inspect_tree
+from ..project.model import Project
+from . import inspected
+from .requirements import Requirements
 from .runtime import AppRuntime
 
 
@@ -42,6 +45,9 @@ class Source:
     includes: tuple[tuple[str, str], ...] = ()   # the files `requirements` includes (-r/-c): (path, text)
     requirements_path: str = "requirements.txt"  # app.requirements
     runtime: AppRuntime | None = None  # how the project runs (inspection); None: from roles.yaml and the layout
+    install: tuple[str, ...] = ()      # the files `pip install -r` reads (default: requirements_path)
+    generated: tuple[tuple[str, str], ...] = ()   # whipup's files among the requirements, written into the release
+    project: Project | None = None     # what inspection found at sha
 
     @property
     def short(self) -> str:
@@ -109,22 +115,32 @@ def local_commit(cfg: Config) -> LocalCommit:
     return LocalCommit(toplevel, prefix, head, treeish)
 
 
+def inspected_source(cfg: Config, strategy: str, sha: str, files: list[str], read, **kw) -> Source:
+    """A Source of commit `sha` whose tree (`files`, `read`) inspection describes: its requirements (with the
+    cluster's extras), the files whipup writes before pip, how the release runs."""
+    project = inspect_tree(files, read, cfg.app)
+    reqs = inspected.requirements(project, cfg)
+    return Source(strategy, sha, kw.pop("prefix", ""), reqs.text, kw.pop("toplevel", None), kw.pop("branch", None),
+                  includes=reqs.files[1:], requirements_path=reqs.top, runtime=inspected.runtime(project, cfg.app),
+                  install=tuple(inspected.install_files(project, reqs)),
+                  generated=tuple(inspected.generated_files(project, reqs).items()), project=project, **kw)
+
+
 def local_source(cfg: Config) -> Source:
-    """HEAD of the git work tree holding app.repo, restricted to app.repo's subtree."""
+    """HEAD of the git work tree holding app.repo, restricted to app.repo's subtree, inspected."""
     commit = local_commit(cfg)
-    path, toplevel, prefix, head, read = cfg.app.repo_path, commit.toplevel, commit.prefix, commit.sha, commit.read
-    if read(Layout.of(cfg).requirements) is None:
-        raise SourceError(f"app.requirements: {Layout.of(cfg).requirements} is not committed in {prefix or toplevel} "
-                          f"at HEAD ({head[:7]})")
     try:
-        reqs = read_requirements(Layout.of(cfg).requirements, read)
+        files = commit.files()
+        status = _git(cfg.app.repo_path, "status", "--porcelain", "--untracked-files=all", "--", ".")
+        dirty = tuple(line[3:] for line in status.splitlines() if line.strip())
+        branch = _git(cfg.app.repo_path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip() or None
+        tree = _git(commit.toplevel, "rev-parse", commit.treeish).strip()
+        return inspected_source(cfg, "push", commit.sha, files, commit.read, prefix=commit.prefix,
+                                toplevel=commit.toplevel, branch=branch, dirty=dirty, tree=tree)
+    except SourceError:
+        raise
     except DeployError as exc:
-        raise SourceError(f"{exc} (HEAD {head[:7]} of {toplevel})") from None
-    status = _git(path, "status", "--porcelain", "--untracked-files=all", "--", ".")
-    dirty = tuple(line[3:] for line in status.splitlines() if line.strip())
-    branch = _git(path, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip() or None
-    tree = _git(toplevel, "rev-parse", commit.treeish).strip()
-    return Source("push", head, prefix, reqs.text, toplevel, branch, dirty, tree, reqs.files[1:], reqs.top)
+        raise SourceError(f"{exc} (HEAD {commit.sha[:7]} of {commit.toplevel})") from None
 
 
 def warnings(cfg: Config, source: Source) -> list[str]:

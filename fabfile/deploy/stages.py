@@ -37,6 +37,8 @@ def _code(cl: Cluster, plan: Plan, m: Member) -> None:
     run(m.conn, commands.extract(layout, plan.release, source.sha, source.prefix, source.tree,
                                  plan.current(m.name)), step="check out the code")
     files = runtime.release_files(layout, plan.release, plan.runtime)
+    for path, text in source.generated:        # requirements whipup made (from a lock file; the extras)
+        files[f"releases/{plan.release}/{path}"] = (text, 0o644)
     run(m.conn, runtime.write_files(layout, layout.root), step="write the release's environment",
         stdin=base64.b64encode(runtime.files_tar(files)).decode())
     cl.progress(m.name, "code", f"{source.short} in releases/{plan.release}")
@@ -52,7 +54,8 @@ def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
         reqs = plan.source.requirement_files
         live = pip_live(lambda text: cl.progress(m.name, "venv", text))
         try:
-            run(m.conn, commands.venv_install(cl.layout, plan.release, reqs.hash, v.venv_id, reqs.files_mark()),
+            run(m.conn, commands.venv_install(cl.layout, plan.release, reqs.hash, v.venv_id, reqs.files_mark(),
+                                              plan.source.install),
                 step="pip install", timeout=1800, on_line=live.line)
         except RemoteError as exc:
             failure = buildpkgs.diagnose(exc.output)

@@ -39,9 +39,8 @@ def test_after_dashes_falls_back_to_invoke_s_join_when_argv_is_another_one():
 
 def test_manage_attached_runs_django_with_stdin_and_no_tie():
     cmd = manage(LAYOUT, RID, ["check", "x; whoami"], attached=True)
-    assert cmd == ("sudo -n -u demo -- sh -c 'cd /srv/demo/releases/20240101120000-abcdef1 && exec env "
-                   "HOME=/srv/demo WHIPUP_ENV_FILE=/srv/demo/shared/.env DJANGO_SETTINGS_MODULE=demo.settings "
-                   ".venv/bin/python -m django check '\"'\"'x; whoami'\"'\"''")
+    assert cmd == ("sudo -n -u demo -- sh -c 'exec /bin/sh /srv/demo/shared/whipup-exec "
+                   "/srv/demo/releases/20240101120000-abcdef1 python -m django check '\"'\"'x; whoami'\"'\"''")
     script = shlex.split(cmd)[-1]
     assert shlex.split(script)[-2:] == ["check", "x; whoami"]       # one argument, not a second command
     assert "setsid" not in script                                     # stdin reaches Django
@@ -74,7 +73,7 @@ def test_manage_with_forwarded_names_reads_them_before_django():
     script = shlex.split(manage(LAYOUT, RID, ["createsuperuser", "--noinput"], attached=True,
                                 stdin_env=("DJANGO_SUPERUSER_PASSWORD",)))[-1]
     assert script.startswith("IFS= read -r DJANGO_SUPERUSER_PASSWORD && export DJANGO_SUPERUSER_PASSWORD "
-                             "|| exit 125\ncd /srv/demo/releases/")
+                             "|| exit 125\nexec /bin/sh /srv/demo/shared/whipup-exec /srv/demo/releases/")
 
 
 @pytest.mark.parametrize("name, environ, message", [

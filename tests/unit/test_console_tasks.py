@@ -83,7 +83,7 @@ def test_manage_passes_the_remote_exit_status_through(cluster, roles_file, monke
             tasks.manage(ctx("check"), config=str(roles_file))
         assert info.value.code == exited and not info.value.message
     (command, kw), = cluster["conn"].runs
-    assert f"/srv/demo/releases/{RID} && exec env" in command and command.endswith("django check'")
+    assert f"whipup-exec /srv/demo/releases/{RID} python -m django" in command and command.endswith("django check'")
     assert kw["pty"] is False and kw["warn"] is True and kw["hide"] is False
 
 

@@ -75,7 +75,9 @@ def test_no_django_anywhere_names_every_file_looked_in():
 
 def test_push_reads_the_includes_at_head(tmp_path):
     repo = tmp_path / "app"
-    for path, text in SPLIT.items():
+    project = {"manage.py": 'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "site1.settings")\n',
+               "site1/settings.py": "X = 1\n", "site1/wsgi.py": "application = None\n"}
+    for path, text in {**SPLIT, **project}.items():
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         (repo / path).write_text(text)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -88,7 +90,9 @@ def test_push_reads_the_includes_at_head(tmp_path):
     (tmp_path / "roles.yaml").write_text(yaml.safe_dump(data))
     cfg = load_config(tmp_path / "roles.yaml")
     src = local_source(cfg)
-    assert src.requirement_files == read_requirements("requirements/production.txt", reader(SPLIT))
+    files = src.requirement_files.files     # the project's, then the cluster's extras
+    assert files[:-1] == read_requirements("requirements/production.txt", reader(SPLIT)).files
+    assert files[-1][0] == ".whipup/extras.txt"
     assert src.requirements_hash == src.requirement_files.hash
     (repo / "requirements" / "base.txt").write_text("wagtail>=6\n-r missing.txt\n")
     subprocess.run([*git, "commit", "-q", "-am", "two"], cwd=repo, check=True)

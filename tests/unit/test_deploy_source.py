@@ -26,6 +26,8 @@ def git(cwd, *args):
 def app_tree(path: Path, reqs: str = "Django>=4.2,<5.1\n") -> None:
     (path / "demo").mkdir(parents=True)
     (path / "demo" / "settings.py").write_text("X = 1\n")
+    (path / "demo" / "wsgi.py").write_text("application = None\n")
+    (path / "manage.py").write_text('import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")\n')
     (path / "requirements.txt").write_text(reqs)
 
 
@@ -48,7 +50,10 @@ def test_standalone_repository(tmp_path):
     src = local_source(cfg)
     assert src.sha == git(repo, "rev-parse", "HEAD") and src.prefix == "" and src.toplevel == repo
     assert src.requirements == "Django>=4.2,<5.1\n"
-    assert src.requirements_hash == requirements_hash("Django>=4.2,<5.1\n")
+    # the cluster's extras (gunicorn, a PostgreSQL driver, django-storages) are a file of their own
+    assert [p for p, _ in src.requirement_files.files] == ["requirements.txt", ".whipup/extras.txt"]
+    assert src.install == ("requirements.txt", ".whipup/extras.txt")
+    assert src.runtime.project_settings == "demo.settings" and src.runtime.wsgi == "demo.wsgi:application"
     assert src.dirty == () and src.branch == "main" and warnings(cfg, src) == []
 
 
@@ -90,7 +95,7 @@ def test_errors_name_what_to_do(tmp_path):
     (plain / "other.txt").write_text("x")
     git(plain, "add", "other.txt")
     git(plain, "commit", "-q", "-m", "x")
-    with pytest.raises(SourceError, match="requirements.txt is not committed"):
+    with pytest.raises(SourceError, match="no manage.py in the commit .*is app.repo its directory"):
         local_source(load_config(roles_for(tmp_path, plain)))
     sub = plain / "later"
     app_tree(sub)
