@@ -7,7 +7,9 @@ broker, their ports, and the shared/.env text.
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
+from typing import Mapping
 
 from .config import Config
 
@@ -117,10 +119,11 @@ class Layout:
 
 
 def env_text(layout: Layout, *, secret_key: str, db_password: str | None, db_host: str | None,
-             broker_host: str | None) -> str:
+             broker_host: str | None, extra: Mapping[str, str] | None = None) -> str:
     """shared/.env as docs/remote-layout.md lists it (secrets included: it goes on stdin, never argv).
 
     Without a db host (a cluster with no db role) the app uses SQLite in shared/, which outlives releases.
+    `extra` (the app's own app.env/app.secrets, fabfile/appenv) follows whipup's lines, `NAME='sh-quoted'`.
     """
     lines = [
         f"DJANGO_SECRET_KEY={secret_key}",
@@ -135,4 +138,5 @@ def env_text(layout: Layout, *, secret_key: str, db_password: str | None, db_hos
                   f"DB_PASSWORD={db_password}", f"DB_HOST={db_host}", f"DB_PORT={DB_PORT}"]
     if broker_host:
         lines.append(f"CELERY_BROKER_URL=redis://{broker_host}:{BROKER_PORT}/0")
+    lines += [f"{name}={shlex.quote(value)}" for name, value in (extra or {}).items()]
     return "".join(f"{line}\n" for line in lines)

@@ -6,7 +6,9 @@ files, how each venv is made); `up_to_date` says when there is nothing to do; `d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
+from .. import appenv
 from ..layout import DB_ROLE, Layout, env_text
 from ..remote import run
 from ..vault import secret
@@ -177,20 +179,24 @@ def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
     return lines
 
 
-def dotenv(cl: Cluster) -> str:
-    """shared/.env for this cluster (secrets included: it goes to the hosts on stdin)."""
+def dotenv(cl: Cluster, extra: Mapping[str, str] | None = None) -> str:
+    """shared/.env for this cluster (secrets included: it goes to the hosts on stdin), with the app's own
+    variables: `extra`, or those resolved from roles.yaml and the env store (fabfile/appenv)."""
+    if extra is None:
+        extra = appenv.values(appenv.resolve(cl.cfg))
     if DB_ROLE not in cl.cfg.role_names:  # a one-node cluster: SQLite in shared/, kept across releases
         app_nodes = [m.name for m in cl.apps + cl.workers]
         if len(app_nodes) > 1:
             raise DeployError(f"roles.yaml has no {DB_ROLE} role, so the app uses SQLite on its node; that needs "
                               f"a single app or worker node, and there are {len(app_nodes)}: {', '.join(app_nodes)}")
         return env_text(cl.layout, secret_key=secret(cl.cfg, "django_secret_key"), db_password=None,
-                        db_host=None, broker_host=cl.broker.private_ip if cl.broker else None)
+                        db_host=None, broker_host=cl.broker.private_ip if cl.broker else None, extra=extra)
     if cl.db is None or not cl.db.private_ip:
         raise DeployError(f"cluster {cl.cfg.cluster.name} has no running db node: the app needs its database")
     broker = cl.broker.private_ip if cl.broker else None
     return env_text(cl.layout, secret_key=secret(cl.cfg, "django_secret_key"),
-                    db_password=secret(cl.cfg, "db_password"), db_host=cl.db.private_ip, broker_host=broker)
+                    db_password=secret(cl.cfg, "db_password"), db_host=cl.db.private_ip, broker_host=broker,
+                    extra=extra)
 
 
 def fetched_source(cl: Cluster) -> Source:
