@@ -6,6 +6,7 @@ both to the modules that do the work.
 from invoke import Collection
 
 from .configure import tasks as configure_tasks
+from .deploy import envtasks
 from .deploy import tasks as deploy_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
@@ -24,3 +25,4 @@ ns = Collection(
     deploy_tasks.releases,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
+ns.add_collection(Collection("env", envtasks.show, envtasks.set_, envtasks.unset))
