@@ -137,7 +137,11 @@ def values(variables: Iterable[EnvVar]) -> dict[str, str]:
     return {v.name: v.value for v in variables}
 
 
+MASK_MIN = 4      # shorter secret values are not searched for in text: masking "x" would garble every line
+
+
 def secret_values(variables: Iterable[EnvVar]) -> list[str]:
-    return [v.value for v in variables if v.secret and v.value]
+    """The secret values to mask in any text (`vault.mask`): a second guard, no line is meant to hold one."""
+    return [v.value for v in variables if v.secret and len(v.value) >= MASK_MIN]
 
 
