@@ -281,3 +281,15 @@ def test_listing_masks_secrets_and_says_what_is_missing_or_hidden(acfg, aws):
 def test_listing_without_variables(cfg):
     assert appenv.listing(cfg, Store(), ssm=no_cloud) == [
         "the app has no variables of its own (roles.yaml app.env, app.secrets; fab env.set NAME=VALUE adds one)"]
+
+
+def test_the_env_lines_read_back_exactly_when_sh_sources_them(tmp_path):
+    import subprocess
+
+    L = Layout("demo", "demo.settings", "requirements.txt")
+    tricky = {"MSG": "x; whoami", "Q": "it's \"quoted\" $HOME `id`", "EMPTY": "", "SP": "  two  "}
+    path = tmp_path / ".env"
+    path.write_text(env_text(L, secret_key="k", db_password=None, db_host=None, broker_host=None, extra=tricky))
+    script = '. "$1"; for n in MSG Q EMPTY SP; do eval "printf \'%s|\' \\"\\$$n\\""; done'
+    out = subprocess.run(["sh", "-c", script, "sh", str(path)], capture_output=True, text=True, check=True).stdout
+    assert out == "|".join(tricky.values()) + "|"

@@ -210,3 +210,13 @@ def test_task_unset_hides_a_roles_yaml_name_and_a_cluster_without_nodes_only_sav
     assert appenv.load_store(ecfg).unset == {"FOO"} and world.log == []
     envtasks.unset(Context(), "FOO", config=str(roles_file))
     assert "env.unset: the app's environment does not change; no node touched" in capsys.readouterr().out
+
+
+def test_a_deploys_env_holds_the_apps_variables(ecfg, site):
+    from fabfile.deploy.planning import dotenv
+
+    cl, hosts, out = site
+    assert dotenv(cl).endswith("FOO=1\nAPI_KEY=old-key\n")
+    appenv.save_store(ecfg, appenv.load_store(ecfg), Store(secrets={}))
+    with pytest.raises(appenv.EnvError, match=r"app.secrets\[0\]: API_KEY has no value"):
+        dotenv(cl)
