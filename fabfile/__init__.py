@@ -7,6 +7,7 @@ from invoke import Collection
 
 from .configure import tasks as configure_tasks
 from .console import tasks as console_tasks
+from .deploy import envtasks
 from .deploy import tasks as deploy_tasks
 from .project import tasks as project_tasks
 from .provision import tasks as provision_tasks
@@ -30,3 +31,4 @@ ns = Collection(
     project_tasks.inspect,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
+ns.add_collection(Collection("env", envtasks.show, envtasks.set_, envtasks.unset))

@@ -131,6 +131,7 @@ def cluster_env(layout: Layout, *, secret_key: str, db_password: str | None, db_
     on stdin, never argv). `hosts`: the site's names and addresses; `extra`: media and the user's own.
 
     Without a db host (a cluster with no db role) the app uses SQLite in shared/, which outlives releases.
+    `extra` (the app's own app.env/app.secrets, fabfile/appenv) follows whipup's lines, `NAME='sh-quoted'`.
     """
     db = (f"sqlite:///{layout.shared}/db.sqlite3" if db_host is None else
           f"postgres://{quote(layout.app, safe='')}:{quote(db_password or '', safe='')}@{db_host}:{DB_PORT}/{layout.app}")

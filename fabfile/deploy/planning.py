@@ -6,8 +6,9 @@ files, how each venv is made); `up_to_date` says when there is nothing to do; `d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
+from .. import appenv
 from ..layout import DB_ROLE, Layout, env_text
 from ..remote import run
 from ..vault import secret
@@ -206,8 +207,11 @@ def site_hosts(cl: Cluster) -> list[str]:
     return list(dict.fromkeys(hosts + ["localhost", "127.0.0.1"]))
 
 
-def dotenv(cl: Cluster, extra: dict[str, str] | None = None) -> str:
-    """shared/.env for this cluster (secrets included: it goes to the hosts on stdin)."""
+def dotenv(cl: Cluster, extra: Mapping[str, str] | None = None) -> str:
+    """shared/.env for this cluster (secrets included: it goes to the hosts on stdin), with the app's own
+    variables: `extra`, or those resolved from roles.yaml and the env store (fabfile/appenv)."""
+    if extra is None:
+        extra = appenv.values(appenv.resolve(cl.cfg))
     broker = cl.broker.private_ip if cl.broker else None
     common = dict(secret_key=secret(cl.cfg, "django_secret_key"), broker_host=broker, hosts=site_hosts(cl),
                   extra=extra)
