@@ -39,8 +39,30 @@ def signed_service(authorization: str) -> str | None:
     return service.lower()
 
 
-def refusal(method: str, target: str, headers: Mapping[str, str]) -> str | None:
-    """Why this request may not pass to moto (None: it is an S3 request). `headers`' names are lowercase."""
+def reads_form(headers: Mapping[str, str]) -> bool:
+    """Whether moto would read this request's body as an API call's form (an unsigned, form-encoded body):
+    the gate then reads it first (moto does the same, in memory) to look for another service's call in it."""
+    return "authorization" not in headers and \
+        headers.get("content-type", "").startswith("application/x-www-form-urlencoded") and \
+        headers.get("content-length", "0") not in ("", "0")
+
+
+def form_call(body: bytes) -> str | None:
+    """The Action or Version a form body names, as moto reads it (`dict(x.split("=") for x in body.split("&"))`,
+    which gives up on anything else): None if moto would find neither (an S3 object body sent as a form)."""
+    try:
+        fields = dict(x.split("=") for x in body.decode("utf-8").split("&"))
+    except ValueError:
+        return None
+    for key in ("Action", "Version"):
+        if key in fields:
+            return f"{key}={fields[key]}"
+    return None
+
+
+def refusal(method: str, target: str, headers: Mapping[str, str], form: bytes | None = None) -> str | None:
+    """Why this request may not pass to moto (None: it is an S3 request). `headers`' names are lowercase;
+    `form` is the body when `reads_form(headers)`."""
     path = target.split("?", 1)[0]
     if path.startswith(MOTO_OWN):
         return f"{path}: moto's own API, not S3"
@@ -57,9 +79,9 @@ def refusal(method: str, target: str, headers: Mapping[str, str]) -> str | None:
             return f"a request signed for {service or 'an unreadable scope'}, not s3"
         return None
     # unsigned: moto looks at the body, then the path, for another service
-    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded") and \
-            headers.get("content-length", "0") not in ("", "0"):
-        return "a form-encoded API call (Action=...), not S3"
+    call = form_call(form) if form is not None else None
+    if call is not None:
+        return f"a form-encoded API call ({call}), not S3"
     if path.rstrip("/").endswith(NOT_S3_PATHS):
         return f"{path}: an identity-provider path, not S3"
     if "_" in path[1:].split("/", 1)[0]:
@@ -90,12 +112,13 @@ class Gate(http.server.BaseHTTPRequestHandler):
 
     def handle_one(self) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
-        reason = refusal(self.command, self.path, headers)
+        form = self.rfile.read(int(headers["content-length"])) if reads_form(headers) else None
+        reason = refusal(self.command, self.path, headers, form)
         if reason is not None:
             self.log_message("refused %s %s: %s", self.command, self.path, reason)
             return self._answer(411 if reason == NO_LENGTH else 403, error_body(reason))
         try:
-            self._forward(headers)
+            self._forward(headers, form)
         except (OSError, http.client.HTTPException) as exc:
             self.log_message("upstream %s:%s: %s", *self.upstream, exc)
             self.close_connection = True
@@ -112,15 +135,15 @@ class Gate(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _forward(self, headers: dict[str, str]) -> None:
+    def _forward(self, headers: dict[str, str], form: bytes | None) -> None:
         conn = http.client.HTTPConnection(*self.upstream, timeout=300)
         try:
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
                 if name.lower() not in HOP_BY_HOP:
                     conn.putheader(name, value)
-            conn.endheaders()
-            left = int(headers.get("content-length") or 0)
+            conn.endheaders(form)
+            left = 0 if form is not None else int(headers.get("content-length") or 0)
             while left > 0:
                 chunk = self.rfile.read(min(CHUNK, left))
                 if not chunk:
