@@ -25,9 +25,7 @@ from .deploy.source import Source, local_source, warnings
 from .deploy.tasks import resolve_source
 from .layout import WEB_PORT
 from .nodes import find_nodes
-from .provision import converge
-from .provision.tasks import connect_ec2
-from .provision.timing import DEFAULT_TIMING
+from .provision.tasks import connect_ec2, provision_cluster
 from .remote import HostFailures, RemoteError, run
 from .sandbox import control
 from .sandbox.settings import load_settings
@@ -51,7 +49,7 @@ def whip_up_full_system(c, cfg: Config, dry_run=False):
         _whip_up_dry_run(cfg, ec2, source)
         return
     print("== provision")
-    converge.provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING)
+    provision_cluster(ec2, cfg, counter, wait_ssh=True)     # nodes, groups, keys, the media bucket
     print(counter.summary())
     marks = [("provision", time.monotonic() - start)]
     print("== configure")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:     # jinja2 is imported where it renders: a deploy or rollbac
 
 from ..config import Config, TemplateSpec
 from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, WEB_PORT, Layout
+from ..media import MediaSite, nginx_media, rehearsal_site, site_of
 from ..nodes import Node
 from .want import DesiredFile
 
@@ -48,8 +49,8 @@ def _node_entry(node: Node) -> dict:
     return {"name": node.name, "private_ip": node.private_ip, "index": node.index, "role": node.role}
 
 
-def context(cfg: Config, node: Node, nodes: list[Node]) -> dict:
-    """What a template sees: cluster, app, role, node, nodes (by role), db, broker, ports."""
+def context(cfg: Config, node: Node, nodes: list[Node], media: MediaSite | None = None) -> dict:
+    """What a template sees: cluster, app, role, node, nodes (by role), db, broker, media, ports."""
     by_role: dict[str, list[dict]] = {r: [] for r in cfg.role_names}
     for n in sorted(nodes, key=lambda n: (n.role, n.index, n.name)):
         if n.role in by_role and n.private_ip:
@@ -72,6 +73,7 @@ def context(cfg: Config, node: Node, nodes: list[Node]) -> dict:
         "app_roles": list(APP_ROLES),
         "db": {"name": cfg.app.name, "user": cfg.app.name, "port": DB_PORT},
         "broker": {"port": BROKER_PORT},
+        "media": nginx_media(media or site_of(cfg), layout.shared),
     }
     ctx["db"]["clients"] = _port_clients(cfg, DB_ROLE, DB_PORT, by_role)
     ctx["broker"]["clients"] = _port_clients(cfg, BROKER_ROLE, BROKER_PORT, by_role)
@@ -150,11 +152,11 @@ def owner_group(owner: str) -> tuple[str, str]:
     return user, group or user
 
 
-def render_role_files(cfg: Config, node: Node, nodes: list[Node], env: jinja2.Environment | None = None
-                      ) -> tuple[DesiredFile, ...]:
+def render_role_files(cfg: Config, node: Node, nodes: list[Node], env: jinja2.Environment | None = None,
+                      media: MediaSite | None = None) -> tuple[DesiredFile, ...]:
     """Every template of `node`'s role rendered for it: the files configure keeps on that node."""
     env = env or environment(cfg.configure.templates_dir)
-    ctx = context(cfg, node, nodes)
+    ctx = context(cfg, node, nodes, media)
     role = cfg.role(node.role)
     out: list[DesiredFile] = []
     seen: dict[str, str] = {}
@@ -202,4 +204,5 @@ def rehearse(cfg: Config) -> int:
     """
     env = environment(cfg.configure.templates_dir)
     nodes = rehearsal_nodes(cfg)
-    return sum(len(render_role_files(cfg, node, nodes, env)) for node in nodes)
+    media = rehearsal_site(cfg)
+    return sum(len(render_role_files(cfg, node, nodes, env, media)) for node in nodes)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-READ_PREFIXES = ("Describe", "List", "Get")
+READ_PREFIXES = ("Describe", "List", "Get", "Head")   # Head: S3's HeadBucket / HeadObject
 
 
 def is_mutating(operation_name: str) -> bool:

@@ -18,6 +18,9 @@ from . import converge
 from .accounting import MutationCounter
 from .destroy import describe_plan, plan_destroy
 from .destroy import destroy as destroy_plan
+from .ec2 import resolve_subnet
+from .media import MediaBucket
+from .media import describe as describe_media
 from .report import status_json, status_text
 from .timing import DEFAULT_TIMING
 
@@ -29,12 +32,37 @@ def connect_ec2(cfg: Config) -> tuple[object, MutationCounter]:
     return counter.attach(cloud.client("ec2")), counter
 
 
+def open_media(cfg: Config, counter: MutationCounter) -> MediaBucket | None:
+    """The cluster's media bucket (app.media s3), its calls counted with the rest; None with media local."""
+    if cfg.app.media != "s3":
+        return None
+    cloud = open_cloud(cfg.cluster.target, cfg.cluster.region)
+    endpoint = None
+    if cfg.cluster.target == "sandbox":
+        from ..sandbox.settings import load_settings
+
+        endpoint = load_settings().s3_endpoint
+    return MediaBucket.open(cfg, counter.attach(cloud.client("s3")), counter.attach(cloud.client("sts")), endpoint)
+
+
+def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: bool) -> list:
+    """converge.provision, and the media bucket: checked before the first change (a bucket name held by
+    someone else stops the run with nothing created), made once the nodes are; the cluster's nodes."""
+    media = open_media(cfg, counter)
+    if media is not None:
+        media.check()
+    nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
+    if media is not None:
+        media.ensure(cfg, resolve_subnet(ec2, cfg.cluster).vpc_id)
+    return nodes
+
+
 @cluster_task(help={"wait-ssh": "wait until every node answers SSH with its pinned host key (default: on)"})
 def provision(c, cfg: Config, wait_ssh=True):
-    """Create or complete the cluster (nodes, groups, EIPs)."""
+    """Create or complete the cluster (nodes, groups, EIPs, the media bucket)."""
     ec2, counter = connect_ec2(cfg)
     try:
-        nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
+        nodes = provision_cluster(ec2, cfg, counter, wait_ssh=wait_ssh)
     finally:
         print(counter.summary())
     print(status_text(cfg.cluster.name, nodes))
@@ -65,13 +93,21 @@ def destroy(c, cfg: Config, yes=False):
     """Tear down the cluster (asks first unless --yes)."""
     ec2, counter = connect_ec2(cfg)
     plan = plan_destroy(ec2, cfg.cluster.name)
-    print("\n".join(describe_plan(plan)))
-    if plan.empty:
+    media = open_media(cfg, counter)
+    media_plan = media.plan() if media is not None else None
+    lines = describe_plan(plan)
+    if plan.empty and media_plan is not None:
+        lines = [f"cluster {cfg.cluster.name}: will remove"]
+    print("\n".join(lines + describe_media(media_plan)))
+    if plan.empty and media_plan is None:
         return
     if not yes:
         _confirm(cfg.cluster.name)
     try:
-        destroy_plan(ec2, plan, DEFAULT_TIMING)
+        if not plan.empty:
+            destroy_plan(ec2, plan, DEFAULT_TIMING)
+        if media is not None and media_plan is not None:
+            media.destroy(cfg, media_plan)
     finally:
         print(counter.summary())
 

@@ -1,5 +1,5 @@
-"""Bringing the local cloud up and down: image, moto server, bridge, proxy, materializer (which keeps the
-security groups' nftables table in step; `down` removes it).
+"""Bringing the local cloud up and down: image, moto server, bridge, proxy, S3 gate (moto's S3 for hosts,
+s3gate.py), materializer (which keeps the security groups' nftables table in step; `down` removes it).
 
 Every step looks first and acts only when something differs, so `up` twice
 changes nothing and `down` with nothing up is a no-op.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -172,6 +173,39 @@ def start_proxy(settings: SandboxSettings, log) -> None:
     log(f"proxy: started at {settings.proxy_url}")
 
 
+def s3gate_argv(settings: SandboxSettings) -> list[str]:
+    return [sys.executable, "-m", "fabfile.sandbox.s3gate", settings.bridge_address, str(settings.s3_port),
+            str(settings.port)]
+
+
+def listening(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start_s3gate(settings: SandboxSettings, log) -> None:
+    """The S3 gate on the bridge address (after the bridge: it binds that address); restarted when its
+    arguments changed (another port), as the proxy is when its configuration did."""
+    stamp, wanted = settings.run_dir / "s3gate.argv", "\n".join(s3gate_argv(settings)) + "\n"
+    if procs.read_pidfile(pidfile(settings, "s3gate")) and stamp.exists() and stamp.read_text() == wanted:
+        return log(f"s3: already up at {settings.s3_endpoint}")
+    procs.stop_pidfile(pidfile(settings, "s3gate"))
+    stamp.write_text(wanted)
+    logfile = settings.state_dir / "logs" / "s3gate.log"
+    procs.spawn(s3gate_argv(settings), logfile, pidfile(settings, "s3gate"), env=_env(settings), cwd=str(PROJECT_ROOT))
+    deadline = time.monotonic() + 10
+    while not listening(settings.bridge_address, settings.s3_port):
+        if not procs.read_pidfile(pidfile(settings, "s3gate")):
+            raise SandboxError(f"the S3 gate exited; see {logfile}")
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the S3 gate did not listen on {settings.s3_endpoint} within 10 s; see {logfile}")
+        time.sleep(0.05)
+    log(f"s3: moto's S3 for hosts at {settings.s3_endpoint}")
+
+
 def start_materializer(settings: SandboxSettings, log) -> None:
     if procs.read_pidfile(pidfile(settings, "materializer")):
         return log("materializer: already running")
@@ -193,6 +227,7 @@ def up(settings: SandboxSettings, log=print) -> None:
     register_image(settings, log)
     start_bridge(settings, log)
     start_proxy(settings, log)
+    start_s3gate(settings, log)
     start_materializer(settings, log)
 
 
@@ -201,6 +236,8 @@ def down(settings: SandboxSettings, log=print) -> None:
     did = procs.stop_pidfile(pidfile(settings, "materializer"))
     if did:
         log("materializer: stopped")
+    if procs.stop_pidfile(pidfile(settings, "s3gate")):
+        log("s3: stopped")
     for iid in hosts.known_hosts(settings):
         hosts.destroy(settings, iid)
         log(f"host {iid}: removed")
@@ -236,6 +273,7 @@ def status(settings: SandboxSettings) -> dict:
            "api": api_answers(settings),
            "materializer": procs.read_pidfile(pidfile(settings, "materializer")),
            "proxy": settings.proxy_url if procs.read_pidfile(pidfile(settings, "proxy")) else None,
+           "s3": settings.s3_endpoint if procs.read_pidfile(pidfile(settings, "s3gate")) else None,
            "firewall": (f"table inet {firewall.table_name(settings.bridge)}"
                         if shutil.which("nft") and firewall.Firewall(settings.bridge).present() else None),
            "image": None, "image_id": None, "hosts": []}

@@ -81,7 +81,9 @@ def write_seed(settings: SandboxSettings, spec: HostSpec, user_data: bytes | Non
     seed.mkdir(parents=True, exist_ok=True)
     meta = {"instance_id": spec.instance_id, "hostname": spec.hostname, "private_ip": spec.private_ip,
             "proxy_url": settings.proxy_url, "default_user": DEFAULT_USER,
-            "no_proxy": list(net.PRIVATE_RANGES)}
+            # the bridge address by name too: Python's no_proxy matching knows no CIDR ranges, and the S3
+            # gate there is reached directly, not through the proxy
+            "no_proxy": [*net.PRIVATE_RANGES, settings.bridge_address]}
     (seed / "meta.json").write_text(json.dumps(meta))
     (seed / "boot.py").write_bytes((HERE / "guest_boot.py").read_bytes())
     cfg, script = split_user_data(user_data, log)

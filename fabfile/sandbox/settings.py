@@ -25,6 +25,7 @@ class SandboxSettings:
     proxy_port: int
     mirror: str              # Debian mirror debootstrap and apt use (through the proxy inside hosts)
     poll_interval: float     # materializer poll period, seconds
+    s3_port: int = 8898      # the S3 gate (s3gate.py): moto's S3, for hosts, on the bridge address
 
     @property
     def endpoint(self) -> str:
@@ -33,6 +34,11 @@ class SandboxSettings:
     @property
     def proxy_url(self) -> str:
         return f"http://{self.bridge_address}:{self.proxy_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        """Where hosts reach S3 (as a VPC endpoint gives them): the gate on the bridge address."""
+        return f"http://{self.bridge_address}:{self.s3_port}"
 
     @property
     def image_dir(self) -> Path:
@@ -59,4 +65,5 @@ def load_settings(environ: dict[str, str] | None = None) -> SandboxSettings:
         proxy_port=int(env.get("WHIPUP_SANDBOX_PROXY_PORT", "8899")),
         mirror=env.get("WHIPUP_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
         poll_interval=float(env.get("WHIPUP_SANDBOX_POLL", "0.2")),
+        s3_port=int(env.get("WHIPUP_SANDBOX_S3_PORT", "8898")),
     )

@@ -40,6 +40,7 @@ def status(c, json_=False):
     print(f"region:       {st['region']}")
     print(f"image:        {st['image_id'] or '-'} {st['image'] or '(not built)'}")
     print(f"proxy:        {st['proxy'] or 'down'}")
+    print(f"s3 for hosts: {st['s3'] or 'down'}")
     print(f"materializer: {'pid ' + str(st['materializer']) if st['materializer'] else 'down'}")
     print(f"firewall:     {(st['firewall'] + ' (the security groups)') if st['firewall'] else 'no table yet'}")
     if st["hosts"]:

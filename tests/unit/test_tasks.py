@@ -75,10 +75,13 @@ def test_aws_without_credentials_is_a_clear_error(roles_file, monkeypatch, tmp_p
 def test_provision_task_reports_mutating_calls(ec2, roles_file, capsys):
     tasks.provision(Context(), config=str(roles_file), target="aws", wait_ssh=False)
     first = capsys.readouterr().out
-    assert "16 mutating API calls (AllocateAddress 1, AssociateAddress 1" in first
+    assert "20 mutating API calls (AllocateAddress 1, AssociateAddress 1" in first
+    assert "CreateBucket 1" in first and "PutBucketPolicy 1" in first    # the media bucket (app.media: s3)
     assert "whipup-demo-db-0" in first
     tasks.provision(Context(), config=str(roles_file), target="aws", wait_ssh=False)
-    assert "0 mutating API calls\n" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert "0 mutating API calls\n" in again
+    assert "media: bucket whipup-demo-media-123456789012-us-east-1 already ok" in again
 
 
 def test_status_table_and_json(ec2, cfg, roles_file, fast, capsys):
