@@ -22,7 +22,7 @@ from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
 from ..exposure import public_warnings
-from . import builders, preflight
+from . import builders, images, preflight
 from . import ec2 as ops
 from .keys import ensure_host_key, ensure_identity, known_hosts_line, read_host_public
 from .ready import wait_for_ssh
@@ -39,11 +39,14 @@ class Shared:
     group_ids: dict[str, str]  # role -> security group id
 
 
-def checked(ec2, cfg: Config, log: Log, role: str | None = None) -> None:
-    """What roles.yaml opens to the world with `public: true` (said every run), then the preflight checks."""
+def checked(ec2, cfg: Config, log: Log, role: str | None = None, *, python: str | None = None) -> Config:
+    """What roles.yaml opens to the world with `public: true` (said every run), then the preflight checks;
+    the config with `ami: auto` resolved for the project's Python (`python`, a constraint or None)."""
+    cfg, image = images.resolve(cfg, python)
     for line in public_warnings(cfg):
         log(line)
-    preflight.check(ec2, cfg, role=role, log=log)
+    preflight.check(ec2, cfg, role=role, log=log, image=image)
+    return cfg
 
 
 def prepare(ec2, cfg: Config, timing: Timing, log: Log) -> Shared:
@@ -165,9 +168,10 @@ def failure(errors: dict[str, str]) -> ProvisionError:
 
 
 def provision(ec2, cfg: Config, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
-              log: Log = print) -> list[Node]:
-    """Bring every role to its count of running, reachable nodes; the cluster's nodes."""
-    checked(ec2, cfg, log)
+              log: Log = print, python: str | None = None) -> list[Node]:
+    """Bring every role to its count of running, reachable nodes; the cluster's nodes. `python`: the
+    project's Python constraint, for `ami: auto` (None: Debian 12)."""
+    cfg = checked(ec2, cfg, log, python=python)
     shared = prepare(ec2, cfg, timing, log)
     _, errors = each(cfg.roles, lambda role: converge_role(ec2, cfg, role, shared, timing, log),
                      key=lambda role: role.name)
@@ -187,10 +191,11 @@ def next_free_index(nodes: list[Node]) -> int:
 
 
 def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
-                log: Log = print) -> Node:
-    """Launch one more node of a role, at its lowest free index; the new node."""
+                log: Log = print, python: str | None = None) -> Node:
+    """Launch one more node of a role, at its lowest free index; the new node (`python` as for provision)."""
+    cfg.role(role_name)
+    cfg = checked(ec2, cfg, log, role=role_name, python=python)
     role = cfg.role(role_name)
-    checked(ec2, cfg, log, role=role.name)
     shared = prepare(ec2, cfg, timing, log)
     index = next_free_index(find_nodes(ec2, cfg.cluster.name, role=role.name))
     if index >= role.count:

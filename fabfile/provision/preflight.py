@@ -33,6 +33,7 @@ from ..nodes import GONE_STATES
 from ..state import identity_paths
 from . import builders
 from ..errors import ProvisionError
+from .images import ImageChoice
 from .keys import fingerprint, public_key_parts
 
 Log = Callable[[str], None]
@@ -234,7 +235,9 @@ def image_problem(ec2, ami: AmiSpec, key: str, roles: tuple[str, ...], region: s
             return Problem(f"{key}.id", f"{ami.id} is {state}, not available", roles)
         return None
     if not images:
-        return Problem(f"{key}.name", f"no available image named {ami.name!r} owned by {ami.owner} in {region}",
+        hint = " (fab sandbox.up builds and registers it)" if ami.name.endswith("-whipup-sandbox") else ""
+        return Problem(key if ami.auto else f"{key}.name", ("auto chose an image that is not there: " if ami.auto
+                       else "") + f"no available image named {ami.name!r} owned by {ami.owner} in {region}{hint}",
                        roles)
     return None
 
@@ -353,10 +356,14 @@ def failure(cfg: Config, problems: list[Problem], skipped: bool) -> ProvisionErr
     return ProvisionError(f"preflight: {n} problem{'s' if n > 1 else ''}, nothing was created:\n{lines}{note}")
 
 
-def check(ec2, cfg: Config, *, role: str | None = None, log: Log = print) -> Report:
+def check(ec2, cfg: Config, *, role: str | None = None, log: Log = print,
+          image: ImageChoice | None = None) -> Report:
     """Run every check for provision (role None) or create_node(role); raise one ProvisionError listing
-    every failure, or log the warnings and the time taken and return the report."""
+    every failure, or log the warnings and the time taken and return the report. `image`: what `ami: auto`
+    chose (provision/images.py), said first."""
     start = time.monotonic()
+    if image is not None:
+        log(image.describe())
     warnings: list[str] = []
     problems = region_problems(cfg) + key_problems(cfg)
     plan = None

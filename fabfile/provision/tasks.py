@@ -29,24 +29,31 @@ def connect_ec2(cfg: Config) -> tuple[object, MutationCounter]:
     return counter.attach(cloud.client("ec2")), counter
 
 
-@cluster_task(help={"wait-ssh": "wait until every node answers SSH with its pinned host key (default: on)"})
-def provision(c, cfg: Config, wait_ssh=True):
+PYTHON_HELP = "the project's Python (like >=3.12) that `ami: auto` picks the image for (default: app.python)"
+
+
+@cluster_task(help={"wait-ssh": "wait until every node answers SSH with its pinned host key (default: on)",
+                    "python": PYTHON_HELP})
+def provision(c, cfg: Config, wait_ssh=True, python=None):
     """Create or complete the cluster (nodes, groups, EIPs)."""
     ec2, counter = connect_ec2(cfg)
     try:
-        nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
+        nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING,
+                                   python=python or cfg.app.python)
     finally:
         print(counter.summary())
     print(status_text(cfg.cluster.name, nodes))
 
 
-@cluster_task(help={"role": "the role to add a node to", "wait-ssh": "wait until the node answers SSH (default: on)"})
-def create_node(c, role, cfg: Config, wait_ssh=True):
+@cluster_task(help={"role": "the role to add a node to", "wait-ssh": "wait until the node answers SSH (default: on)",
+                    "python": PYTHON_HELP})
+def create_node(c, role, cfg: Config, wait_ssh=True, python=None):
     """Launch one more node of ROLE, at its lowest free index."""
     cfg.role(role)
     ec2, counter = connect_ec2(cfg)
     try:
-        node = converge.create_node(ec2, cfg, role, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
+        node = converge.create_node(ec2, cfg, role, wait_ssh=wait_ssh, timing=DEFAULT_TIMING,
+                                    python=python or cfg.app.python)
     finally:
         print(counter.summary())
     print(status_text(cfg.cluster.name, [node]))
