@@ -22,7 +22,7 @@ from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
 from ..exposure import public_warnings
-from . import builders, images, preflight
+from . import builders, preflight
 from . import ec2 as ops
 from .keys import ensure_host_key, ensure_identity, known_hosts_line, read_host_public
 from .ready import wait_for_ssh
@@ -42,11 +42,9 @@ class Shared:
 def checked(ec2, cfg: Config, log: Log, role: str | None = None, *, python: str | None = None) -> Config:
     """What roles.yaml opens to the world with `public: true` (said every run), then the preflight checks;
     the config with `ami: auto` resolved for the project's Python (`python`, a constraint or None)."""
-    cfg, image = images.resolve(cfg, python)
     for line in public_warnings(cfg):
         log(line)
-    preflight.check(ec2, cfg, role=role, log=log, image=image)
-    return cfg
+    return preflight.check(ec2, cfg, role=role, log=log, python=python).config
 
 
 def prepare(ec2, cfg: Config, timing: Timing, log: Log) -> Shared:

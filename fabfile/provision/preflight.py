@@ -34,6 +34,7 @@ from ..state import identity_paths
 from . import builders
 from ..errors import ProvisionError
 from .images import ImageChoice
+from .images import resolve as resolve_images
 from .keys import fingerprint, public_key_parts
 
 Log = Callable[[str], None]
@@ -61,6 +62,8 @@ class Report:
     seconds: float
     plan: Plan | None
     warnings: tuple[str, ...] = field(default=())
+    config: Config | None = None      # the config checked: `ami: auto` resolved (provision/images.py)
+    image: ImageChoice | None = None  # what auto chose, and why
 
 
 def suggestion(word: str, options) -> str:
@@ -356,12 +359,13 @@ def failure(cfg: Config, problems: list[Problem], skipped: bool) -> ProvisionErr
     return ProvisionError(f"preflight: {n} problem{'s' if n > 1 else ''}, nothing was created:\n{lines}{note}")
 
 
-def check(ec2, cfg: Config, *, role: str | None = None, log: Log = print,
-          image: ImageChoice | None = None) -> Report:
+def check(ec2, cfg: Config, *, role: str | None = None, log: Log = print, python: str | None = None) -> Report:
     """Run every check for provision (role None) or create_node(role); raise one ProvisionError listing
-    every failure, or log the warnings and the time taken and return the report. `image`: what `ami: auto`
-    chose (provision/images.py), said first."""
+    every failure, or log the warnings and the time taken and return the report. `ami: auto` is resolved
+    first for the project's Python (`python`, a constraint or None), and the image it chose said, with why;
+    the report carries the resolved config."""
     start = time.monotonic()
+    cfg, image = resolve_images(cfg, python)
     if image is not None:
         log(image.describe())
     warnings: list[str] = []
@@ -376,7 +380,7 @@ def check(ec2, cfg: Config, *, role: str | None = None, log: Log = print,
     for p in problems:
         who = f"role {p.roles[0]} launches" if len(p.roles) == 1 else f"roles {', '.join(p.roles)} launch"
         warnings.append(f"{cfg.path.name}: {p.key}: {p.detail} ({who} nothing this run; a new node would fail)")
-    report = Report(seconds=time.monotonic() - start, plan=plan, warnings=tuple(warnings))
+    report = Report(seconds=time.monotonic() - start, plan=plan, warnings=tuple(warnings), config=cfg, image=image)
     for w in report.warnings:
         log(f"warning: {w}")
     log(f"preflight: {report.seconds:.2f} s")

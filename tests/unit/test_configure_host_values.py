@@ -102,8 +102,9 @@ def test_for_host_fills_contents_and_links_too():
 
 def test_an_up_to_date_db_host_costs_one_command_with_its_own_version(shipped, monkeypatch):
     want = configure_run.desired_for(shipped, [DB], NODES, dry_run=False)[DB.instance_id]
-    text = facts_text(want.for_host({"postgresql": "17"}), password=secret(shipped, "db_password"))
-    host = FakeHost(DB, [text.replace("os debian 12", "os debian 13\npostgresql 17")])
+    text = facts_text(want, password=secret(shipped, "db_password"), postgresql="17")
+    assert "\npostgresql 17\n" in text and "file\t/etc/postgresql/17/main/pg_hba.conf\t" in text
+    host = FakeHost(DB, [text])
     monkeypatch.setattr(configure_run, "connect", lambda cfg, n: host)
     r = configure_run.converge_host(shipped, DB, want, dry_run=False, progress=lambda *a: None, secrets=[])
     assert (r.error, r.commands, r.changed) == (None, 1, 0)
@@ -112,7 +113,7 @@ def test_an_up_to_date_db_host_costs_one_command_with_its_own_version(shipped, m
 
 def test_a_template_using_a_version_the_host_lacks_is_an_error_naming_it(shipped, monkeypatch):
     want = configure_run.desired_for(shipped, [DB], NODES, dry_run=False)[DB.instance_id]
-    text = facts_text(want, password=secret(shipped, "db_password"))       # packages in, no /etc/postgresql
+    text = facts_text(want, password=secret(shipped, "db_password"), postgresql=None)  # no /etc/postgresql
     host = FakeHost(DB, [text])
     monkeypatch.setattr(configure_run, "connect", lambda cfg, n: host)
     r = configure_run.converge_host(shipped, DB, want, dry_run=False, progress=lambda *a: None, secrets=[])
