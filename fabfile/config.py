@@ -38,6 +38,15 @@ class AmiSpec:
     id: str | None = None
     name: str | None = None
     owner: str = "self"
+    auto: bool = False         # roles.yaml `ami: auto`: provision picks by the project's Python and fills in
+                               # name and owner (provision/images.py: resolve); auto stays set, for messages
+
+    @property
+    def unresolved(self) -> bool:
+        return self.auto and self.id is None and self.name is None
+
+
+AUTO_AMI = AmiSpec(auto=True)
 
 
 @dataclass(frozen=True)
@@ -219,7 +228,7 @@ def _cluster(value: Any, path: str, root: Path) -> ClusterConfig:
         vpc=_vpc(m.get("vpc", "default"), f"{path}.vpc"),
         subnet=None if subnet is None else string(subnet, f"{path}.subnet", SUBNET_ID,
                                                   "a subnet id like subnet-0abc1234"),
-        ami=_ami(m.get("ami", {"name": "debian-12-amd64-*", "owner": "self"}), f"{path}.ami"),
+        ami=_ami(m.get("ami", "auto"), f"{path}.ami"),
         state_dir=own_directory(local_path(m.get("state_dir", ".whipup"), f"{path}.state_dir", root,
                                            what="a directory path"), f"{path}.state_dir"),
     )
@@ -247,6 +256,10 @@ def _ssh(value: Any, path: str, root: Path) -> SshConfig:
 
 
 def _ami(value: Any, path: str) -> AmiSpec:
+    if value == "auto":
+        return AUTO_AMI
+    if isinstance(value, str):
+        raise Invalid(path, f"expected auto, {{id: ami-...}} or {{name: ..., owner: ...}}, got {shown(value)}")
     m = mapping(value, path, _AMI_KEYS)
     if "id" in m:
         if len(m) > 1:

@@ -34,22 +34,29 @@ from .ssh import NotInSandbox, check_sandbox_route
 ERRORS = (DeployError, HostFailures, RemoteError, NotInSandbox, ConfigureError, TemplateError, FactsError)
 
 
-@cluster_task(name="whip-up-full-system", help={"dry-run": "show what provision, configure and deploy would do"},
+@cluster_task(name="whip-up-full-system", help={"dry-run": "show what provision, configure and deploy would do",
+                                                "python": "the project's Python (like >=3.12) for ami: auto "
+                                                          "(default: app.python)"},
               errors=ERRORS)
-def whip_up_full_system(c, cfg: Config, dry_run=False):
-    """From nothing to a working site: provision, configure, deploy; ends with the site's URL."""
+def whip_up_full_system(c, cfg: Config, dry_run=False, python: str | None = None):
+    """From nothing to a working site: provision, configure, deploy; ends with the site's URL.
+
+    `python`: the project's Python constraint that `ami: auto` picks the image for (None: app.python, else
+    what inspection found: requires-python, .python-version, runtime.txt)."""
     start = time.monotonic()
     check_templates(cfg)   # bad input stops here: nothing launched, no API called
     rehearse(cfg)
     source = local_source(cfg) if cfg.app.strategy == "push" else None
+    found = source.project.python if source is not None and source.project is not None else None
+    python = python or cfg.app.python or found
     if cfg.cluster.target == "sandbox":
         _start_local_cloud(dry_run)
     ec2, counter = connect_ec2(cfg)
     if dry_run:
-        _whip_up_dry_run(cfg, ec2, source)
+        _whip_up_dry_run(cfg, ec2, source, python)
         return
     print("== provision")
-    provision_cluster(ec2, cfg, counter, wait_ssh=True)     # nodes, groups, keys, the media bucket
+    provision_cluster(ec2, cfg, counter, wait_ssh=True, python=python)     # nodes, groups, keys, the media bucket
     print(counter.summary())
     marks = [("provision", time.monotonic() - start)]
     print("== configure")
@@ -93,11 +100,11 @@ def _deploy_and_check(cfg: Config, ec2, source: Source | None) -> tuple[float, s
         cl.close()
 
 
-def _whip_up_dry_run(cfg: Config, ec2, source: Source | None) -> None:
+def _whip_up_dry_run(cfg: Config, ec2, source: Source | None, python: str | None = None) -> None:
     """What provision would launch; when nothing, configure's and deploy's dry runs on the running nodes."""
     from .provision.converge import checked
 
-    checked(ec2, cfg, print)               # what a real run would refuse, a dry run refuses too
+    checked(ec2, cfg, print, python=python)               # what a real run would refuse, a dry run refuses too
     nodes = [n for n in find_nodes(ec2, cfg.cluster.name) if n.state == "running"]
     short = [(r.name, r.count - sum(1 for n in nodes if n.role == r.name)) for r in cfg.roles]
     short = [(name, k) for name, k in short if k > 0]

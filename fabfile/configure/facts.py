@@ -3,7 +3,8 @@
 `facts_command(request)` builds a root shell script that prints sections:
 
     @@whipup-facts 1
-    @@system       init systemd|sysv, now <epoch>, os <id> <version>, apt_lists <n>, apt_updated <epoch>
+    @@system       init systemd|sysv, now <epoch>, os <id> <version>, apt_lists <n>, apt_updated <epoch>,
+                   postgresql <major> (the newest in /etc/postgresql; empty when none is installed)
     @@packages     dpkg-query: <status-abbrev><TAB><package>
     @@paths        file|dir|link|other|absent <TAB> path [<TAB> owner:group:mode <TAB> sha256 | <TAB> target]
     @@users        user<TAB><passwd line> | absent<TAB><name>
@@ -15,15 +16,26 @@
 `parse_facts(text)` turns that into `Facts` (FactsError on anything malformed).
 The postgres section carries the role's SCRAM verifier (never the password):
 it lets `plan` check the password locally; facts are never printed.
+
+Host values (`HOST_VALUES`): templates see `host.postgresql` as a placeholder, since they are rendered
+before any host is contacted; a managed path holding one is stat'ed by the facts script with the host's
+own value put in (so an up-to-date host still costs one command), and `Desired.for_host` puts the value
+into the rendered paths and contents once the facts are read.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import commands as cmd
 
 MAGIC = "@@whipup-facts 1"
 SECTIONS = ("system", "packages", "paths", "users", "services", "pending", "postgres")
+
+# host value -> (its placeholder in rendered templates, the facts script's shell variable holding it)
+HOST_VALUES = {"postgresql": ("<postgresql-version>", "whipup_pg")}
+PG_MAJOR_COMMAND = ("whipup_pg=$(ls -1 /etc/postgresql 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -n 1); "
+                    'echo "postgresql $whipup_pg"')
 
 
 class FactsError(Exception):
@@ -91,6 +103,12 @@ class Facts:
     services: dict[str, ServiceFact]
     postgres: PgFacts | None
     pending: frozenset[tuple[str, str]] = frozenset()   # (service, action) handlers still owed
+    postgresql: str | None = None     # the installed PostgreSQL's major version ("17"); None: none installed
+
+    @property
+    def host_values(self) -> dict[str, str]:
+        """The HOST_VALUES this host has (templates' `host.*`)."""
+        return {"postgresql": self.postgresql} if self.postgresql else {}
 
 
 # --- the command ------------------------------------------------------------------------
@@ -136,11 +154,12 @@ def facts_script(request: FactsRequest) -> str:
         '( . /etc/os-release 2>/dev/null; echo "os ${ID:-unknown} ${VERSION_ID:-unknown}" )',
         "n=0; for f in /var/lib/apt/lists/*_Packages*; do [ -e \"$f\" ] && n=$((n+1)); done; echo \"apt_lists $n\"",
         f"echo \"apt_updated $(stat -c %Y {cmd.q(cmd.APT_STAMP)} /var/lib/apt/lists 2>/dev/null | sort -n | tail -n 1)\"",
+        PG_MAJOR_COMMAND,
         "echo @@packages",
         r"dpkg-query -W -f '${db:Status-Abbrev}\t${Package}\n' 2>/dev/null",
         "echo @@paths",
         _PATH_FN,
-        *(f"p {cmd.q(p)}" for p in request.paths),
+        *(path_line(p) for p in request.paths),
         "echo @@users",
         _USER_FN,
         *(f"u {cmd.q(u)}" for u in request.users),
@@ -161,6 +180,22 @@ def facts_script(request: FactsRequest) -> str:
         ]
     lines += ["echo @@end", "exit 0"]
     return "\n".join(lines)
+
+
+def path_line(path: str) -> str:
+    """The facts script's line for one managed path: `p PATH`, a host value's placeholder replaced by the
+    script's variable (and the line skipped when the host has no such value)."""
+    variables = {mark: var for mark, var in HOST_VALUES.values() if mark in path}
+    if not variables:
+        return f"p {cmd.q(path)}"
+    words, last = [], 0
+    for m in re.finditer("|".join(re.escape(mark) for mark in variables), path):
+        words += [cmd.q(path[last:m.start()])] if m.start() > last else []
+        words.append(f'"${variables[m.group()]}"')
+        last = m.end()
+    words += [cmd.q(path[last:])] if last < len(path) else []
+    tests = " && ".join(f'[ -n "${var}" ]' for var in variables.values())
+    return f"{tests} && p {''.join(words)}"
 
 
 def facts_command(request: FactsRequest) -> str:
@@ -208,6 +243,7 @@ def parse_facts(text: str) -> Facts:
         services=dict(_services(sections.get("services", []), system["init"])),
         postgres=_postgres(sections["postgres"]) if "postgres" in sections else None,
         pending=frozenset(_pending(sections.get("pending", []))),
+        postgresql=system.get("postgresql"),
     )
 
 
@@ -233,12 +269,23 @@ def _system(rows: list[tuple[int, str]]) -> dict:
             out[key] = _int(n, value, key) if value else None
         elif key == "os":
             out[key] = value
+        elif key == "postgresql":
+            out[key] = parse_pg_major(n, value)
         else:
             raise FactsError(f"line {n}: unknown system fact {key!r}")
     for key in ("init", "now"):
         if key not in out:
             raise FactsError(f"system section lacks {key!r}")
     return out
+
+
+def parse_pg_major(n: int, value: str) -> str | None:
+    """The `postgresql` system fact: a major version ("15", "17") or empty (none installed)."""
+    if not value:
+        return None
+    if not value.isdigit() or not value.isascii():
+        raise FactsError(f"line {n}: postgresql: expected a major version like 17, got {value!r}")
+    return value
 
 
 def _packages(rows: list[tuple[int, str]]):

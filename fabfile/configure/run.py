@@ -84,7 +84,11 @@ def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Pr
                 say("facts", "again, after installing packages" if again else "")
                 facts = parse_facts(runner(facts_command(want.facts_request()), step="facts").stdout)
                 result.stage = "plan"
-                return make_plan(want, facts, salt=salt), facts.init
+                mine = want.for_host(facts.host_values)
+                plan = make_plan(mine, facts, salt=salt)
+                if not plan.stage("packages"):
+                    check_host_values(node, mine)
+                return plan, facts.init
 
             plan, init = plan_from_facts()
             result.plan = plan
@@ -106,6 +110,13 @@ def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Pr
     result.commands = runner.commands if runner else 0
     result.seconds = time.monotonic() - start
     return result
+
+
+def check_host_values(node: Node, want: Desired) -> None:
+    """ConfigureError when a template uses a host value the host does not have (once its packages are in)."""
+    for name, where in want.missing_host_values().items():
+        raise ConfigureError(f"{', '.join(where)}: uses host.{name}, but {node.name} has no {name} installed "
+                             f"(/etc/postgresql is empty); add {name} to roles.{node.role}.packages")
 
 
 def _apply(runner: Runner, plan: Plan, init: str, result: HostResult, *, progress, replan) -> None:

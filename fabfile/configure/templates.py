@@ -5,6 +5,11 @@ next to roles.yaml) mirrors the remote paths: `etc/nginx/sites-available/whipup.
 renders to `/etc/nginx/sites-available/whipup.conf`.  A template's `dest`
 may itself use the context (`/etc/supervisor/conf.d/{{ app.name }}-web.conf`).
 
+`host` holds what only the host knows (`host.postgresql`: its PostgreSQL's major version, for
+`/etc/postgresql/{{ host.postgresql }}/main/...`): templates are rendered before any host is contacted, so
+these are placeholders, filled in once the host's facts are read (facts.HOST_VALUES, Desired.for_host);
+use them as text, not in tests or filters.
+
 An undefined variable or a syntax error is a `TemplateError` whose message
 names the template and the line: `templates/etc/...conf.j2:12: 'x' is undefined`.
 
@@ -25,6 +30,7 @@ from ..config import Config, TemplateSpec
 from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, WEB_PORT, Layout
 from ..media import MediaSite, nginx_media, rehearsal_site, site_of
 from ..nodes import Node
+from .facts import HOST_VALUES
 from .want import DesiredFile
 
 
@@ -50,7 +56,7 @@ def _node_entry(node: Node) -> dict:
 
 
 def context(cfg: Config, node: Node, nodes: list[Node], media: MediaSite | None = None) -> dict:
-    """What a template sees: cluster, app, role, node, nodes (by role), db, broker, media, ports."""
+    """What a template sees: cluster, app, role, node, nodes (by role), db, broker, media, ports, host."""
     by_role: dict[str, list[dict]] = {r: [] for r in cfg.role_names}
     for n in sorted(nodes, key=lambda n: (n.role, n.index, n.name)):
         if n.role in by_role and n.private_ip:
@@ -74,6 +80,7 @@ def context(cfg: Config, node: Node, nodes: list[Node], media: MediaSite | None 
         "db": {"name": cfg.app.name, "user": cfg.app.name, "port": DB_PORT},
         "broker": {"port": BROKER_PORT},
         "media": nginx_media(media or site_of(cfg), layout.shared),
+        "host": {name: mark for name, (mark, _) in HOST_VALUES.items()},
     }
     ctx["db"]["clients"] = _port_clients(cfg, DB_ROLE, DB_PORT, by_role)
     ctx["broker"]["clients"] = _port_clients(cfg, BROKER_ROLE, BROKER_PORT, by_role)

@@ -7,9 +7,10 @@ facts command must read for that comparison.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Mapping
 
-from .facts import FactsRequest
+from .facts import HOST_VALUES, FactsRequest
 
 
 @dataclass(frozen=True)
@@ -86,3 +87,33 @@ class Desired:
             users=(self.user.name,) if self.user else (),
             postgres=(self.postgres.role, self.postgres.database) if self.postgres else None,
         )
+
+    def for_host(self, values: Mapping[str, str]) -> Desired:
+        """This Desired with the host values it knows (`Facts.host_values`) put in place of their placeholders,
+        in file paths and contents and in link paths and targets (HOST_VALUES; the rest stay placeholders)."""
+        marks = {HOST_VALUES[name][0]: value for name, value in values.items() if name in HOST_VALUES}
+        if not marks:
+            return self
+
+        def put(text: str) -> str:
+            for mark, value in marks.items():
+                text = text.replace(mark, value)
+            return text
+        return replace(
+            self,
+            files=tuple(replace(f, path=put(f.path), content=put(f.content)) for f in self.files),
+            links=tuple(replace(link, path=put(link.path), target=put(link.target)) for link in self.links),
+            absent=tuple(replace(a, path=put(a.path)) for a in self.absent),
+        )
+
+    def missing_host_values(self) -> dict[str, tuple[str, ...]]:
+        """{host value: the templates (or paths) still holding its placeholder}: what the host does not have."""
+        out: dict[str, list[str]] = {}
+        for name, (mark, _) in HOST_VALUES.items():
+            for f in self.files:
+                if mark in f.path or mark in f.content:
+                    out.setdefault(name, []).append(f.src or f.path)
+            for item in self.links + self.absent:
+                if mark in item.path or mark in getattr(item, "target", ""):
+                    out.setdefault(name, []).append(item.path)
+        return {name: tuple(where) for name, where in out.items()}

@@ -28,6 +28,8 @@ class Image:
 # --- AMI and subnet choice ----------------------------------------------------------------
 
 def describe_images_params(ami: AmiSpec) -> dict:
+    if ami.unresolved:
+        raise ProvisionError("ami: auto was not resolved to an image (provision/images.py: resolve)")
     if ami.id is not None:
         return {"ImageIds": [ami.id]}
     return {"Owners": [ami.owner], "Filters": [{"Name": "name", "Values": [ami.name]},

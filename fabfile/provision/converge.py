@@ -39,11 +39,12 @@ class Shared:
     group_ids: dict[str, str]  # role -> security group id
 
 
-def checked(ec2, cfg: Config, log: Log, role: str | None = None) -> None:
-    """What roles.yaml opens to the world with `public: true` (said every run), then the preflight checks."""
+def checked(ec2, cfg: Config, log: Log, role: str | None = None, *, python: str | None = None) -> Config:
+    """What roles.yaml opens to the world with `public: true` (said every run), then the preflight checks;
+    the config with `ami: auto` resolved for the project's Python (`python`, a constraint or None)."""
     for line in public_warnings(cfg):
         log(line)
-    preflight.check(ec2, cfg, role=role, log=log)
+    return preflight.check(ec2, cfg, role=role, log=log, python=python).config
 
 
 def prepare(ec2, cfg: Config, timing: Timing, log: Log) -> Shared:
@@ -165,9 +166,10 @@ def failure(errors: dict[str, str]) -> ProvisionError:
 
 
 def provision(ec2, cfg: Config, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
-              log: Log = print) -> list[Node]:
-    """Bring every role to its count of running, reachable nodes; the cluster's nodes."""
-    checked(ec2, cfg, log)
+              log: Log = print, python: str | None = None) -> list[Node]:
+    """Bring every role to its count of running, reachable nodes; the cluster's nodes. `python`: the
+    project's Python constraint, for `ami: auto` (None: Debian 12)."""
+    cfg = checked(ec2, cfg, log, python=python)
     shared = prepare(ec2, cfg, timing, log)
     _, errors = each(cfg.roles, lambda role: converge_role(ec2, cfg, role, shared, timing, log),
                      key=lambda role: role.name)
@@ -187,10 +189,11 @@ def next_free_index(nodes: list[Node]) -> int:
 
 
 def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
-                log: Log = print) -> Node:
-    """Launch one more node of a role, at its lowest free index; the new node."""
+                log: Log = print, python: str | None = None) -> Node:
+    """Launch one more node of a role, at its lowest free index; the new node (`python` as for provision)."""
+    cfg.role(role_name)
+    cfg = checked(ec2, cfg, log, role=role_name, python=python)
     role = cfg.role(role_name)
-    checked(ec2, cfg, log, role=role.name)
     shared = prepare(ec2, cfg, timing, log)
     index = next_free_index(find_nodes(ec2, cfg.cluster.name, role=role.name))
     if index >= role.count:

@@ -33,6 +33,8 @@ from ..nodes import GONE_STATES
 from ..state import identity_paths
 from . import builders
 from ..errors import ProvisionError
+from .images import ImageChoice
+from .images import resolve as resolve_images
 from .keys import fingerprint, public_key_parts
 
 Log = Callable[[str], None]
@@ -60,6 +62,8 @@ class Report:
     seconds: float
     plan: Plan | None
     warnings: tuple[str, ...] = field(default=())
+    config: Config | None = None      # the config checked: `ami: auto` resolved (provision/images.py)
+    image: ImageChoice | None = None  # what auto chose, and why
 
 
 def suggestion(word: str, options) -> str:
@@ -234,7 +238,9 @@ def image_problem(ec2, ami: AmiSpec, key: str, roles: tuple[str, ...], region: s
             return Problem(f"{key}.id", f"{ami.id} is {state}, not available", roles)
         return None
     if not images:
-        return Problem(f"{key}.name", f"no available image named {ami.name!r} owned by {ami.owner} in {region}",
+        hint = " (fab sandbox.up builds and registers it)" if ami.name.endswith("-whipup-sandbox") else ""
+        return Problem(key if ami.auto else f"{key}.name", ("auto chose an image that is not there: " if ami.auto
+                       else "") + f"no available image named {ami.name!r} owned by {ami.owner} in {region}{hint}",
                        roles)
     return None
 
@@ -353,10 +359,15 @@ def failure(cfg: Config, problems: list[Problem], skipped: bool) -> ProvisionErr
     return ProvisionError(f"preflight: {n} problem{'s' if n > 1 else ''}, nothing was created:\n{lines}{note}")
 
 
-def check(ec2, cfg: Config, *, role: str | None = None, log: Log = print) -> Report:
+def check(ec2, cfg: Config, *, role: str | None = None, log: Log = print, python: str | None = None) -> Report:
     """Run every check for provision (role None) or create_node(role); raise one ProvisionError listing
-    every failure, or log the warnings and the time taken and return the report."""
+    every failure, or log the warnings and the time taken and return the report. `ami: auto` is resolved
+    first for the project's Python (`python`, a constraint or None), and the image it chose said, with why;
+    the report carries the resolved config."""
     start = time.monotonic()
+    cfg, image = resolve_images(cfg, python)
+    if image is not None:
+        log(image.describe())
     warnings: list[str] = []
     problems = region_problems(cfg) + key_problems(cfg)
     plan = None
@@ -369,7 +380,7 @@ def check(ec2, cfg: Config, *, role: str | None = None, log: Log = print) -> Rep
     for p in problems:
         who = f"role {p.roles[0]} launches" if len(p.roles) == 1 else f"roles {', '.join(p.roles)} launch"
         warnings.append(f"{cfg.path.name}: {p.key}: {p.detail} ({who} nothing this run; a new node would fail)")
-    report = Report(seconds=time.monotonic() - start, plan=plan, warnings=tuple(warnings))
+    report = Report(seconds=time.monotonic() - start, plan=plan, warnings=tuple(warnings), config=cfg, image=image)
     for w in report.warnings:
         log(f"warning: {w}")
     log(f"preflight: {report.seconds:.2f} s")

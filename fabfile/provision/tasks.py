@@ -45,36 +45,42 @@ def open_media(cfg: Config, counter: MutationCounter) -> MediaBucket | None:
     return MediaBucket.open(cfg, counter.attach(cloud.client("s3")), counter.attach(cloud.client("sts")), endpoint)
 
 
-def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: bool) -> list:
+def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: bool, python: str | None = None) -> list:
     """converge.provision, and the media bucket: checked before the first change (a bucket name held by
     someone else stops the run with nothing created), made once the nodes are; the cluster's nodes."""
     media = open_media(cfg, counter)
     if media is not None:
         media.check()
-    nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
+    nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING, python=python)
     if media is not None:
         media.ensure(cfg, resolve_subnet(ec2, cfg.cluster).vpc_id)
     return nodes
 
 
-@cluster_task(help={"wait-ssh": "wait until every node answers SSH with its pinned host key (default: on)"})
-def provision(c, cfg: Config, wait_ssh=True):
+PYTHON_HELP = "the project's Python (like >=3.12) that `ami: auto` picks the image for (default: app.python)"
+
+
+@cluster_task(help={"wait-ssh": "wait until every node answers SSH with its pinned host key (default: on)",
+                    "python": PYTHON_HELP})
+def provision(c, cfg: Config, wait_ssh=True, python=None):
     """Create or complete the cluster (nodes, groups, EIPs, the media bucket)."""
     ec2, counter = connect_ec2(cfg)
     try:
-        nodes = provision_cluster(ec2, cfg, counter, wait_ssh=wait_ssh)
+        nodes = provision_cluster(ec2, cfg, counter, wait_ssh=wait_ssh, python=python or cfg.app.python)
     finally:
         print(counter.summary())
     print(status_text(cfg.cluster.name, nodes))
 
 
-@cluster_task(help={"role": "the role to add a node to", "wait-ssh": "wait until the node answers SSH (default: on)"})
-def create_node(c, role, cfg: Config, wait_ssh=True):
+@cluster_task(help={"role": "the role to add a node to", "wait-ssh": "wait until the node answers SSH (default: on)",
+                    "python": PYTHON_HELP})
+def create_node(c, role, cfg: Config, wait_ssh=True, python=None):
     """Launch one more node of ROLE, at its lowest free index."""
     cfg.role(role)
     ec2, counter = connect_ec2(cfg)
     try:
-        node = converge.create_node(ec2, cfg, role, wait_ssh=wait_ssh, timing=DEFAULT_TIMING)
+        node = converge.create_node(ec2, cfg, role, wait_ssh=wait_ssh, timing=DEFAULT_TIMING,
+                                    python=python or cfg.app.python)
     finally:
         print(counter.summary())
     print(status_text(cfg.cluster.name, [node]))

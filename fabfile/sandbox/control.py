@@ -17,9 +17,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..debian import DEFAULT, RELEASES, DebianRelease, sandbox_image_name
 from . import firewall, hosts, image, net, procs
 from .errors import SandboxError
-from .settings import ACCOUNT_ID, IMAGE_NAME, SandboxSettings
+from .settings import ACCOUNT_ID, SandboxSettings
 
 REQUIRED = {  # command -> Debian package
     "ip": "iproute2",
@@ -134,18 +135,26 @@ def start_api(settings: SandboxSettings, log) -> None:
     log(f"api: started at {settings.endpoint}")
 
 
-def register_image(settings: SandboxSettings, log) -> str:
+def register_image_params(release: DebianRelease) -> dict:
+    """RegisterImage's parameters for a release's sandbox image (its name is how hosts find their tree)."""
+    return {
+        "Name": sandbox_image_name(release),
+        "Description": f"{release.title} minbase, whipup local cloud (Python {release.python}, "
+                       f"PostgreSQL {release.postgresql})",
+        "Architecture": "x86_64", "RootDeviceName": "/dev/xvda", "VirtualizationType": "hvm",
+        "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "VolumeType": "gp3"}}],
+    }
+
+
+def register_image(settings: SandboxSettings, log, release: DebianRelease = DEFAULT) -> str:
     client = ec2(settings)
-    found = client.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [IMAGE_NAME]}])["Images"]
+    name = sandbox_image_name(release)
+    found = client.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])["Images"]
     if found:
-        log(f"image: {found[0]['ImageId']} ({IMAGE_NAME}) already registered")
+        log(f"image: {found[0]['ImageId']} ({name}) already registered")
         return found[0]["ImageId"]
-    ami = client.register_image(
-        Name=IMAGE_NAME, Description="Debian 12 (bookworm) minbase, whipup local cloud",
-        Architecture="x86_64", RootDeviceName="/dev/xvda", VirtualizationType="hvm",
-        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "VolumeType": "gp3"}}],
-    )["ImageId"]
-    log(f"image: registered {ami} ({IMAGE_NAME}, owner {ACCOUNT_ID})")
+    ami = client.register_image(**register_image_params(release))["ImageId"]
+    log(f"image: registered {ami} ({name}, owner {ACCOUNT_ID})")
     return ami
 
 
@@ -220,11 +229,11 @@ def up(settings: SandboxSettings, log=print) -> None:
     for d in (settings.state_dir, settings.run_dir, settings.hosts_dir, settings.state_dir / "logs"):
         d.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.state_dir, 0o700)
-    info = image.build_image(settings, log)
-    if info:
-        log(f"image: {settings.image_dir} (Debian {info['suite']}, {info['size_bytes'] / 1e6:.0f} MB)")
+    for key, info in image.build_images(settings, RELEASES, log).items():
+        log(f"image: {settings.image_path(key)} (Debian {info['suite']}, {info['size_bytes'] / 1e6:.0f} MB)")
     start_api(settings, log)
-    register_image(settings, log)
+    for release in RELEASES:
+        register_image(settings, log, release)
     start_bridge(settings, log)
     start_proxy(settings, log)
     start_s3gate(settings, log)
@@ -276,15 +285,22 @@ def status(settings: SandboxSettings) -> dict:
            "s3": settings.s3_endpoint if procs.read_pidfile(pidfile(settings, "s3gate")) else None,
            "firewall": (f"table inet {firewall.table_name(settings.bridge)}"
                         if shutil.which("nft") and firewall.Firewall(settings.bridge).present() else None),
-           "image": None, "image_id": None, "hosts": []}
-    if image.image_ready(settings):
-        info = image.image_info(settings)
-        out["image"] = f"{settings.image_dir} (Debian {info['suite']}, {info['size_bytes'] / 1e6:.0f} MB)"
-    api_states = {}
+           "images": [], "hosts": []}
+    ids = {}
     if out["api"]:
         client = ec2(settings)
-        imgs = client.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [IMAGE_NAME]}])["Images"]
-        out["image_id"] = imgs[0]["ImageId"] if imgs else None
+        names = [sandbox_image_name(r) for r in RELEASES]
+        ids = {i["Name"]: i["ImageId"] for i in client.describe_images(
+            Owners=["self"], Filters=[{"Name": "name", "Values": names}])["Images"]}
+    for r in RELEASES:
+        built = None
+        if image.image_ready(settings, r):
+            info = image.image_info(settings, r)
+            built = f"{settings.image_path(r.key)} ({r.title}, {info['size_bytes'] / 1e6:.0f} MB)"
+        out["images"].append({"name": sandbox_image_name(r), "image_id": ids.get(sandbox_image_name(r)),
+                              "tree": built, "python": r.python, "postgresql": r.postgresql})
+    api_states = {}
+    if out["api"]:
         for res in client.describe_instances()["Reservations"]:
             for inst in res["Instances"]:
                 api_states[inst["InstanceId"]] = (inst["State"]["Name"], inst.get("PrivateIpAddress", ""))

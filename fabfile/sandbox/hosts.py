@@ -31,6 +31,7 @@ class HostSpec:
     instance_id: str
     private_ip: str
     hostname: str
+    image: str = "debian-12"   # the image tree under the cache (settings.image_path): the disk's lower layer
 
 
 def host_dir(settings: SandboxSettings, instance_id: str) -> Path:
@@ -71,7 +72,7 @@ def boot_argv(settings: SandboxSettings, spec: HostSpec) -> list[str]:
         "ip", "netns", "exec", net.netns_name(settings.bridge, spec.instance_id),
         "unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child", "--propagation", "private",
         "/bin/sh", str(HERE / "init.sh"),
-        str(host_dir(settings, spec.instance_id)), str(settings.image_dir), spec.hostname,
+        str(host_dir(settings, spec.instance_id)), str(settings.image_path(spec.image)), spec.hostname,
     ]
 
 
@@ -148,6 +149,8 @@ def start(settings: SandboxSettings, spec: HostSpec, user_data: bytes | None, lo
     state = read_state(settings, spec.instance_id) or {}
     if state.get("private_ip") not in (None, spec.private_ip):
         raise SandboxError(f"{spec.instance_id}: private IP changed from {state['private_ip']} to {spec.private_ip}")
+    if state.get("image", spec.image) != spec.image:   # host.json of before images had names: debian-12
+        raise SandboxError(f"{spec.instance_id}: its disk lies over image {state['image']}, not {spec.image}")
     write_state(settings, spec.instance_id, {**asdict(spec), "created": state.get("created", time.time())})
     if not state.get("seeded"):
         write_seed(settings, spec, user_data, log)

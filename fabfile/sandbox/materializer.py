@@ -23,6 +23,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
+from ..debian import RELEASES, sandbox_image_name
 from . import firewall, hosts, net
 from .errors import SandboxError
 from .settings import SandboxSettings, load_settings
@@ -50,6 +51,11 @@ def desired_actions(instances: list[dict], present: set[str], running: set[str])
     for iid in sorted(present - seen):
         actions.append(("destroy", iid))
     return actions
+
+
+def image_key(image_name: str | None) -> str | None:
+    """The image tree (debian-12, ...) of one of the sandbox's AMI names; None for any other image."""
+    return next((r.key for r in RELEASES if sandbox_image_name(r) == image_name), None)
 
 
 def ec2_client(settings: SandboxSettings):
@@ -96,12 +102,26 @@ class Materializer:
         self.children = []  # Popen of launchers we started: reaped as they exit
         self.pool = ThreadPoolExecutor(max_workers=8)
         self.firewall = firewall.Firewall(settings.bridge)
+        self.image_names: dict[str, str] = {}   # AMI id -> name, of the images instances were launched from
+
+    def image_of(self, inst: dict) -> str:
+        ami = inst.get("ImageId", "")
+        if ami not in self.image_names:
+            found = self.ec2.describe_images(ImageIds=[ami])["Images"] if ami else []
+            self.image_names[ami] = found[0].get("Name", "") if found else ""
+        key = image_key(self.image_names[ami])
+        if key is None:
+            known = ", ".join(sandbox_image_name(r) for r in RELEASES)
+            raise SandboxError(f"{inst['InstanceId']}: launched from {ami or 'no image'} "
+                               f"({self.image_names[ami] or 'unknown'}), not a local cloud image ({known})")
+        return key
 
     def spec(self, inst: dict) -> hosts.HostSpec:
         ip = inst.get("PrivateIpAddress")
         if not ip:
             raise SandboxError(f"{inst['InstanceId']}: the API reports no private IP")
-        return hosts.HostSpec(inst["InstanceId"], ip, inst.get("PrivateDnsName") or inst["InstanceId"])
+        return hosts.HostSpec(inst["InstanceId"], ip, inst.get("PrivateDnsName") or inst["InstanceId"],
+                              image=self.image_of(inst))
 
     def user_data(self, instance_id: str) -> bytes | None:
         attr = self.ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ACCOUNT_ID = "123456789012"  # moto's account: the owner of images we register
-IMAGE_NAME = "debian-12-amd64-whipup-sandbox"
+IMAGE_NAME = "debian-12-amd64-whipup-sandbox"   # the default image's (fabfile/debian.py: sandbox_image_name)
 DEFAULT_REGION = "us-east-1"
 
 
@@ -42,7 +42,12 @@ class SandboxSettings:
 
     @property
     def image_dir(self) -> Path:
-        return self.cache_dir / "images" / "debian-12"
+        """The default image's tree (Debian 12)."""
+        return self.image_path("debian-12")
+
+    def image_path(self, key: str) -> Path:
+        """The tree of image `key` (debian-12, debian-13): every host of that image has it as its lower layer."""
+        return self.cache_dir / "images" / key
 
     @property
     def hosts_dir(self) -> Path:

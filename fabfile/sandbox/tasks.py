@@ -38,7 +38,9 @@ def status(c, json_=False):
         return
     print(f"endpoint:     {st['endpoint']} ({'up' if st['api'] else 'down'})")
     print(f"region:       {st['region']}")
-    print(f"image:        {st['image_id'] or '-'} {st['image'] or '(not built)'}")
+    for im in st["images"]:
+        print(f"image:        {im['image_id'] or '-'} {im['name']} {im['tree'] or '(not built)'}, "
+              f"Python {im['python']}, PostgreSQL {im['postgresql']}")
     print(f"proxy:        {st['proxy'] or 'down'}")
     print(f"s3 for hosts: {st['s3'] or 'down'}")
     print(f"materializer: {'pid ' + str(st['materializer']) if st['materializer'] else 'down'}")

@@ -106,7 +106,7 @@ class Cluster:
         app = self.cfg.app.name
         out = {
             "nginx master": self.ssh("proxy-0", "cat /run/nginx.pid").strip(),
-            "postgres": self.ssh("db-0", "sudo -n head -n 1 /var/lib/postgresql/15/main/postmaster.pid").strip(),
+            "postgres": self.ssh("db-0", "sudo -n sh -c 'head -n 1 /var/lib/postgresql/*/main/postmaster.pid'").strip(),
             "redis": self.ssh("worker-0", "sudo -n cat /run/redis/redis-server.pid").strip(),
             "supervisord app": self.ssh("app-0", "sudo -n cat /var/run/supervisord.pid").strip(),
             "supervisord worker": self.ssh("worker-0", "sudo -n cat /var/run/supervisord.pid").strip(),

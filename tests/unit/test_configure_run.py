@@ -30,9 +30,14 @@ NODES = [node("proxy", 0, "10.0.0.5"), node("app", 0, "10.0.0.10"), node("db", 0
          node("worker", 0, "10.0.0.30")]
 
 
-def facts_text(want: Desired, *, ok: bool = True, init: str = "sysv", password: str | None = None) -> str:
-    """What the facts script prints on a host that is exactly `want` (ok) or untouched (not ok)."""
+def facts_text(want: Desired, *, ok: bool = True, init: str = "sysv", password: str | None = None,
+               postgresql: str | None = "15") -> str:
+    """What the facts script prints on a host that is exactly `want` (ok, with `postgresql` installed where
+    its templates use it) or untouched (not ok)."""
+    has_pg = ok and postgresql is not None and bool(want.missing_host_values())
+    want = want.for_host({"postgresql": postgresql}) if has_pg else want
     lines = [MAGIC, "@@system", f"init {init}", f"now {NOW}", "os debian 12",
+             *([f"postgresql {postgresql}"] if has_pg else []),
              f"apt_lists {3 if ok else 0}", f"apt_updated {NOW - 60}", "@@packages", "ii \tapt"]
     lines += [f"ii \t{p}" for p in want.packages] if ok else []
     lines.append("@@paths")
@@ -164,7 +169,8 @@ def test_the_db_password_appears_in_no_command_stdin_or_output(shipped, cluster)
     password = secret(shipped, "db_password")
     want = wants(shipped)["t-db-0"]
     hosts["t-db-0"] = FakeHost(NODES[2], [facts_text(want, ok=False), facts_text(want, ok=False).replace(
-        "@@packages\nii \tapt", "@@packages\nii \tapt\n" + "\n".join(f"ii \t{p}" for p in want.packages))])
+        "@@packages\nii \tapt", "@@packages\nii \tapt\n" + "\n".join(f"ii \t{p}" for p in want.packages)).replace(
+        "os debian 12", "os debian 12\npostgresql 15")])            # installing postgresql made /etc/postgresql/15
     (r,), out = go(role="db")
     calls = hosts["t-db-0"].calls
     sql = next(s for c, s in calls if c == psql_command())

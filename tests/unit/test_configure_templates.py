@@ -49,14 +49,14 @@ def test_nginx_without_app_nodes_still_renders_a_valid_site(shipped):
 
 def test_postgres_listens_privately_and_lets_in_only_app_and_worker_nodes(shipped):
     files = rendered(shipped, "db")
-    assert "listen_addresses = 'localhost,10.0.0.20'" in files["/etc/postgresql/15/main/conf.d/whipup.conf"]
-    hba = [line.split() for line in files["/etc/postgresql/15/main/pg_hba.conf"].splitlines()
+    assert "listen_addresses = 'localhost,10.0.0.20'" in files["/etc/postgresql/<postgresql-version>/main/conf.d/whipup.conf"]
+    hba = [line.split() for line in files["/etc/postgresql/<postgresql-version>/main/pg_hba.conf"].splitlines()
            if line.startswith("host ")]
     network = [h for h in hba if not h[3].startswith(("127.", "::1"))]
     assert [(h[1], h[2], h[3], h[4]) for h in network] == [
         ("demo", "demo", "10.0.0.10/32", "scram-sha-256"), ("demo", "demo", "10.0.0.11/32", "scram-sha-256"),
         ("demo", "demo", "10.0.0.30/32", "scram-sha-256")]
-    assert "10.0.0.5" not in files["/etc/postgresql/15/main/pg_hba.conf"]
+    assert "10.0.0.5" not in files["/etc/postgresql/<postgresql-version>/main/pg_hba.conf"]
 
 
 def test_supervisor_programs_follow_the_remote_layout(shipped):

@@ -211,8 +211,7 @@ def test_untagged_group_with_our_name_is_not_adopted(ec2, cfg, fast):
 
 
 def test_missing_ami_is_found_by_preflight_before_anything_is_created(ec2, roles_file, fast):
-    text = roles_file.read_text().replace('ami: {name: "debian-12-amd64-*", owner: self}',
-                                          'ami: {name: "ubuntu-*", owner: self}')
+    text = roles_file.read_text().replace('  ami: auto ', '  ami: {name: "ubuntu-*", owner: self} ')
     roles_file.write_text(text)
     from fabfile.config import load_config
     counter = MutationCounter.of(ec2)
