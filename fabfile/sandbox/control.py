@@ -1,5 +1,5 @@
-"""Bringing the local cloud up and down: image, moto server, bridge, proxy, materializer (which keeps the
-security groups' nftables table in step; `down` removes it).
+"""Bringing the local cloud up and down: image, moto server, bridge, proxy, git server (gitserve.py),
+materializer (which keeps the security groups' nftables table in step; `down` removes it).
 
 Every step looks first and acts only when something differs, so `up` twice
 changes nothing and `down` with nothing up is a no-op.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -172,6 +173,34 @@ def start_proxy(settings: SandboxSettings, log) -> None:
     log(f"proxy: started at {settings.proxy_url}")
 
 
+def git_answers(settings: SandboxSettings) -> bool:
+    """The git server accepts connections on the bridge address (a local address of this machine)."""
+    try:
+        with socket.create_connection((settings.bridge_address, settings.git_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_git(settings: SandboxSettings, log) -> None:
+    """The git server (read-only smart HTTP) on the bridge address; its repositories in settings.git_dir."""
+    if procs.read_pidfile(pidfile(settings, "git")) and git_answers(settings):
+        return log(f"git: already up at {settings.git_url('NAME')}")
+    procs.stop_pidfile(pidfile(settings, "git"))
+    settings.git_dir.mkdir(parents=True, exist_ok=True)
+    procs.spawn([sys.executable, "-m", "fabfile.sandbox.gitserve"], settings.state_dir / "logs" / "git.log",
+                pidfile(settings, "git"), env=_env(settings), cwd=str(PROJECT_ROOT))
+    deadline = time.monotonic() + 15
+    while not git_answers(settings):
+        if not procs.read_pidfile(pidfile(settings, "git")):
+            raise SandboxError(f"the git server exited; see {settings.state_dir / 'logs' / 'git.log'}")
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the git server did not listen on {settings.bridge_address}:{settings.git_port} "
+                               f"within 15 s")
+        time.sleep(0.1)
+    log(f"git: started at {settings.git_url('NAME')} (fab sandbox.git-publish PATH)")
+
+
 def start_materializer(settings: SandboxSettings, log) -> None:
     if procs.read_pidfile(pidfile(settings, "materializer")):
         return log("materializer: already running")
@@ -193,6 +222,7 @@ def up(settings: SandboxSettings, log=print) -> None:
     register_image(settings, log)
     start_bridge(settings, log)
     start_proxy(settings, log)
+    start_git(settings, log)
     start_materializer(settings, log)
 
 
@@ -215,6 +245,8 @@ def down(settings: SandboxSettings, log=print) -> None:
         log(f"bridge {settings.bridge}: removed")
     if shutil.which("nft") and firewall.Firewall(settings.bridge).remove():
         log(f"security groups: table inet {firewall.table_name(settings.bridge)} removed")
+    if procs.stop_pidfile(pidfile(settings, "git")):
+        log("git: stopped")
     if procs.stop_pidfile(pidfile(settings, "proxy")):
         log("proxy: stopped")
     if procs.stop_pidfile(pidfile(settings, "moto")):
@@ -236,6 +268,7 @@ def status(settings: SandboxSettings) -> dict:
            "api": api_answers(settings),
            "materializer": procs.read_pidfile(pidfile(settings, "materializer")),
            "proxy": settings.proxy_url if procs.read_pidfile(pidfile(settings, "proxy")) else None,
+           "git": settings.git_url("NAME") if procs.read_pidfile(pidfile(settings, "git")) else None,
            "firewall": (f"table inet {firewall.table_name(settings.bridge)}"
                         if shutil.which("nft") and firewall.Firewall(settings.bridge).present() else None),
            "image": None, "image_id": None, "hosts": []}

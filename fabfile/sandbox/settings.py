@@ -25,6 +25,7 @@ class SandboxSettings:
     proxy_port: int
     mirror: str              # Debian mirror debootstrap and apt use (through the proxy inside hosts)
     poll_interval: float     # materializer poll period, seconds
+    git_port: int = 8897     # the git server (smart HTTP, read-only) on the bridge address
 
     @property
     def endpoint(self) -> str:
@@ -33,6 +34,15 @@ class SandboxSettings:
     @property
     def proxy_url(self) -> str:
         return f"http://{self.bridge_address}:{self.proxy_port}"
+
+    @property
+    def git_dir(self) -> Path:
+        """The bare repositories the git server serves (`fab sandbox.git-publish` fills it)."""
+        return self.state_dir / "git"
+
+    def git_url(self, name: str) -> str:
+        """The URL the hosts fetch repository `name` from."""
+        return f"http://{self.bridge_address}:{self.git_port}/{name}.git"
 
     @property
     def image_dir(self) -> Path:
@@ -59,4 +69,5 @@ def load_settings(environ: dict[str, str] | None = None) -> SandboxSettings:
         proxy_port=int(env.get("WHIPUP_SANDBOX_PROXY_PORT", "8899")),
         mirror=env.get("WHIPUP_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
         poll_interval=float(env.get("WHIPUP_SANDBOX_POLL", "0.2")),
+        git_port=int(env.get("WHIPUP_SANDBOX_GIT_PORT", "8897")),
     )
