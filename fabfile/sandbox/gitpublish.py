@@ -8,14 +8,17 @@ local files are touched: no network. The local repository's hooks do not run (`-
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SandboxError
-from .gitserve import check_name
 from .settings import SandboxSettings
 
+# not imported from gitserve: `python -m fabfile.sandbox.gitserve` must find it not yet imported (fab's
+# tasks import this module)
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", re.ASCII)
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 
 
@@ -25,6 +28,13 @@ class Published:
     url: str
     heads: tuple[tuple[str, str], ...]     # (branch, sha) of the published copy
     head: str | None                       # the branch a clone checks out
+
+
+def check_name(name: str, what: str = "repository name") -> str:
+    if name.endswith(".git") or not NAME.fullmatch(name):
+        raise SandboxError(f"{what} {name!r}: expected [A-Za-z0-9][A-Za-z0-9._-]*, at most 64 characters, "
+                           f"without .git")
+    return name
 
 
 def default_name(toplevel: Path) -> str:

@@ -26,8 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .errors import SandboxError
 
-NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", re.ASCII)
-# /<name>.git/<what>: the smart protocol's fetch side only
+# /<name>.git/<what>: the smart protocol's fetch side only (names as gitpublish.NAME)
 SMART_PATH = re.compile(r"\A/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\.git/(info/refs|git-upload-pack)\Z", re.ASCII)
 MAX_BODY = 64 * 1024 * 1024      # a fetch's request (wants and haves) is small; anything larger is refused
 BACKEND_TIMEOUT = 600
@@ -37,13 +36,6 @@ class Refused(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
-
-
-def check_name(name: str, what: str = "repository name") -> str:
-    if name.endswith(".git") or not NAME.fullmatch(name):
-        raise SandboxError(f"{what} {name!r}: expected [A-Za-z0-9][A-Za-z0-9._-]*, at most 64 characters, "
-                           f"without .git")
-    return name
 
 
 def listen_address(address: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -112,7 +113,20 @@ def test_the_bridge_address_is_listened_on():
 @pytest.mark.parametrize("name", ["x; whoami", "demo.git", "", "-x", "a/b", "..", "é", "x" * 65])
 def test_bad_repository_names(name):
     with pytest.raises(SandboxError, match="expected"):
-        gitserve.check_name(name)
+        gitpublish.check_name(name)
+
+
+def test_the_name_pattern_is_the_served_paths():
+    for name in ("demo", "my-app_1.2", "x" * 64):
+        assert gitpublish.check_name(name) == name
+        assert gitserve.SMART_PATH.fullmatch(f"/{name}.git/info/refs").group(1) == name
+
+
+def test_fab_does_not_import_the_server_module():
+    """`python -m fabfile.sandbox.gitserve` runs it as __main__: fab's own imports must not have loaded it."""
+    p = subprocess.run([sys.executable, "-c", "import sys, fabfile; print('fabfile.sandbox.gitserve' in sys.modules)"],
+                       capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert p.stdout.strip() == "False"
 
 
 def test_publish_commands():
