@@ -14,7 +14,7 @@ from .settings import load_settings
 
 @task
 def up(c):
-    """Start the local cloud (build/reuse image, API, bridge, proxy, materializer)."""
+    """Start the local cloud (build/reuse image, API, bridge, proxy, git server, materializer)."""
     try:
         control.up(load_settings())
     except SandboxError as exc:
