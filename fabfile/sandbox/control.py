@@ -174,7 +174,10 @@ def start_proxy(settings: SandboxSettings, log) -> None:
 
 
 def git_answers(settings: SandboxSettings) -> bool:
-    """The git server accepts connections on the bridge address (a local address of this machine)."""
+    """The git server accepts connections on the bridge address. Only tried when that address is this
+    machine's own (the bridge is up): else a connection to it would leave by the default route."""
+    if net.routed_via(settings.bridge_address) != "lo":
+        return False
     try:
         with socket.create_connection((settings.bridge_address, settings.git_port), timeout=1):
             return True

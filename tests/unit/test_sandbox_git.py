@@ -180,6 +180,9 @@ def served(tmp_path):
 
 
 def test_publish_clone_fetch_and_a_refused_push(served, tmp_path):
+    from fabfile.sandbox import control
+
+    assert control.git_answers(served)                 # 127.0.0.1: this machine's own, so probed
     repo = tmp_path / "my app"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -235,3 +238,17 @@ def test_publish_refuses_what_it_cannot_publish(served, tmp_path):
     with pytest.raises(SandboxError, match="--name 'x; whoami': expected"):
         gitpublish.publish(served, plain, "x; whoami")
     assert not (served.git_dir / "x; whoami.git").exists()
+
+
+def test_the_server_is_probed_only_on_an_address_of_this_machine(monkeypatch):
+    """Without the bridge, the bridge address is not local: a probe would leave by the default route."""
+    from fabfile.sandbox import control, net
+
+    def no_connect(*a, **k):
+        raise AssertionError("connected")
+
+    monkeypatch.setattr(control.socket, "create_connection", no_connect)
+    monkeypatch.setattr(net, "routed_via", lambda address: "eth0")
+    assert control.git_answers(load_settings({"WHIPUP_SANDBOX_BRIDGE_ADDRESS": "10.255.255.254"})) is False
+    monkeypatch.setattr(net, "routed_via", lambda address: None)
+    assert control.git_answers(load_settings({"WHIPUP_SANDBOX_BRIDGE_ADDRESS": "10.255.255.254"})) is False
