@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .validate import (BRANCH, DOTTED, GIT_URL, PACKAGE, Invalid, boolean, choice, integer, join, list_of,
                        local_path, mapping, relative, shown, string, type_name)
@@ -110,6 +111,16 @@ def _optional(m: dict, key: str, path: str, pattern: re.Pattern, what: str) -> s
     return None if value is None else string(value, join(path, key), pattern, what)
 
 
+def _credentials(url: str) -> bool:
+    """A password in the URL, or any user part of an http(s) URL (a token, as `https://TOKEN@host/...`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:   # e.g. an unclosed [ of an IPv6 address: git then refuses it itself
+        return False
+    return "://" in url and (parts.password is not None
+                             or (parts.scheme in ("http", "https") and parts.username is not None))
+
+
 def parse_app(value: Any, path: str, root: Path) -> AppConfig:
     m = mapping(value, path, _APP_KEYS, required=("name", "repo"))
     name = string(m["name"], f"{path}.name", APP_NAME, "a name of [a-z][a-z0-9_]*")
@@ -117,6 +128,9 @@ def parse_app(value: Any, path: str, root: Path) -> AppConfig:
     repo = string(m["repo"], f"{path}.repo", what="a local path or a git URL")
     if strategy == "git" and not GIT_URL.fullmatch(repo):
         raise Invalid(f"{path}.repo", f"strategy git needs a git URL (https://, ssh://, user@host:path), got {repo!r}")
+    if strategy == "git" and _credentials(repo):
+        raise Invalid(f"{path}.repo", "a password or token in the URL would be on the hosts' command lines and in "
+                      "their git config: give the hosts a deploy key (ssh://) or serve the repository without one")
     if strategy == "push" and GIT_URL.fullmatch(repo):
         raise Invalid(f"{path}.repo", f"strategy push needs a local path, got the URL {repo!r} (use strategy: git)")
     repo_path = local_path(repo, f"{path}.repo", root) if strategy == "push" else None

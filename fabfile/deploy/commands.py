@@ -129,7 +129,8 @@ def fetch_script(layout: Layout, url: str, branch: str) -> str:
         "set -e",
         f"test -d {m} || git init --bare --quiet {m}",
         f"if [ -f {key} ]; then export GIT_SSH_COMMAND={ssh}; fi",
-        f"git --git-dir={m} fetch --quiet --force {q(url)} {q(f'+refs/heads/{branch}:refs/heads/{branch}')}",
+        # `--`: the URL is never an option, whatever it starts with (app.repo's check already refuses that)
+        f"git --git-dir={m} fetch --quiet --force -- {q(url)} {q(f'+refs/heads/{branch}:refs/heads/{branch}')}",
         f"git --git-dir={m} rev-parse --verify {q(f'refs/heads/{branch}^{{commit}}')}",
     ])
 

@@ -1,5 +1,6 @@
 """Bringing the local cloud up and down: image, moto server, bridge, proxy, S3 gate (moto's S3 for hosts,
-s3gate.py), materializer (which keeps the security groups' nftables table in step; `down` removes it).
+s3gate.py), git server (gitserve.py), materializer (which keeps the security groups' nftables table in
+step; `down` removes it).
 
 Every step looks first and acts only when something differs, so `up` twice
 changes nothing and `down` with nothing up is a no-op.
@@ -187,12 +188,21 @@ def s3gate_argv(settings: SandboxSettings) -> list[str]:
             str(settings.port)]
 
 
-def listening(address: str, port: int) -> bool:
+def listening(address: str, port: int, timeout: float = 0.5) -> bool:
+    """Something accepts connections at address:port. Only tried when that address is this machine's own
+    (the bridge is up): else a connection to it would leave by the default route."""
+    if net.routed_via(address) != "lo":
+        return False
     try:
-        with socket.create_connection((address, port), timeout=0.5):
+        with socket.create_connection((address, port), timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def git_answers(settings: SandboxSettings) -> bool:
+    """The git server accepts connections on the bridge address."""
+    return listening(settings.bridge_address, settings.git_port, timeout=1)
 
 
 def start_s3gate(settings: SandboxSettings, log) -> None:
@@ -213,6 +223,23 @@ def start_s3gate(settings: SandboxSettings, log) -> None:
             raise SandboxError(f"the S3 gate did not listen on {settings.s3_endpoint} within 10 s; see {logfile}")
         time.sleep(0.05)
     log(f"s3: moto's S3 for hosts at {settings.s3_endpoint}")
+def start_git(settings: SandboxSettings, log) -> None:
+    """The git server (read-only smart HTTP) on the bridge address; its repositories in settings.git_dir."""
+    if procs.read_pidfile(pidfile(settings, "git")) and git_answers(settings):
+        return log(f"git: already up at {settings.git_url('NAME')}")
+    procs.stop_pidfile(pidfile(settings, "git"))
+    settings.git_dir.mkdir(parents=True, exist_ok=True)
+    procs.spawn([sys.executable, "-m", "fabfile.sandbox.gitserve"], settings.state_dir / "logs" / "git.log",
+                pidfile(settings, "git"), env=_env(settings), cwd=str(PROJECT_ROOT))
+    deadline = time.monotonic() + 15
+    while not git_answers(settings):
+        if not procs.read_pidfile(pidfile(settings, "git")):
+            raise SandboxError(f"the git server exited; see {settings.state_dir / 'logs' / 'git.log'}")
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the git server did not listen on {settings.bridge_address}:{settings.git_port} "
+                               f"within 15 s")
+        time.sleep(0.1)
+    log(f"git: started at {settings.git_url('NAME')} (fab sandbox.git-publish PATH)")
 
 
 def start_materializer(settings: SandboxSettings, log) -> None:
@@ -237,6 +264,7 @@ def up(settings: SandboxSettings, log=print) -> None:
     start_bridge(settings, log)
     start_proxy(settings, log)
     start_s3gate(settings, log)
+    start_git(settings, log)
     start_materializer(settings, log)
 
 
@@ -261,6 +289,8 @@ def down(settings: SandboxSettings, log=print) -> None:
         log(f"bridge {settings.bridge}: removed")
     if shutil.which("nft") and firewall.Firewall(settings.bridge).remove():
         log(f"security groups: table inet {firewall.table_name(settings.bridge)} removed")
+    if procs.stop_pidfile(pidfile(settings, "git")):
+        log("git: stopped")
     if procs.stop_pidfile(pidfile(settings, "proxy")):
         log("proxy: stopped")
     if procs.stop_pidfile(pidfile(settings, "moto")):
@@ -283,6 +313,7 @@ def status(settings: SandboxSettings) -> dict:
            "materializer": procs.read_pidfile(pidfile(settings, "materializer")),
            "proxy": settings.proxy_url if procs.read_pidfile(pidfile(settings, "proxy")) else None,
            "s3": settings.s3_endpoint if procs.read_pidfile(pidfile(settings, "s3gate")) else None,
+           "git": settings.git_url("NAME") if procs.read_pidfile(pidfile(settings, "git")) else None,
            "firewall": (f"table inet {firewall.table_name(settings.bridge)}"
                         if shutil.which("nft") and firewall.Firewall(settings.bridge).present() else None),
            "images": [], "hosts": []}

@@ -13,10 +13,10 @@ its bridged IPv4/IPv6 packets to the inet family's hooks, conntrack included. On
   sg-...    a group: one `accept` per ingress rule and source, the source a CIDR or `ip saddr @sg-...`,
             the set of the private IPs of the running instances in that source group
 
-Egress is open, as AWS's default egress rule: what hosts send (to each other, to the bridge's proxy, to
-this machine) is only ever looked at as the destination's ingress or as a reply. ARP never reaches an inet
-table, so neighbour discovery works; ICMP echo needs a rule, as on AWS; ICMP errors of tracked flows are
-`related`. Connections already open when a rule is revoked go on (AWS's tracked connections do too).
+Egress is open, as AWS's default egress rule: what hosts send (to each other, to this machine: the bridge's
+proxy and git server) is only ever looked at as the destination's ingress or as a reply. ARP never reaches
+an inet table, so neighbour discovery works; ICMP echo needs a rule, as on AWS; ICMP errors of tracked flows
+are `related`. Connections already open when a rule is revoked go on (AWS's tracked connections do too).
 
 The materializer applies a changed ruleset with one `nft -f` (a single transaction: the table is replaced
 whole, never half-written) and nothing when it is unchanged.

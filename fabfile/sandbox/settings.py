@@ -26,6 +26,7 @@ class SandboxSettings:
     mirror: str              # Debian mirror debootstrap and apt use (through the proxy inside hosts)
     poll_interval: float     # materializer poll period, seconds
     s3_port: int = 8898      # the S3 gate (s3gate.py): moto's S3, for hosts, on the bridge address
+    git_port: int = 8897     # the git server (smart HTTP, read-only) on the bridge address
 
     @property
     def endpoint(self) -> str:
@@ -39,6 +40,13 @@ class SandboxSettings:
     def s3_endpoint(self) -> str:
         """Where hosts reach S3 (as a VPC endpoint gives them): the gate on the bridge address."""
         return f"http://{self.bridge_address}:{self.s3_port}"
+    def git_dir(self) -> Path:
+        """The bare repositories the git server serves (`fab sandbox.git-publish` fills it)."""
+        return self.state_dir / "git"
+
+    def git_url(self, name: str) -> str:
+        """The URL the hosts fetch repository `name` from."""
+        return f"http://{self.bridge_address}:{self.git_port}/{name}.git"
 
     @property
     def image_dir(self) -> Path:
@@ -71,4 +79,5 @@ def load_settings(environ: dict[str, str] | None = None) -> SandboxSettings:
         mirror=env.get("WHIPUP_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
         poll_interval=float(env.get("WHIPUP_SANDBOX_POLL", "0.2")),
         s3_port=int(env.get("WHIPUP_SANDBOX_S3_PORT", "8898")),
+        git_port=int(env.get("WHIPUP_SANDBOX_GIT_PORT", "8897")),
     )

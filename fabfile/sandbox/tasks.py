@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 from invoke import Exit, task
 
-from . import control
+from . import control, gitpublish
 from .errors import SandboxError
 from .settings import load_settings
 
 
 @task
 def up(c):
-    """Start the local cloud (build/reuse image, API, bridge, proxy, materializer)."""
+    """Start the local cloud (build/reuse image, API, bridge, proxy, git server, materializer)."""
     try:
         control.up(load_settings())
     except SandboxError as exc:
@@ -43,6 +44,7 @@ def status(c, json_=False):
               f"Python {im['python']}, PostgreSQL {im['postgresql']}")
     print(f"proxy:        {st['proxy'] or 'down'}")
     print(f"s3 for hosts: {st['s3'] or 'down'}")
+    print(f"git:          {st['git'] or 'down'}")
     print(f"materializer: {'pid ' + str(st['materializer']) if st['materializer'] else 'down'}")
     print(f"firewall:     {(st['firewall'] + ' (the security groups)') if st['firewall'] else 'no table yet'}")
     if st["hosts"]:
@@ -58,3 +60,20 @@ def env(c):
     """Print shell exports so plain boto3 and the aws CLI use the local cloud."""
     for key, value in control.sandbox_environ(load_settings()).items():
         print(f"export {key}={shlex.quote(value)}")
+
+
+@task(name="git-publish", positional=["path"],
+      help={"path": "a local git repository (its root): every branch and tag is published",
+            "name": "the repository's name in the URL (default: the directory's name)"})
+def git_publish(c, path, name=None):
+    """Publish a local git repository to the local cloud's git server; print the URL its hosts fetch from."""
+    settings = load_settings()
+    try:
+        pub = gitpublish.publish(settings, Path(path), name)
+    except SandboxError as exc:
+        raise Exit(f"sandbox.git-publish: {exc}", code=1)
+    for branch, sha in pub.heads:
+        print(f"{branch}: {sha}" + (" (HEAD)" if branch == pub.head else ""))
+    if not control.git_answers(settings):
+        print("note: the git server is not running (fab sandbox.up starts it)")
+    print(pub.url)

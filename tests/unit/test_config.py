@@ -137,6 +137,12 @@ def test_defaults_and_overrides(tmp_path):
          "roles.yaml: cluster.vpc: expected 'default' or a vpc id"),
         (lambda d: d["app"].update({"strategy": "git"}),
          "roles.yaml: app.repo: strategy git needs a git URL"),
+        (lambda d: d["app"].update({"strategy": "git", "repo": "https://bob:hunter2@example.org/app.git"}),
+         "roles.yaml: app.repo: a password or token in the URL would be on the hosts' command lines"),
+        (lambda d: d["app"].update({"strategy": "git", "repo": "https://ghp_TOKEN@github.com/o/app.git"}),
+         "roles.yaml: app.repo: a password or token in the URL"),
+        (lambda d: d["app"].update({"strategy": "git", "repo": "ssh://git:pw@example.org/app.git"}),
+         "roles.yaml: app.repo: a password or token in the URL"),
         (lambda d: d["app"].update({"keep_releases": 0}),
          "roles.yaml: app.keep_releases: expected an integer 1-100, got 0"),
         (lambda d: d["roles"]["app"].update({"templates": [{"src": "a.conf"}]}),
@@ -438,3 +444,12 @@ def test_values_python_builds_badly_are_errors(tmp_path, value, expected):
     text = ("cluster: {name: t}\napp: {name: demo, repo: src}\n"
             f"roles: {{app: {{instance_type: t3.small, count: {value}}}}}\n")
     assert error_of(tmp_path, text) == expected
+
+
+@pytest.mark.parametrize("url", ["http://10.255.255.254:8897/demo.git", "https://example.org/app.git",
+                                 "ssh://git@example.org/app.git", "git@github.com:o/app.git"])
+def test_git_urls_without_credentials_are_taken(tmp_path, url):
+    data = minimal()
+    data["app"].update({"strategy": "git", "repo": url})
+    cfg = load_config(write(tmp_path, data))
+    assert (cfg.app.strategy, cfg.app.repo, cfg.app.repo_path) == ("git", url, None)

@@ -353,6 +353,38 @@ def test_git_ssh_command_survives_both_shell_parses(tmp_path):
                                 "-o", "StrictHostKeyChecking=accept-new"]
 
 
+def test_fetch_by_exact_string():
+    assert c.fetch_script(L, "http://10.255.255.254:8897/demo.git", "main") == "\n".join([
+        "set -e",
+        "test -d /srv/demo/repo.git || git init --bare --quiet /srv/demo/repo.git",
+        "if [ -f /srv/demo/.ssh/deploy_key ]; then export GIT_SSH_COMMAND='ssh -i /srv/demo/.ssh/deploy_key "
+        "-o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new'; fi",
+        "git --git-dir=/srv/demo/repo.git fetch --quiet --force -- http://10.255.255.254:8897/demo.git "
+        "+refs/heads/main:refs/heads/main",
+        "git --git-dir=/srv/demo/repo.git rev-parse --verify 'refs/heads/main^{commit}'",
+    ])
+    assert c.fetch(L, "https://example.org/app.git", "main") == c.as_app(
+        L, c.fetch_script(L, "https://example.org/app.git", "main"))
+
+
+def test_the_fetch_url_stays_one_argument_and_never_an_option(tmp_path):
+    """A URL with `x; whoami` (or one starting with a dash) reaches git as one argument, after `--`."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "git").write_text('#!/bin/sh\nfor a in "$@"; do printf \'%s\\n\' "$a"; done >> "$ARGV_LOG"\n'
+                                'echo 3333333333333333333333333333333333333333\n')
+    (bindir / "git").chmod(0o755)
+    lay = Layout("demo", "demo.settings", "requirements.txt", base=str(tmp_path / "srv"))
+    for url in ("https://example.org/x; whoami", "--upload-pack=touch /tmp/pwned"):
+        log = tmp_path / "argv.log"
+        log.unlink(missing_ok=True)
+        env = {"PATH": f"{bindir}:/usr/bin:/bin", "ARGV_LOG": str(log)}
+        subprocess.run(["sh", "-c", c.fetch_script(lay, url, "main")], env=env, check=True, capture_output=True)
+        calls = log.read_text().splitlines()
+        fetch = calls[calls.index("fetch"):][:6]
+        assert fetch == ["fetch", "--quiet", "--force", "--", url, "+refs/heads/main:refs/heads/main"]
+
+
 def test_state_prints_program_names_as_data():
     assert "printf 'program=%s %s %s %s %s\\n' 'x; whoami' " in c.state_script(L, ["x; whoami"])
 

@@ -168,6 +168,24 @@ def test_a_failure_before_the_switch_leaves_the_previous_release_serving(site, w
     assert hosts["app"].lock is None
 
 
+def test_a_branch_moved_during_a_deploy_stops_it_before_anything_is_switched(site, world):
+    """Strategy git: the source was fetched at SHA; when the nodes fetch, main has moved on. No node gets
+    a release of a commit other than the one planned (and shown), nothing is switched."""
+    cl, hosts, out = site
+    world.head = "4" * 40
+    with pytest.raises(Exception) as info:
+        deploy(cl)
+    message = str(info.value)
+    assert "main moved during the deploy (3333333 -> 4444444); deploy again" in message
+    assert message.endswith(f"nothing was switched: {SERVES}")
+    assert "extract" not in world.stages() and "switch" not in world.stages()
+    for h in hosts.values():
+        assert h.current == R2 and NEW not in h.releases
+    (record,) = audit(hosts)
+    assert record.result == "failed" and "moved during the deploy" in record.detail
+    assert hosts["app"].lock is None
+
+
 # --- failures after the switch: the automatic rollback -------------------------------------------
 
 AFTER_SWITCH = [("worker", "switch"), ("app", "hup"), ("app", "probe")]   # probe: the gate (its target fails)

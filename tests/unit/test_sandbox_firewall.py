@@ -328,3 +328,14 @@ def test_the_kernel_accepts_the_ruleset():
     text = firewall.ruleset("whipunit0", INSTANCES, GROUPS)
     p = subprocess.run(["nft", "-c", "-f", "-"], input=text, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_hosts_reach_this_machines_bridge_services_unfiltered():
+    """The proxy and the git server listen on the bridge address: what hosts send there reaches this
+    machine's input, which the table never hooks; only what goes out onto the bridge (to a host) is filtered."""
+    text = firewall.ruleset(BRIDGE, INSTANCES, GROUPS)
+    hooked = [line.split(" hook ")[1].split()[0] for line in text.splitlines() if " hook " in line]
+    assert hooked == ["forward", "output"]
+    for chain in ("forward", "output"):
+        body = text.split(f"\tchain {chain} {{\n")[1].split("\t}")[0].splitlines()[1:]
+        assert body == [f'\t\toifname "{BRIDGE}" jump to-hosts']
