@@ -40,6 +40,8 @@ class SandboxSettings:
     def s3_endpoint(self) -> str:
         """Where hosts reach S3 (as a VPC endpoint gives them): the gate on the bridge address."""
         return f"http://{self.bridge_address}:{self.s3_port}"
+
+    @property
     def git_dir(self) -> Path:
         """The bare repositories the git server serves (`fab sandbox.git-publish` fills it)."""
         return self.state_dir / "git"

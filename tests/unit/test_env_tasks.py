@@ -82,7 +82,7 @@ def test_env_set_writes_every_app_and_worker_node_reloads_and_audits(ecfg, site,
     assert set(world.stages(PROXY)) == {"probe"}           # the health gate, the path nginx takes
     for role in ("app", "worker"):
         text = hosts[role].env_texts[-1]
-        assert text.endswith("FOO=1\nAPI_KEY=" + SECRET + "\n") and "DB_HOST=10.0.0.20\n" in text
+        assert text.endswith("FOO=1\nAPI_KEY=" + SECRET + "\n") and "DATABASE_URL=postgres://" in text and "@10.0.0.20:5432/" in text
     assert hosts["proxy"].env_texts == []
     (record,) = parse_audit("".join(hosts["app"].audit))
     assert (record.action, record.result, record.from_release, record.detail) == ("env.set", "ok", R2,
