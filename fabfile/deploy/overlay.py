@@ -71,6 +71,9 @@ if not str(globals().get("STATIC_URL") or "").startswith(("http://", "https://",
         _set("STATIC_URL", "/static/", "the path the proxy serves static files at")
 
 if _os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+    for _k, _v in _os.environ.items():       # django-storages reads its AWS_* settings from Django's settings
+        if _k.startswith("AWS_"):
+            globals()[_k] = {{"true": True, "false": False}}.get(_v, _v)
     _storages = dict(globals().get("STORAGES") or {{
         "staticfiles": {{"BACKEND": globals().get("STATICFILES_STORAGE")
                         or "django.contrib.staticfiles.storage.StaticFilesStorage"}}}})

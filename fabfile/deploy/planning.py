@@ -10,6 +10,7 @@ from typing import Callable, Mapping
 
 from .. import appenv
 from ..layout import DB_ROLE, Layout, env_text
+from ..media import media_env, site_of
 from ..remote import run
 from ..vault import secret
 from . import commands
@@ -212,8 +213,10 @@ def dotenv(cl: Cluster, extra: Mapping[str, str] | None = None) -> str:
     variables: `extra`, or those resolved from roles.yaml and the env store (fabfile/appenv)."""
     if extra is None:
         extra = appenv.values(appenv.resolve(cl.cfg))
+    hosts = site_hosts(cl)
+    extra = {**media_env(site_of(cl.cfg), public_host=hosts[0]), **extra}
     broker = cl.broker.private_ip if cl.broker else None
-    common = dict(secret_key=secret(cl.cfg, "django_secret_key"), broker_host=broker, hosts=site_hosts(cl),
+    common = dict(secret_key=secret(cl.cfg, "django_secret_key"), broker_host=broker, hosts=hosts,
                   extra=extra)
     if DB_ROLE not in cl.cfg.role_names:  # a one-node cluster: SQLite in shared/, kept across releases
         app_nodes = [m.name for m in cl.apps + cl.workers]
