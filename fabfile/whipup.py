@@ -19,7 +19,7 @@ from .configure.run import ConfigureError, TemplateError, configure_cluster
 from .configure.templates import rehearse
 from .deploy import commands, engine
 from .deploy.cluster import Cluster, open_cluster
-from .deploy.planning import DeployOptions
+from .deploy.planning import DeployOptions, site_address
 from .deploy.errors import DeployError
 from .deploy.source import Source, local_source, warnings
 from .deploy.tasks import resolve_source
@@ -123,35 +123,21 @@ def _whip_up_dry_run(cfg: Config, ec2, source: Source | None, python: str | None
         cl.close()
 
 
-def site_address(cfg: Config, cl: Cluster) -> str:
-    """Where users reach the site: the proxy (private IP on the local cloud, public/elastic IP on AWS); in a
-    cluster without a proxy role, app node 0's gunicorn on its port."""
-    if cl.proxies:
-        node, port = cl.proxies[0].node, ""
-    elif cl.apps:
-        node, port = cl.apps[0].node, f":{WEB_PORT}"
-    else:
-        raise DeployError(f"cluster {cfg.cluster.name} has no proxy or app node: no site address")
-    address = node.private_ip if cfg.cluster.target == "sandbox" else (node.public_ip or node.private_ip)
-    if not address:
-        raise DeployError(f"{node.name} has no address yet")
-    return address + port
-
-
 def check_site(cfg: Config, cl: Cluster, address: str) -> list[str]:
-    """The site answers: /, /health and the first /static/ file the page links to, through nginx on the
-    proxy (or, with no proxy role, from gunicorn on app node 0, which serves no static files)."""
+    """The site answers: / (any answer of the app's below 500: a project may have no page there), the health
+    path and the first /static/ file the page links to, through nginx on the proxy (or, with no proxy role,
+    from gunicorn on app node 0, which serves no static files)."""
     via = cl.proxies[0] if cl.proxies else cl.apps[0]
     base = "http://127.0.0.1" if cl.proxies else f"http://{via.node.private_ip}:{WEB_PORT}"
     served_by = "nginx" if cl.proxies else "gunicorn"
     page = run(via.conn, f"curl -sS -m 10 -w '\\n%{{http_code}}' {shlex.quote(base + '/')}", step="GET /", check=False)
     body, _, code = (page.stdout or "").rstrip("\n").rpartition("\n")
-    if code != "200":
+    if not code.isdigit() or int(code) >= 500 or int(code) < 200:
         raise DeployError(f"{via.name}: GET / through {served_by} answered {code or '(nothing)'}: "
                           f"{(body or page.stderr or '')[:300]}")
-    lines = [f"GET / -> 200 ({len(body)} bytes)"]
+    lines = [f"GET / -> {code} ({len(body)} bytes)" + ("" if code == "200" else ": the project's own answer")]
     static = re.search(r'(?:href|src)="(/static/[^"]+)"', body) if cl.proxies else None
-    urls = ["/health"] + ([static.group(1)] if static else [])
+    urls = [cfg.app.health_path] + ([static.group(1)] if static else [])
     for url in urls:
         r = run(via.conn, commands.http_code(f"{base}{url}"), step=f"GET {url}", check=False)
         if r.stdout.strip() != "200":

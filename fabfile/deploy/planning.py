@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from .. import appenv
-from ..layout import DB_ROLE, Layout, env_text
+from ..config import Config
+from ..layout import DB_ROLE, WEB_PORT, Layout, env_text
 from ..media import media_env, site_of
 from ..remote import run
 from ..vault import secret
@@ -199,10 +200,26 @@ def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
     return lines
 
 
+def site_address(cfg: Config, cl: Cluster) -> str:
+    """Where users reach the site: the proxy (private IP on the local cloud, public/elastic IP on AWS); in a
+    cluster without a proxy role, app node 0's gunicorn on its port."""
+    if cl.proxies:
+        node, port = cl.proxies[0].node, ""
+    elif cl.apps:
+        node, port = cl.apps[0].node, f":{WEB_PORT}"
+    else:
+        raise DeployError(f"cluster {cfg.cluster.name} has no proxy or app node: no site address")
+    address = node.private_ip if cfg.cluster.target == "sandbox" else (node.public_ip or node.private_ip)
+    if not address:
+        raise DeployError(f"{node.name} has no address yet")
+    return address + port
+
+
 def site_hosts(cl: Cluster) -> list[str]:
-    """The names and addresses the site answers to (ALLOWED_HOSTS): the proxies' public and private
-    addresses, the app nodes' (the proxy and the health checks reach gunicorn there), localhost."""
-    hosts: list[str] = []
+    """The names and addresses the site answers to (ALLOWED_HOSTS): where users reach it first (media URLs
+    name it), the proxies' public and private addresses, the app nodes' (the proxy and the health checks
+    reach gunicorn there), localhost."""
+    hosts: list[str] = [site_address(cl.cfg, cl).split(":")[0]] if cl.proxies or cl.apps else []
     for m in cl.proxies + cl.apps:
         hosts += [a for a in (m.node.public_ip, m.node.private_ip) if a]
     return list(dict.fromkeys(hosts + ["localhost", "127.0.0.1"]))
