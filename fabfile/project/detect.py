@@ -133,6 +133,8 @@ def inspect_tree(files: Sequence[str], read: Reader, app: AppConfig) -> Project:
     release, release_where = runtime.find_release(procfile, procfile_where, app)
     celery, celery_where = runtime.find_celery(tree, read, root, settings, procfile, procfile_where, app)
     python, python_where = runtime.find_python(tree, read, directories, app)
+    if python is None:
+        python, python_where = runtime.infer_python(deps)
     findings = [Finding("root", root or ".", root_where),
                 Finding("settings", settings, settings_where),
                 Finding("wsgi", wsgi, wsgi_where),

@@ -98,7 +98,32 @@ def find_python(files: set[str], read: Reader, directories: tuple[str, ...], app
                     raise InspectError(f"{path}: {text.strip()[:40]!r} is not a Python version like 3.12; "
                                        f"set app.python in roles.yaml (a constraint like >=3.12)")
                 return found, f"{path} {text.strip().splitlines()[0]}"
-    return None, "not set (no requires-python, .python-version or runtime.txt): any"
+    return None, "not set"
+
+
+_DJANGO_FLOOR = re.compile(r"(?:>=|==|~=|===)\s*(\d+)(?:\.(\d+))?")
+DJANGO_PYTHON = ((6, ">=3.12"), (5, ">=3.10"))     # the oldest Python each Django major series supports
+
+
+def python_for_django(line: str) -> str | None:
+    """The Python a Django requirement needs, from its lowest allowed version (`Django>=6.1,<6.2` -> >=3.12);
+    None when it allows any Django."""
+    floors = [int(m.group(1)) for m in _DJANGO_FLOOR.finditer(line)]
+    if not floors:
+        return None
+    for major, python in DJANGO_PYTHON:
+        if max(floors) >= major:
+            return python
+    return None
+
+
+def infer_python(deps: Dependencies) -> tuple[str | None, str]:
+    """No Python asked for: the one the required Django needs (Django 6 needs 3.12 or later)."""
+    found = deps.requirements.django()
+    python = python_for_django(found[1]) if found else None
+    if python is None:
+        return None, "not set (no requires-python, .python-version or runtime.txt): any"
+    return python, f"{found[0]}: {found[1]} needs Python {python}"
 
 
 def describe_deps(deps: Dependencies) -> str:

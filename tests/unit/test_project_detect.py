@@ -158,3 +158,12 @@ def test_python_from_requires_python_python_version_and_runtime_txt_in_that_orde
         inspect_tree(*hand(tree), app())
     assert [python_constraint(t) for t in ("3.12.1\n", "# pyenv\n3.13\n", "cpython-3.12.0", "system")] == \
         ["==3.12.*", "==3.13.*", "==3.12.*", None]
+
+
+@pytest.mark.parametrize("line, python", [
+    ("Django>=6.1,<6.2", ">=3.12"), ("django==6.0.1", ">=3.12"), ("Django>=5.2,<6", ">=3.10"),
+    ("Django~=5.0", ">=3.10"), ("Django<5", None), ("Django", None), ("Django>=4.2,<5.1", None)])
+def test_the_python_a_django_requirement_needs(line, python):
+    from fabfile.project.runtime import python_for_django
+
+    assert python_for_django(line) == python
