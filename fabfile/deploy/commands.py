@@ -268,6 +268,11 @@ def venv_reuse(layout: Layout, release_id: str, from_release: str) -> str:
 
 # --- static files to proxies -----------------------------------------------------------------
 
+def count_static(layout: Layout, release_id: str) -> str:
+    """How many files the release's static/ holds (what the proxies will serve)."""
+    return as_app(layout, f"find {q(layout.release(release_arg(release_id)) + '/static')} -type f 2>/dev/null | wc -l")
+
+
 def static_pack(layout: Layout, release_id: str) -> str:
     """The release's static/ as base64 text of a tar.gz (travels through this machine)."""
     rel = q(layout.release(release_arg(release_id)))

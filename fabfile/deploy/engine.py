@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable, NoReturn
 
 from ..remote import HostFailures
-from . import health, reload, stages
+from . import health, reload, stages, verify
 from .cluster import Cluster, Member, Timer, at_once, gather
 from .errors import DeployError, PreviousServes
 from .guard import Guard, guarded, read_lock
@@ -32,7 +32,7 @@ def before_switch(plan: Plan) -> list[tuple[str, Stage]]:
     """The stages that prepare the release while the previous one serves, in order, by name."""
     steps: list[tuple[str, Stage]] = [("code", stages.deliver)]
     if plan.web:
-        steps += [("collectstatic+migrate", stages.collectstatic_and_migrate)]
+        steps += [("settings check", verify.settings_check), ("collectstatic+migrate", stages.collectstatic_and_migrate)]
         if plan.runtime.release_command:
             steps.append(("release command", stages.release_command))
         steps.append(("static+health", static_and_health))

@@ -64,6 +64,10 @@ if _os.environ.get("DATABASE_URL"):
         _was = "{{}} {{}}".format(_have.get("ENGINE", "none").rsplit(".", 1)[-1], _have.get("NAME", ""))
         _dbs["default"] = _want
         _set("DATABASES", _dbs, "default from DATABASE_URL (the project's was " + _was.strip() + ")")
+        _apps = list(globals().get("INSTALLED_APPS") or [])
+        if _want["ENGINE"].endswith("postgresql") and "django.contrib.postgres" not in _apps:
+            # what apps such as wagtail's search need on PostgreSQL (lookups and fields, no models)
+            _set("INSTALLED_APPS", _apps + ["django.contrib.postgres"], "django.contrib.postgres, for PostgreSQL")
 
 _set("STATIC_ROOT", {static_root!r}, "the release's static/, served by the proxy")
 if not str(globals().get("STATIC_URL") or "").startswith(("http://", "https://", "//")):

@@ -50,6 +50,7 @@ class Plan:
     before: dict[str, NodeState]          # every involved node's state when the deploy began
     venvs: dict[str, VenvPlan]            # code node -> how its venv is made (an upgrade of Django may amend it)
     runtime: AppRuntime                   # how the release runs: settings, WSGI, Django root, Celery app
+    facts: dict | None = None             # what Django says in the new release (verify.settings_check)
 
     @property
     def web(self) -> bool:

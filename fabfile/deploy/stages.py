@@ -111,8 +111,13 @@ def _on_app0(cl: Cluster, command: str, step: str, **kw):
 
 
 def collectstatic(cl: Cluster, plan: Plan) -> None:
+    """collectstatic into the release's static/; then it must not be empty for a project with static files."""
+    from . import verify
+
     out = _on_app0(cl, manage.collectstatic(cl.layout, plan.release), "collectstatic").stdout.strip()
-    cl.progress(cl.apps[0].name, "collectstatic", out.splitlines()[-1] if out else "done")
+    collected = _on_app0(cl, commands.count_static(cl.layout, plan.release), "count static files").stdout.strip()
+    cl.progress(cl.apps[0].name, "collectstatic", (out.splitlines()[-1] if out else "done") + f" ({collected} in static/)")
+    verify.static_check(cl, plan, int(collected or 0))
 
 
 def migrate(cl: Cluster, plan: Plan) -> None:

@@ -49,7 +49,9 @@ class Site(DeployedCluster):
         self.cfg, self.nodes, self.seconds, self.whipup = None, {}, 0.0, None
 
     def fab(self, *args: str, check: bool = True, timeout: float = 900, **extra) -> subprocess.CompletedProcess:
-        return fab(*args, "--config", str(self.roles), env={**self.env, **extra}, check=check, timeout=timeout)
+        # --config right after the task: what follows `--` goes to the remote command
+        return fab(args[0], "--config", str(self.roles), *args[1:], env={**self.env, **extra}, check=check,
+                   timeout=timeout)
 
     def up(self) -> "Site":
         start = time.monotonic()

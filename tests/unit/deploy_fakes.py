@@ -23,7 +23,8 @@ from fabfile.remote import Progress
 RID = re.compile(r"\b\d{14}-[0-9a-f]{7,40}\b")
 SCRIPTS = {manage.script("health_check"): "health before traffic",
            manage.script("migrations_missing"): "migrations missing",
-           manage.script("migrate_back"): "migrate back"}
+           manage.script("migrate_back"): "migrate back",
+           manage.script("django_facts"): "django facts"}
 NODES = {"proxy": Node("proxy", 0, "t-proxy-0", "i-p0", "running", "10.0.0.5", None, None),
          "app": Node("app", 0, "t-app-0", "i-a0", "running", "10.0.0.10", None, None),
          "db": Node("db", 0, "t-db-0", "i-d0", "running", "10.0.0.20", None, None),
@@ -71,7 +72,7 @@ def classify(command: str, stdin: str | None, layout: Layout) -> list[str]:
               ("cp -al", "venv reuse"), ("pip install --progress-bar off --disable-pip-version-check --no-input -r", "pip install"),
               ("collectstatic", "collectstatic"), ("migrate --check", "migrate check"),
               ("migrate --noinput", "migrate"), ("base64 -w 0", "static pack"),
-              ("tar -x --no-same-owner", "release files"), ("base64 -d", "static unpack"),
+              ("tar -x --no-same-owner", "release files"), ("-type f 2>/dev/null | wc -l", "count static"), ("base64 -d", "static unpack"),
               (".trash.", "remove"), ("supervisorctl tail", "log")]
     if f"cat >> {layout.audit_log}" in command:
         return ["audit", "unlock"] if "grep -qF" in command else ["audit"]
@@ -214,6 +215,14 @@ class FakeHost:
 
     def _release_files(self, command, stdin, rel):
         return Result()
+
+    def _django_facts(self, command, stdin, rel):
+        db = NODES["db"].private_ip         # the fakes' clusters keep their db node at this address
+        return Result(0, json.dumps({"settings": "whipup_settings", "has_static": True, "static_root": "x",
+                                     "database": {"engine": "django.db.backends.postgresql", "host": db}}) + "\n")
+
+    def _count_static(self, command, stdin, rel):
+        return Result(0, "12\n")
 
     def _venv_reuse(self, command, stdin, rel):
         old = self.releases[re.search(r"cp -al \S+/releases/(" + RID.pattern + ")/", command).group(1)]

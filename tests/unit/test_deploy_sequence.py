@@ -97,7 +97,8 @@ def test_the_fake_hosts_classify_each_real_builders_command():
 
 # --- a healthy deploy --------------------------------------------------------------------------
 
-PHASES = [{"lock"}, {"state"}, {"fetch", "extract", "release files", ".env", "venv reuse"}, {"collectstatic", "migrate"},
+PHASES = [{"lock"}, {"state"}, {"fetch", "extract", "release files", ".env", "venv reuse"}, {"django facts"},
+          {"collectstatic", "count static", "migrate"},
           {"static pack", "static unpack", "health before traffic"}, {"switch"},
           {"hup", "celery restart", "probe"},   # celery restarts while gunicorn reloads and the gate probes
           {"remove"}, {"audit", "unlock"}]

@@ -10,7 +10,6 @@ import yaml
 
 from fabfile.config import load_config
 from fabfile.deploy.errors import SourceError
-from fabfile.deploy.releases import requirements_hash
 from fabfile.deploy.source import git_ssh_command, local_source, push_argv, warnings
 from fabfile.layout import Layout
 from fabfile.nodes import Node

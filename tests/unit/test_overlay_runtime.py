@@ -53,7 +53,8 @@ def test_an_unchanged_startproject_runs_on_the_clusters_database_and_names(proje
     assert got["static"] == f"/srv/demo/releases/{RID}/static"
     assert got["hosts"] == ["172.31.0.5", "10.0.0.4"] and got["debug"] is False and got["key"] == "k" * 50
     assert got["mw"] == "whipup_health.Health" and got["proxy"] == ["HTTP_X_FORWARDED_PROTO", "https"]
-    assert {"DATABASES", "STATIC_ROOT", "ALLOWED_HOSTS", "DEBUG", "SECRET_KEY", "MIDDLEWARE"} <= set(got["overrides"])
+    assert {"DATABASES", "INSTALLED_APPS", "STATIC_ROOT", "ALLOWED_HOSTS", "DEBUG", "SECRET_KEY", "MIDDLEWARE"} <= set(
+        got["overrides"])   # INSTALLED_APPS: django.contrib.postgres, now that the database is PostgreSQL
     assert got["storages"]["default"]["BACKEND"].endswith("FileSystemStorage")   # no bucket: MEDIA_ROOT
 
 

@@ -31,7 +31,7 @@ def test_startproject_settings_and_wsgi_from_its_files(generated, tmp_path):
     assert (p.root, p.settings, p.wsgi) == ("", "mysite.settings", "mysite.wsgi:application")
     assert where(p, "settings").startswith("manage.py:") and where(p, "settings").endswith(" default")
     assert where(p, "wsgi").startswith("mysite/settings.py:") and "WSGI_APPLICATION" in where(p, "wsgi")
-    assert p.requirements.install == "requirements.txt" and p.celery_app is None and p.python is None
+    assert p.requirements.install == "requirements.txt" and p.celery_app is None and p.python == ">=3.10"   # what its Django needs
     assert [f.what for f in p.findings][:4] == ["root", "settings", "wsgi", "requirements"]
 
 
