@@ -205,3 +205,91 @@ def test_nothing_of_whipup_was_written_into_the_projects(sites):
         status = subprocess.run(["git", "status", "--porcelain"], cwd=s.repo, capture_output=True, text=True).stdout
         assert status == "", f"{s.kind}: {status}"
         assert not any(p.name.startswith("whipup") for p in s.repo.rglob("*")), os.listdir(s.repo)
+
+
+def worker_environ(site: Site) -> dict[str, str]:
+    """The environment of one of gunicorn's workers on app node 0: what the running app sees."""
+    pid = site.ssh("app-0", f"pgrep -u {site.kind} -f 'gunicorn' | tail -n 1").strip()
+    text = site.ssh("app-0", f"sudo -n tr '\\0' '\\n' < /proc/{pid}/environ")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_env_set_reaches_the_running_app_with_no_failed_request_under_load(sites):
+    import threading
+
+    site = sites["plain"]
+    failures, done, stop = [], [0], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            code, _ = site.get("/")
+            done[0] += 1
+            if code != 200:
+                failures.append(code)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        site.fab("env.set", "FOO=bar")
+        secret = f"s3cret-{time.time_ns()}"
+        p = subprocess.run([sys_python(), "-m", "fabric", "env.set", "--config", str(site.roles), "-", "--secret"],
+                           input=f"API_TOKEN={secret}\n", cwd=ROOT, env=site.env, capture_output=True, text=True,
+                           timeout=900)
+        assert p.returncode == 0, p.stdout + p.stderr
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    print(f"\nenv.set under load: {done[0]} requests, {len(failures)} failed")
+    assert failures == [] and done[0] > 20
+    env = worker_environ(site)
+    assert env.get("FOO") == "bar" and env.get("API_TOKEN") == secret
+    assert secret not in p.stdout + p.stderr + site.fab("env").stdout
+    logs = site.ssh("app-0", f"sudo -n cat /var/log/{site.kind}/*.log /srv/{site.kind}/shared/deploys.log")
+    assert secret not in logs and "API_TOKEN=***" in logs
+
+
+def sys_python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def test_a_changed_settings_module_is_what_gunicorn_runs_after_the_deploy(sites):
+    """Settings chosen in roles.yaml reach the running processes with the deploy, not only with configure:
+    the check before traffic and gunicorn read the same release env."""
+    site = sites["wagtail"]
+    assert site.whipup.returncode == 0, site.whipup.stdout[-4000:]
+    data = yaml.safe_load(site.roles.read_text())
+    data["app"]["django_settings"] = "wagsite.settings.dev"
+    site.roles.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        out = site.fab("deploy", "--force").stdout
+        assert "overlay over wagsite.settings.dev" in out, out
+        env = worker_environ(site)
+        assert env["WHIPUP_PROJECT_SETTINGS"] == "wagsite.settings.dev"
+        assert env["DJANGO_SETTINGS_MODULE"] == "whipup_settings"
+        assert site.get("/")[0] == 200
+    finally:
+        del data["app"]["django_settings"]
+        site.roles.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_without_the_overlay_a_project_on_sqlite_is_refused_before_migrate(sites):
+    site = sites["split"]
+    assert site.whipup.returncode == 0, site.whipup.stdout[-4000:]
+    data = yaml.safe_load(site.roles.read_text())
+    data["app"]["overlay"] = False
+    site.roles.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = site.current()
+    try:
+        r = site.fab("deploy", "--force", check=False)
+        text = r.stdout + r.stderr
+        assert r.returncode != 0
+        assert "DATABASES['default'] is django.db.backends.sqlite3" in text, text[-3000:]
+        assert "nothing was migrated" in text and site.current() == before
+        assert site.get("/")[0] == 200
+    finally:
+        del data["app"]["overlay"]
+        site.roles.write_text(yaml.safe_dump(data, sort_keys=False))
