@@ -126,14 +126,21 @@ def start_api(settings: SandboxSettings, log) -> None:
     procs.stop_pidfile(pidfile(settings, "moto"))
     procs.spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(settings.port)],
                 settings.state_dir / "logs" / "moto.log", pidfile(settings, "moto"), env=_env(settings))
-    deadline = time.monotonic() + 30
-    while not api_answers(settings):
-        if not procs.read_pidfile(pidfile(settings, "moto")):
-            raise SandboxError(f"moto server exited; see {settings.state_dir / 'logs' / 'moto.log'}")
-        if time.monotonic() > deadline:
-            raise SandboxError(f"moto server did not answer on {settings.endpoint} within 30 s")
-        time.sleep(0.1)
+    wait_until(lambda: api_answers(settings), settings, "moto", "moto server", f"answer on {settings.endpoint}", 30)
     log(f"api: started at {settings.endpoint}")
+
+
+def wait_until(ready, settings: SandboxSettings, name: str, what: str, doing: str, seconds: float) -> None:
+    """Wait for a process we just spawned (pidfile `name`) until `ready()`; it exiting first, or the time
+    running out, is an error naming its log."""
+    logfile = settings.state_dir / "logs" / f"{name}.log"
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if not procs.read_pidfile(pidfile(settings, name)):
+            raise SandboxError(f"the {what} exited; see {logfile}")
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the {what} did not {doing} within {seconds:g} s; see {logfile}")
+        time.sleep(0.05)
 
 
 def register_image_params(release: DebianRelease) -> dict:
@@ -215,14 +222,11 @@ def start_s3gate(settings: SandboxSettings, log) -> None:
     stamp.write_text(wanted)
     logfile = settings.state_dir / "logs" / "s3gate.log"
     procs.spawn(s3gate_argv(settings), logfile, pidfile(settings, "s3gate"), env=_env(settings), cwd=str(PROJECT_ROOT))
-    deadline = time.monotonic() + 10
-    while not listening(settings.bridge_address, settings.s3_port):
-        if not procs.read_pidfile(pidfile(settings, "s3gate")):
-            raise SandboxError(f"the S3 gate exited; see {logfile}")
-        if time.monotonic() > deadline:
-            raise SandboxError(f"the S3 gate did not listen on {settings.s3_endpoint} within 10 s; see {logfile}")
-        time.sleep(0.05)
+    wait_until(lambda: listening(settings.bridge_address, settings.s3_port), settings, "s3gate", "S3 gate",
+               f"listen on {settings.s3_endpoint}", 10)
     log(f"s3: moto's S3 for hosts at {settings.s3_endpoint}")
+
+
 def start_git(settings: SandboxSettings, log) -> None:
     """The git server (read-only smart HTTP) on the bridge address; its repositories in settings.git_dir."""
     if procs.read_pidfile(pidfile(settings, "git")) and git_answers(settings):
@@ -231,14 +235,8 @@ def start_git(settings: SandboxSettings, log) -> None:
     settings.git_dir.mkdir(parents=True, exist_ok=True)
     procs.spawn([sys.executable, "-m", "fabfile.sandbox.gitserve"], settings.state_dir / "logs" / "git.log",
                 pidfile(settings, "git"), env=_env(settings), cwd=str(PROJECT_ROOT))
-    deadline = time.monotonic() + 15
-    while not git_answers(settings):
-        if not procs.read_pidfile(pidfile(settings, "git")):
-            raise SandboxError(f"the git server exited; see {settings.state_dir / 'logs' / 'git.log'}")
-        if time.monotonic() > deadline:
-            raise SandboxError(f"the git server did not listen on {settings.bridge_address}:{settings.git_port} "
-                               f"within 15 s")
-        time.sleep(0.1)
+    wait_until(lambda: git_answers(settings), settings, "git", "git server",
+               f"listen on {settings.bridge_address}:{settings.git_port}", 15)
     log(f"git: started at {settings.git_url('NAME')} (fab sandbox.git-publish PATH)")
 
 
