@@ -61,6 +61,7 @@ class Cluster:
     # started from the inventory: the cloud's own list, still coming (see `confirm`)
     lookup: Lookup[list[Node]] | None = None
     seen: list[Node] | None = None
+    running: tuple[Node, ...] = ()       # every running node of the cluster, connected or not (the site's names)
 
     def confirm(self) -> None:
         """Before the first change: the cloud's list must be the one the cluster was opened from.
@@ -150,7 +151,8 @@ def open_cluster(cfg: Config, ec2, *, progress: Progress | None = None, out: Cal
     broker = next((n for n in nodes if n.role == "worker" and n.state == "running"), None)
     return Cluster(cfg, Layout.of(cfg), [m for m in members if m.role == "proxy"],
                    [m for m in members if m.role == "app"], [m for m in members if m.role == "worker"],
-                   db, broker, progress or Progress(), out, lookup, seen)
+                   db, broker, progress or Progress(), out, lookup, seen,
+                   tuple(n for n in nodes if n.state == "running"))
 
 
 def each(members: list[Member], fn: Callable[[Member], T], what: str) -> dict[str, T]:

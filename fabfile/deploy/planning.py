@@ -10,6 +10,7 @@ from typing import Callable, Mapping
 
 from .. import appenv
 from ..config import Config
+from ..nodes import Node
 from ..layout import DB_ROLE, WEB_PORT, Layout, env_text
 from ..media import media_env, site_of
 from ..remote import run
@@ -201,13 +202,24 @@ def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
     return lines
 
 
+def _site_nodes(cl: Cluster, role: str) -> list[Node]:
+    """The role's running nodes, whether or not this task connected to them (a workers-only deploy writes
+    the same .env as a web one)."""
+    nodes = [n for n in cl.running if n.role == role] or [m.node for m in getattr(cl, ROLE_MEMBERS[role])]
+    return sorted(nodes, key=lambda n: (n.index, n.name))
+
+
+ROLE_MEMBERS = {"proxy": "proxies", "app": "apps"}
+
+
 def site_address(cfg: Config, cl: Cluster) -> str:
     """Where users reach the site: the proxy (private IP on the local cloud, public/elastic IP on AWS); in a
     cluster without a proxy role, app node 0's gunicorn on its port."""
-    if cl.proxies:
-        node, port = cl.proxies[0].node, ""
-    elif cl.apps:
-        node, port = cl.apps[0].node, f":{WEB_PORT}"
+    proxies, apps = _site_nodes(cl, "proxy"), _site_nodes(cl, "app")
+    if proxies:
+        node, port = proxies[0], ""
+    elif apps:
+        node, port = apps[0], f":{WEB_PORT}"
     else:
         raise DeployError(f"cluster {cfg.cluster.name} has no proxy or app node: no site address")
     address = node.private_ip if cfg.cluster.target == "sandbox" else (node.public_ip or node.private_ip)
@@ -220,9 +232,10 @@ def site_hosts(cl: Cluster) -> list[str]:
     """The names and addresses the site answers to (ALLOWED_HOSTS): where users reach it first (media URLs
     name it), the proxies' public and private addresses, the app nodes' (the proxy and the health checks
     reach gunicorn there), localhost."""
-    hosts: list[str] = [site_address(cl.cfg, cl).split(":")[0]] if cl.proxies or cl.apps else []
-    for m in cl.proxies + cl.apps:
-        hosts += [a for a in (m.node.public_ip, m.node.private_ip) if a]
+    nodes = _site_nodes(cl, "proxy") + _site_nodes(cl, "app")
+    hosts: list[str] = [site_address(cl.cfg, cl).split(":")[0]] if nodes else []
+    for n in nodes:
+        hosts += [a for a in (n.public_ip, n.private_ip) if a]
     return list(dict.fromkeys(hosts + ["localhost", "127.0.0.1"]))
 
 

@@ -210,7 +210,7 @@ def test_nothing_of_whipup_was_written_into_the_projects(sites):
 def worker_environ(site: Site) -> dict[str, str]:
     """The environment of one of gunicorn's workers on app node 0: what the running app sees."""
     pid = site.ssh("app-0", f"pgrep -u {site.kind} -f 'gunicorn' | tail -n 1").strip()
-    text = site.ssh("app-0", f"sudo -n tr '\\0' '\\n' < /proc/{pid}/environ")
+    text = site.ssh("app-0", f"sudo -n cat /proc/{pid}/environ | tr '\\0' '\\n'")
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 

@@ -35,3 +35,18 @@ def test_a_redirected_health_check_shows_the_status_the_location_and_the_likely_
     assert "APPEND_SLASH" in redirect_cause("http://h/health/", "/health")
     assert "login" in redirect_cause("http://h/accounts/login/?next=/health", "/health")
     assert not Probe("301", "", "x", "/health").healthy(None)
+
+
+def test_a_workers_only_task_names_the_same_site_as_a_web_one(cfg):
+    """ALLOWED_HOSTS come from every running node, not only those the task connected to: env.set or a
+    workers deploy must not write a .env that locks the proxy's Host out (400s under load)."""
+    from fabfile.deploy.cluster import Cluster, Member
+    from fabfile.deploy.planning import site_hosts
+    from fabfile.layout import Layout
+    from fabfile.nodes import Node
+
+    proxy = Node("proxy", 0, "c-proxy-0", "i-p", "running", "10.0.0.5", "203.0.113.5", None)
+    app = Node("app", 0, "c-app-0", "i-a", "running", "10.0.0.10", None, None)
+    worker = Node("worker", 0, "c-worker-0", "i-w", "running", "10.0.0.30", None, None)
+    cl = Cluster(cfg, Layout.of(cfg), [], [], [Member(worker, None)], None, worker, None, running=(proxy, app, worker))
+    assert site_hosts(cl) == ["10.0.0.5", "203.0.113.5", "10.0.0.10", "localhost", "127.0.0.1"]
