@@ -192,7 +192,7 @@ def load_or_refuse(path: Path):
     return cfg
 
 
-@settings(max_examples=IN_PROCESS_EXAMPLES, deadline=5000, database=None,
+@settings(max_examples=IN_PROCESS_EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(raw=mutated_files())
 def test_mutated_roles_yaml_loads_or_says_where(project, raw):
@@ -211,7 +211,7 @@ def fab_provision(cwd: Path, port: int) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 
-@settings(max_examples=BOUNDARY_EXAMPLES, deadline=30000, database=None,
+@settings(max_examples=BOUNDARY_EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(raw=mutated_files())
 def test_mutated_roles_yaml_at_the_task_boundary(project, raw):
