@@ -108,8 +108,10 @@ _set("MIDDLEWARE", [{health_module!r} + ".Health"] + [m for m in globals().get("
 
 _HEALTH = '''\
 """whipup's health check for release {release} (written by whipup, not part of your repository): {health_path}
-answers before any other middleware (no redirect, no host check): 200 once the database answers, else 503."""
+answers before any other middleware (no redirect, no host check): 200 once the database answers, else 503,
+with the release and the project's settings module this process runs."""
 import json
+import os
 
 from django.db import connections
 from django.http import HttpResponse
@@ -125,7 +127,8 @@ class Health:
     def __call__(self, request):
         if request.path != PATH:
             return self.get_response(request)
-        body = {{"status": "ok", "release": RELEASE, "database": "ok"}}
+        body = {{"status": "ok", "release": RELEASE, "database": "ok",
+                "settings": os.environ.get("WHIPUP_PROJECT_SETTINGS", "")}}   # what this process runs
         try:
             with connections["default"].cursor() as cursor:
                 cursor.execute("SELECT 1")

@@ -24,7 +24,9 @@ class Item(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 '''
 
-SHOP_VIEWS = '''from django.http import HttpResponse
+SHOP_VIEWS = '''import os
+
+from django.http import HttpResponse
 from django.shortcuts import render
 
 from .models import Item
@@ -32,6 +34,11 @@ from .models import Item
 
 def home(request):
     return render(request, "shop/home.html", {"items": Item.objects.order_by("-id")[:5]})
+
+
+def env(request):
+    """A configuration value, as the running app sees it."""
+    return HttpResponse(os.environ.get(request.GET["name"], "(unset)"))
 '''
 
 SHOP_TEMPLATE = '''{% load static %}<!doctype html>
@@ -43,7 +50,7 @@ SHOP_URLS = '''from django.urls import path
 
 from . import views
 
-urlpatterns = [path("", views.home, name="home")]
+urlpatterns = [path("", views.home, name="home"), path("env/", views.env, name="env")]
 '''
 
 CELERY_APP = '''import os
@@ -79,7 +86,8 @@ QUEUE_URLS = '''from django.urls import path
 
 from . import views
 
-urlpatterns = [path("", views.home, name="home"), path("queue/", views.queue, name="queue")]
+urlpatterns = [path("", views.home, name="home"), path("env/", views.env, name="env"),
+               path("queue/", views.queue, name="queue")]
 '''
 
 

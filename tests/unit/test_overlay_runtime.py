@@ -86,8 +86,10 @@ def test_the_health_path_answers_before_an_ssl_redirect_and_names_the_release(pr
             "r = Client().get('/-/health', HTTP_HOST='10.0.0.4:8000'); "
             "p = Client().get('/', HTTP_HOST='10.0.0.4:8000'); "
             "print(json.dumps({'code': r.status_code, 'body': json.loads(r.content), 'page': p.status_code}))")
-    got = django(project, code, **{**CLUSTER, "DATABASE_URL": f"sqlite:///{db}"})
-    assert got["code"] == 200 and got["body"] == {"status": "ok", "release": RID, "database": "ok"}
+    got = django(project, code, **{**CLUSTER, "DATABASE_URL": f"sqlite:///{db}",
+                                   "WHIPUP_PROJECT_SETTINGS": "mysite.settings"})
+    assert got["code"] == 200 and got["body"] == {"status": "ok", "release": RID, "database": "ok",
+                                                  "settings": "mysite.settings"}
     assert got["page"] == 404      # startproject has no page at /: the project's own answer, untouched
 
 
