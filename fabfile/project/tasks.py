@@ -11,11 +11,12 @@ from ..config import Config
 from ..remote import HostFailures, RemoteError, run
 from ..ssh import NotInSandbox
 from ..deploy import commands
-from ..deploy.cluster import open_cluster
+from ..deploy.cluster import gather, open_cluster
 from ..deploy.errors import DeployError
 from ..deploy.planning import fetch_commit, mirror_reader
 from ..deploy.source import local_commit
 from .detect import inspect_tree
+from .facts import facts_command, parse_facts
 from .model import Project
 from .table import inspect_table
 from .tree import split_listing
@@ -42,9 +43,35 @@ def inspect_fetched(cfg: Config) -> tuple[Project, str]:
         cl.close()
 
 
+def deployed_facts(cfg: Config) -> tuple[list, dict | None, str]:
+    """(the overlay's overrides, what Django says, where) in the current release of the first app node (or
+    worker node); ([], None, why not) when no release runs yet or the cluster cannot be reached."""
+    try:
+        cl = open_cluster(cfg, open_cloud(cfg.cluster.target, cfg.cluster.region).client("ec2"),
+                          roles=("app", "worker"), out=lambda _line: None)
+    except Exception as exc:     # no cloud, no cluster yet: inspection of the commit still stands
+        return [], None, f"no running cluster to ask ({type(exc).__name__}: {str(exc)[:120]})"
+    try:
+        if not cl.members:
+            return [], None, "no app or worker node is running"
+        m = cl.members[0]
+        current = gather(cl, [m])[m.name].current
+        if current is None:
+            return [], None, f"{m.name} has no release yet (what Django says comes after the first deploy)"
+        command, stdin = facts_command(cl.layout, current)
+        facts = parse_facts(run(m.conn, command, stdin=stdin, step="what Django says", timeout=120).stdout)
+        overrides = [(name, "", why) for name, why in facts.get("whipup_overrides") or []]
+        return overrides, facts, f"Django in {m.name}'s release {current}"
+    finally:
+        cl.close()
+
+
 @cluster_task(errors=ERRORS)
 def inspect(c, cfg: Config):
     """Show what whipup finds in app.repo (manage.py, settings, WSGI, dependencies, Procfile, Celery, Python)."""
     project, where = inspect_local(cfg) if cfg.app.strategy == "push" else inspect_fetched(cfg)
     print(f"{cfg.app.name}: {where}")
-    print(inspect_table(project))
+    overrides, facts, facts_where = deployed_facts(cfg)
+    print(inspect_table(project, overrides, facts, facts_where))
+    if facts is None:
+        print(f"\n(what Django says: {facts_where})")
