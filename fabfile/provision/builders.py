@@ -101,10 +101,11 @@ def user_data(authorized_key: str, host_key: KeyText) -> str:
 
 
 def run_instances_params(cluster: ClusterConfig, role: RoleConfig, index: int, *, image: Image,
-                         subnet_id: str, group_id: str, user_data: str) -> dict:
-    """RunInstances parameters of node `index` of `role` (ClientToken is added by `ec2.launch`)."""
+                         subnet_id: str, group_id: str, user_data: str, instance_profile: str | None = None) -> dict:
+    """RunInstances parameters of node `index` of `role` (ClientToken is added by `ec2.launch`);
+    `instance_profile`: the IAM instance profile's name it is launched with (None: none)."""
     node = tags(node_tags(cluster.name, role.name, index))
-    return {
+    params = {
         "ImageId": image.id,
         "InstanceType": role.instance_type,
         "MinCount": 1,
@@ -125,6 +126,9 @@ def run_instances_params(cluster: ClusterConfig, role: RoleConfig, index: int, *
             {"ResourceType": "volume", "Tags": node},
         ],
     }
+    if instance_profile is not None:
+        params["IamInstanceProfile"] = {"Name": instance_profile}
+    return params
 
 
 def create_group_params(cluster: str, role: str, vpc_id: str, name: str) -> dict:

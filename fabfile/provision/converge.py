@@ -24,6 +24,7 @@ from ..state import known_hosts_path, write_public
 from ..exposure import public_warnings
 from . import builders, preflight
 from . import ec2 as ops
+from .iam import launch_profile
 from .keys import ensure_host_key, ensure_identity, known_hosts_line, read_host_public
 from .ready import wait_for_ssh
 from .timing import DEFAULT_TIMING, Timing
@@ -37,6 +38,7 @@ class Shared:
     public_key: str            # the cluster key, authorized on every node
     subnet: ops.Subnet
     group_ids: dict[str, str]  # role -> security group id
+    instance_profile: str | None = None  # app and worker nodes' (iam.py), on aws with media s3
 
 
 def checked(ec2, cfg: Config, log: Log, role: str | None = None, *, python: str | None = None) -> Config:
@@ -47,8 +49,9 @@ def checked(ec2, cfg: Config, log: Log, role: str | None = None, *, python: str 
     return preflight.check(ec2, cfg, role=role, log=log, python=python).config
 
 
-def prepare(ec2, cfg: Config, timing: Timing, log: Log) -> Shared:
-    """Key pair, subnet and security groups (with reconciled rules) for every role."""
+def prepare(ec2, cfg: Config, timing: Timing, log: Log, profile=None) -> Shared:
+    """Key pair, subnet and security groups (with reconciled rules) for every role; the instance profile
+    (`profile`: an iam.AppProfile, or None) made or found."""
     cluster = cfg.cluster
     public_key = ensure_identity(cfg)
     if ops.ensure_key_pair(ec2, cluster.name, public_key, timing):
@@ -61,7 +64,8 @@ def prepare(ec2, cfg: Config, timing: Timing, log: Log) -> Shared:
             ec2, groups[role.name], builders.desired_grants(role, cluster.admin_cidr, group_ids))
         if added or revoked:
             log(f"{role.name}: security group {group_ids[role.name]}: +{added} -{revoked} rules")
-    return Shared(public_key=public_key, subnet=subnet, group_ids=group_ids)
+    profile_name = profile.ensure(log) if profile is not None else None
+    return Shared(public_key=public_key, subnet=subnet, group_ids=group_ids, instance_profile=profile_name)
 
 
 def converge_role(ec2, cfg: Config, role: RoleConfig, shared: Shared, timing: Timing, log: Log,
@@ -88,6 +92,7 @@ def converge_role(ec2, cfg: Config, role: RoleConfig, shared: Shared, timing: Ti
                 cfg.cluster, role, index, image=image, subnet_id=shared.subnet.id,
                 group_id=shared.group_ids[role.name],
                 user_data=builders.user_data(shared.public_key, ensure_host_key(cfg, name)),
+                instance_profile=launch_profile(role.name, shared.instance_profile),
             )
             tokens = builders.client_tokens(cluster, role.name, index, retired.get(str(index), []))
             launched.append(ops.launch(ec2, params, tokens))
@@ -166,11 +171,11 @@ def failure(errors: dict[str, str]) -> ProvisionError:
 
 
 def provision(ec2, cfg: Config, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
-              log: Log = print, python: str | None = None) -> list[Node]:
+              log: Log = print, python: str | None = None, profile=None) -> list[Node]:
     """Bring every role to its count of running, reachable nodes; the cluster's nodes. `python`: the
-    project's Python constraint, for `ami: auto` (None: Debian 12)."""
+    project's Python constraint, for `ami: auto` (None: Debian 12); `profile`: as for `prepare`."""
     cfg = checked(ec2, cfg, log, python=python)
-    shared = prepare(ec2, cfg, timing, log)
+    shared = prepare(ec2, cfg, timing, log, profile)
     _, errors = each(cfg.roles, lambda role: converge_role(ec2, cfg, role, shared, timing, log),
                      key=lambda role: role.name)
     nodes, problems = pin_known_hosts(ec2, cfg)
@@ -189,12 +194,13 @@ def next_free_index(nodes: list[Node]) -> int:
 
 
 def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
-                log: Log = print, python: str | None = None) -> Node:
-    """Launch one more node of a role, at its lowest free index; the new node (`python` as for provision)."""
+                log: Log = print, python: str | None = None, profile=None) -> Node:
+    """Launch one more node of a role, at its lowest free index; the new node (`python`, `profile` as for
+    provision)."""
     cfg.role(role_name)
     cfg = checked(ec2, cfg, log, role=role_name, python=python)
     role = cfg.role(role_name)
-    shared = prepare(ec2, cfg, timing, log)
+    shared = prepare(ec2, cfg, timing, log, profile)
     index = next_free_index(find_nodes(ec2, cfg.cluster.name, role=role.name))
     if index >= role.count:
         log(f"{role.name}: node {index} is beyond count {role.count} in {cfg.path.name}; "

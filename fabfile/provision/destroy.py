@@ -3,7 +3,7 @@
 `plan_destroy` only reads; `describe_plan` is what the task shows before asking;
 `destroy` removes in dependency order: instances (lifting termination protection
 first) and their termination, elastic IPs, security-group cross-references, groups,
-key pair.
+key pair, the S3 gateway VPC endpoint whipup made (vpce.py: only one tagged with the cluster).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..nodes import LIVE_STATES, Node, find_nodes
 from . import builders
 from .builders import Grant
 from .timing import Timing
+from .vpce import tagged_endpoints
 
 ALL_BUT_TERMINATED = LIVE_STATES + ("shutting-down",)
 
@@ -37,10 +38,11 @@ class DestroyPlan:
     addresses: tuple[Address, ...]
     groups: tuple[Group, ...]
     key_pairs: tuple[str, ...]
+    endpoints: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.instances or self.addresses or self.groups or self.key_pairs)
+        return not (self.instances or self.addresses or self.groups or self.key_pairs or self.endpoints)
 
 
 def plan_destroy(ec2, cluster: str) -> DestroyPlan:
@@ -57,6 +59,7 @@ def plan_destroy(ec2, cluster: str) -> DestroyPlan:
                                 for a in addresses), key=lambda a: a.allocation_id)),
         groups=tuple(sorted((Group(g["GroupId"], g["GroupName"]) for g in groups), key=lambda g: g.name)),
         key_pairs=tuple(sorted(k["KeyName"] for k in key_pairs)),
+        endpoints=tuple(tagged_endpoints(ec2, cluster)),
     )
 
 
@@ -69,6 +72,7 @@ def describe_plan(plan: DestroyPlan) -> list[str]:
     lines += [f"  elastic IP  {a.allocation_id}  {a.public_ip}" for a in plan.addresses]
     lines += [f"  security group  {g.id}  {g.name}" for g in plan.groups]
     lines += [f"  key pair  {k}" for k in plan.key_pairs]
+    lines += [f"  S3 gateway endpoint  {e}" for e in plan.endpoints]
     return lines
 
 
@@ -112,4 +116,7 @@ def destroy(ec2, plan: DestroyPlan, timing: Timing, log=print) -> None:
     for name in plan.key_pairs:
         ec2.delete_key_pair(KeyName=name)
         log(f"deleted key pair {name}")
+    if plan.endpoints:
+        ec2.delete_vpc_endpoints(VpcEndpointIds=list(plan.endpoints))
+        log(f"deleted S3 gateway endpoint(s) {', '.join(plan.endpoints)}")
 

@@ -19,10 +19,13 @@ from .accounting import MutationCounter
 from .destroy import describe_plan, plan_destroy
 from .destroy import destroy as destroy_plan
 from .ec2 import resolve_subnet
+from .iam import AppProfile, wants_profile
+from .iam import describe as describe_profile
 from .media import MediaBucket
 from .media import describe as describe_media
 from .report import status_json, status_text
 from .timing import DEFAULT_TIMING
+from .vpce import S3Endpoint
 
 
 def connect_ec2(cfg: Config) -> tuple[object, MutationCounter]:
@@ -45,15 +48,30 @@ def open_media(cfg: Config, counter: MutationCounter) -> MediaBucket | None:
     return MediaBucket.open(cfg, counter.attach(cloud.client("s3")), counter.attach(cloud.client("sts")), endpoint)
 
 
+def open_profile(cfg: Config, counter: MutationCounter, media: MediaBucket | None) -> AppProfile | None:
+    """The app nodes' instance profile (aws with media s3, iam.py), its calls counted; None otherwise."""
+    if media is None or not wants_profile(cfg):
+        return None
+    iam = counter.attach(open_cloud(cfg.cluster.target, cfg.cluster.region).client("iam"))
+    return AppProfile.open(cfg, iam, media.name)
+
+
 def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: bool, python: str | None = None) -> list:
-    """converge.provision, and the media bucket: checked before the first change (a bucket name held by
-    someone else stops the run with nothing created), made once the nodes are; the cluster's nodes."""
+    """converge.provision, and the media bucket: checked before the first change (a bucket or IAM role name
+    held by someone else stops the run with nothing created), made once the nodes are; on aws the app nodes'
+    instance profile (before they launch) and the VPC's S3 gateway endpoint; the cluster's nodes."""
     media = open_media(cfg, counter)
+    profile = open_profile(cfg, counter, media)
     if media is not None:
         media.check()
-    nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING, python=python)
+    if profile is not None:
+        profile.check()
+    nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING, python=python, profile=profile)
     if media is not None:
-        media.ensure(cfg, resolve_subnet(ec2, cfg.cluster).vpc_id)
+        subnet = resolve_subnet(ec2, cfg.cluster)
+        if profile is not None:
+            S3Endpoint(ec2, cfg.cluster.name, cfg.cluster.region).ensure(subnet.vpc_id, subnet.id)
+        media.ensure(cfg, subnet.vpc_id)
     return nodes
 
 
@@ -78,9 +96,10 @@ def create_node(c, role, cfg: Config, wait_ssh=True, python=None):
     """Launch one more node of ROLE, at its lowest free index."""
     cfg.role(role)
     ec2, counter = connect_ec2(cfg)
+    profile = open_profile(cfg, counter, open_media(cfg, counter))
     try:
         node = converge.create_node(ec2, cfg, role, wait_ssh=wait_ssh, timing=DEFAULT_TIMING,
-                                    python=python or cfg.app.python)
+                                    python=python or cfg.app.python, profile=profile)
     finally:
         print(counter.summary())
     print(status_text(cfg.cluster.name, [node]))
@@ -101,17 +120,21 @@ def destroy(c, cfg: Config, yes=False):
     plan = plan_destroy(ec2, cfg.cluster.name)
     media = open_media(cfg, counter)
     media_plan = media.plan() if media is not None else None
+    profile = open_profile(cfg, counter, media)
+    profile_plan = profile.plan() if profile is not None else None
     lines = describe_plan(plan)
-    if plan.empty and media_plan is not None:
+    if plan.empty and (media_plan is not None or profile_plan is not None):
         lines = [f"cluster {cfg.cluster.name}: will remove"]
-    print("\n".join(lines + describe_media(media_plan)))
-    if plan.empty and media_plan is None:
+    print("\n".join(lines + describe_media(media_plan) + describe_profile(profile_plan)))
+    if plan.empty and media_plan is None and profile_plan is None:
         return
     if not yes:
         _confirm(cfg.cluster.name)
     try:
         if not plan.empty:
             destroy_plan(ec2, plan, DEFAULT_TIMING)
+        if profile is not None and profile_plan is not None:
+            profile.destroy()           # after the instances: none holds it any more
         if media is not None and media_plan is not None:
             media.destroy(cfg, media_plan)
     finally:

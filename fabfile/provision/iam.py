@@ -1,0 +1,181 @@
+"""The app nodes' S3 access on AWS (app.media: s3, cluster.target: aws): one IAM role and instance profile per
+cluster, attached at launch to the app and worker nodes (RunInstances' IamInstanceProfile).
+
+Pure builders (names, trust and access policies) are tested by exact value; `AppProfile` is the thin runner:
+`ensure` creates what is missing and says "already ok" (Get* reads only) on a re-run; `plan`/`destroy` remove
+only a role and profile tagged with the cluster, after its instances are gone. The sandbox has no IAM
+enforcement (moto's S3 gate needs no credentials): nothing here runs there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from botocore.exceptions import ClientError
+
+from ..config import Config
+from ..errors import ProvisionError
+from ..naming import TAG_CLUSTER, cluster_tags, tags
+
+Log = Callable[[str], None]
+PROFILE_ROLES = ("app", "worker")   # the roles whose processes write media
+POLICY_NAME = "whipup-media"
+MAX_NAME = 64                        # IAM role names (instance profiles allow 128)
+
+
+def profile_name(cluster: str, region: str) -> str:
+    """`<cluster>-app-<region>`: IAM names are account-wide, the region keeps two same-named clusters apart
+    (each has its own bucket). Over 64 characters: a cut name and 8 hex of sha256 of the full one."""
+    name = f"{cluster}-app-{region}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:MAX_NAME - 9]}-{digest}"
+
+
+def wants_profile(cfg: Config) -> bool:
+    return cfg.cluster.target == "aws" and cfg.app.media == "s3"
+
+
+def trust_policy() -> dict:
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+
+def access_policy(bucket: str) -> dict:
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "WhipupMediaObjects", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], "Resource": f"arn:aws:s3:::{bucket}/*"},
+        {"Sid": "WhipupMediaList", "Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": f"arn:aws:s3:::{bucket}"},
+    ]}
+
+
+def create_role_params(cluster: str, name: str) -> dict:
+    return {"RoleName": name, "AssumeRolePolicyDocument": json.dumps(trust_policy()),
+            "Description": f"whipup {cluster}: app and worker nodes write the media bucket",
+            "Tags": tags(cluster_tags(cluster, Name=name))}
+
+
+def put_policy_params(name: str, bucket: str) -> dict:
+    return {"RoleName": name, "PolicyName": POLICY_NAME, "PolicyDocument": json.dumps(access_policy(bucket))}
+
+
+def create_profile_params(cluster: str, name: str) -> dict:
+    return {"InstanceProfileName": name, "Tags": tags(cluster_tags(cluster, Name=name))}
+
+
+def launch_profile(role: str, profile: str | None) -> str | None:
+    """The profile a node of `role` is launched with (None: none)."""
+    return profile if role in PROFILE_ROLES else None
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _document(value) -> dict:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class AppProfile:
+    iam: object
+    cluster: str
+    name: str
+    bucket: str
+
+    @classmethod
+    def open(cls, cfg: Config, iam, bucket: str) -> "AppProfile | None":
+        """The cluster's profile (None unless app.media s3 on target aws)."""
+        if not wants_profile(cfg):
+            return None
+        return cls(iam, cfg.cluster.name, profile_name(cfg.cluster.name, cfg.cluster.region), bucket)
+
+    def _role(self) -> dict | None:
+        try:
+            role = self.iam.get_role(RoleName=self.name)["Role"]
+        except ClientError as exc:
+            if _code(exc) == "NoSuchEntity":
+                return None
+            raise
+        found = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
+        if found.get(TAG_CLUSTER) != self.cluster:
+            raise ProvisionError(f"IAM role {self.name} exists but is not tagged {TAG_CLUSTER}={self.cluster}: "
+                                 f"rename the cluster or remove that role")
+        return role
+
+    def _profile(self) -> dict | None:
+        try:
+            return self.iam.get_instance_profile(InstanceProfileName=self.name)["InstanceProfile"]
+        except ClientError as exc:
+            if _code(exc) == "NoSuchEntity":
+                return None
+            raise
+
+    def _policy(self) -> dict | None:
+        try:
+            got = self.iam.get_role_policy(RoleName=self.name, PolicyName=POLICY_NAME)
+        except ClientError as exc:
+            if _code(exc) == "NoSuchEntity":
+                return None
+            raise
+        return _document(got["PolicyDocument"])
+
+    def check(self) -> None:
+        """Read-only: raises if a role of that name is not the cluster's."""
+        self._role()
+
+    def ensure(self, log: Log = print) -> str:
+        """Role (tagged, trusted by EC2), its inline policy, the profile holding it; the profile's name."""
+        changed = []
+        if self._role() is None:
+            self.iam.create_role(**create_role_params(self.cluster, self.name))
+            changed.append("role created")
+        if self._policy() != access_policy(self.bucket):
+            self.iam.put_role_policy(**put_policy_params(self.name, self.bucket))
+            changed.append(f"policy set ({self.bucket})")
+        profile = self._profile()
+        if profile is None:
+            self.iam.create_instance_profile(**create_profile_params(self.cluster, self.name))
+            changed.append("instance profile created")
+            profile = {"Roles": []}
+        if self.name not in [r["RoleName"] for r in profile.get("Roles", [])]:
+            self.iam.add_role_to_instance_profile(InstanceProfileName=self.name, RoleName=self.name)
+            self.iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=self.name)
+            changed.append("role added to the profile")
+        log(f"media: instance profile {self.name} " + (", ".join(changed) if changed else "already ok"))
+        return self.name
+
+    def plan(self) -> str | None:
+        """The profile's name if destroy would remove it (read-only): only a role tagged with the cluster."""
+        try:
+            role = self._role()
+        except ProvisionError:
+            return None
+        return self.name if role is not None or self._tagged_profile() else None
+
+    def _tagged_profile(self) -> bool:
+        profile = self._profile()
+        found = {t["Key"]: t["Value"] for t in (profile or {}).get("Tags") or []}
+        return found.get(TAG_CLUSTER) == self.cluster
+
+    def destroy(self, log: Log = print) -> None:
+        """Detach and delete the profile, the inline policy and the role (call once the instances are gone)."""
+        profile = self._profile()
+        if profile is not None and self._tagged_profile():
+            for role in profile.get("Roles", []):
+                self.iam.remove_role_from_instance_profile(InstanceProfileName=self.name, RoleName=role["RoleName"])
+            self.iam.delete_instance_profile(InstanceProfileName=self.name)
+        if self._role() is not None:
+            if self._policy() is not None:
+                self.iam.delete_role_policy(RoleName=self.name, PolicyName=POLICY_NAME)
+            self.iam.delete_role(RoleName=self.name)
+        log(f"deleted instance profile and IAM role {self.name}")
+
+
+def describe(name: str | None) -> list[str]:
+    """destroy's plan line for the profile."""
+    return [f"  instance profile  {name}  (IAM role {name}: the app nodes' media access)"] if name else []
