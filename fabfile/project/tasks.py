@@ -60,8 +60,8 @@ def deployed_facts(cfg: Config) -> tuple[list, dict | None, str]:
             return [], None, f"{m.name} has no release yet (what Django says comes after the first deploy)"
         command, stdin = facts_command(cl.layout, current)
         facts = parse_facts(run(m.conn, command, stdin=stdin, step="what Django says", timeout=120).stdout)
-        overrides = [(name, "", why) for name, why in facts.get("whipup_overrides") or []]
-        return overrides, facts, f"Django in {m.name}'s release {current}"
+        overrides = [(name, "set", why) for name, why in facts.pop("whipup_overrides", None) or []]
+        return overrides, facts, f"{m.name} {current}"
     finally:
         cl.close()
 
