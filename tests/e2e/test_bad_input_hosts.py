@@ -133,19 +133,19 @@ def test_create_node_refuses_a_type_not_offered(api, tmp_path):
     nothing_of(ec2, "bad-create-node")
 
 
-def test_good_input_passes_and_a_rerun_preflight_is_well_under_a_second(api, tmp_path):
+def test_good_input_passes_and_a_rerun_changes_nothing(api, tmp_path):
     """The shipped roles.yaml passes preflight on the sandbox API; on the complete cluster the re-run's preflight
-    (same calls, through moto's HTTP server) is timed.  No host boots: moto marks the instances running."""
+    (same calls, through moto's HTTP server) is printed, not asserted (bench/ times it).  No host boots: moto marks
+    the instances running."""
     env, ec2, network = api
     roles = roles_with(tmp_path, "good-input", network, {})
     first = fab("provision", "--no-wait-ssh", "--config", str(roles), env=env, timeout=120).stdout
-    assert first.splitlines()[0].startswith("preflight: ") and "RunInstances 4" in first
+    assert any(line.startswith("preflight: ") for line in first.splitlines()) and "RunInstances 4" in first
     started = time.monotonic()
     again = fab("provision", "--no-wait-ssh", "--config", str(roles), env=env, timeout=120).stdout
     wall = time.monotonic() - started
-    seconds = float(again.splitlines()[0].split()[1])
+    seconds = float(next(line for line in again.splitlines() if line.startswith("preflight: ")).split()[1])
     print(f"\nre-run on a complete cluster: preflight {seconds:.2f} s, whole fab provision {wall:.1f} s")
     assert "0 mutating API calls" in again
-    assert seconds < 0.5, again
     tagged = ec2.describe_instances(Filters=[{"Name": "tag:whipup:cluster", "Values": ["good-input"]}])
     assert sum(len(r["Instances"]) for r in tagged["Reservations"]) == 4
