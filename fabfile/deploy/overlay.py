@@ -9,7 +9,8 @@ each change in `WHIPUP_OVERRIDES` (`fab inspect` shows them):
   ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS   the site's names and addresses
   SECURE_PROXY_SSL_HEADER   the proxy sends X-Forwarded-Proto
   DEBUG False; SECRET_KEY from the environment when the project's is empty or a django-insecure one
-  MIDDLEWARE            `whipup_health.Health` first: app.health_path answers before any redirect or host check
+  MIDDLEWARE            `whipup_health.Health` first: /-/health answers before any redirect or host check (not
+                        when roles.yaml's app.health_path names the project's own health view instead)
 `whipup_health` is that middleware: 200 once the database answers `SELECT 1`, 503 otherwise, with the release.
 """
 from __future__ import annotations
@@ -101,7 +102,9 @@ _key = str(globals().get("SECRET_KEY") or "")
 if (not _key or _key.startswith("django-insecure")) and _os.environ.get("SECRET_KEY"):
     _set("SECRET_KEY", _os.environ["SECRET_KEY"], "the cluster's generated key (the project's was "
          + ("empty" if not _key else "a django-insecure one") + ")")
-_set("MIDDLEWARE", [{health_module!r} + ".Health"] + [m for m in globals().get("MIDDLEWARE") or []
+'''
+
+_HEALTH_MIDDLEWARE = '''_set("MIDDLEWARE", [{health_module!r} + ".Health"] + [m for m in globals().get("MIDDLEWARE") or []
                                                      if m != {health_module!r} + ".Health"],
      "{health_path} answers first (database check, release id)")
 '''
@@ -142,10 +145,13 @@ class Health:
 '''
 
 
-def settings_module(*, project: str, release: str, static_root: str, health_path: str) -> str:
-    """The text of whipup_settings.py for one release."""
-    return _SETTINGS.format(project=project, release=release, static_root=static_root, health_path=health_path,
-                            health_module=HEALTH_MODULE)
+def settings_module(*, project: str, release: str, static_root: str, health_path: str, health: bool = True) -> str:
+    """The text of whipup_settings.py for one release; `health`: with whipup's health middleware (not when
+    roles.yaml's app.health_path names a view of the project's own)."""
+    text = _SETTINGS.format(project=project, release=release, static_root=static_root)
+    if health:
+        text += _HEALTH_MIDDLEWARE.format(health_path=health_path, health_module=HEALTH_MODULE)
+    return text
 
 
 def health_module(*, release: str, health_path: str) -> str:

@@ -67,11 +67,13 @@ def release_files(layout: Layout, release_id: str, rt: AppRuntime) -> dict[str, 
     if rt.overlay:
         django_root = f"{rel}/{rt.root}".rstrip("/")
         static_root = f"{layout.release(release_id)}/static"
+        ours = rt.health_path == HEALTH_PATH      # else app.health_path is a view of the project's own
         files[f"{django_root}/{overlay.SETTINGS_MODULE}.py"] = (overlay.settings_module(
             project=rt.project_settings, release=release_id, static_root=static_root,
-            health_path=rt.health_path), 0o644)
-        files[f"{django_root}/{overlay.HEALTH_MODULE}.py"] = (
-            overlay.health_module(release=release_id, health_path=rt.health_path), 0o644)
+            health_path=rt.health_path, health=ours), 0o644)
+        if ours:
+            files[f"{django_root}/{overlay.HEALTH_MODULE}.py"] = (
+                overlay.health_module(release=release_id, health_path=rt.health_path), 0o644)
     return files
 
 
