@@ -106,7 +106,9 @@ def test_the_git_server_listens_on_the_bridge_address_only(site):
     assert st["git"] == site.url.replace("/demo.git", "/NAME.git")
     port = site.url.split(":")[2].split("/")[0]
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True).stdout
-    assert [line.split()[3] for line in listening.splitlines()] == [f"{address}:{port}"]
+    addresses = [line.split()[3] for line in listening.splitlines()]   # other sandboxes' servers: their own bridges
+    assert f"{address}:{port}" in addresses
+    assert not [a for a in addresses if a.startswith(("0.0.0.0:", "*:", "[::]:"))], addresses
 
 
 def test_the_hosts_fetched_the_published_commit_and_the_site_serves_it(site):
