@@ -80,12 +80,12 @@ class Site(DeployedCluster):
         return (m.group(1) if m else ""), body
 
     def manage(self, *args: str) -> str:
-        """`manage.py ARGS` of the current release on app node 0, as the app user, with shared/.env."""
+        """`manage.py ARGS` of the current release on app node 0, as the app user, through the launcher (the
+        app's environment, as every process of the app gets it)."""
         app = self.cfg.app
         argv = " ".join(shlex.quote(a) for a in args)
-        return self.ssh("app-0", f"cd /srv/{app.name}/current && sudo -n -u {app.name} env "
-                                 f"WHIPUP_ENV_FILE=/srv/{app.name}/shared/.env "
-                                 f"DJANGO_SETTINGS_MODULE={app.django_settings} .venv/bin/python manage.py {argv}")
+        return self.ssh("app-0", f"sudo -n -u {app.name} /bin/sh /srv/{app.name}/shared/whipup-exec "
+                                 f"/srv/{app.name}/current python manage.py {argv}")
 
     def gunicorn_pid(self) -> str:
         return self.ssh("app-0", f"sudo -n supervisorctl pid {self.cfg.app.name}-web").strip()
