@@ -147,6 +147,8 @@ class Materializer:
         """Put back the /32 route of a running host if something removed it (another sandbox, a person)."""
         routed = net.bridge_routes(self.settings.bridge)
         for iid in running:
+            if not hosts.is_running(self.settings, iid):   # stopped by this very step: its route went on purpose
+                continue
             ip = (hosts.read_state(self.settings, iid) or {}).get("private_ip")
             if ip and ip not in routed and not net.route_is_specific(ip):
                 net.run(net.host_route_cmd(ip, self.settings.bridge, self.settings.bridge_address), check=False)

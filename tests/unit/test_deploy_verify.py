@@ -50,3 +50,4 @@ def test_a_workers_only_task_names_the_same_site_as_a_web_one(cfg):
     worker = Node("worker", 0, "c-worker-0", "i-w", "running", "10.0.0.30", None, None)
     cl = Cluster(cfg, Layout.of(cfg), [], [], [Member(worker, None)], None, worker, None, running=(proxy, app, worker))
     assert site_hosts(cl) == ["10.0.0.5", "203.0.113.5", "10.0.0.10", "localhost", "127.0.0.1"]
+
