@@ -36,8 +36,19 @@ RESERVED_PREFIX = "WHIPUP_"
 
 _APP_KEYS = ("name", "repo", "branch", "strategy", "django_settings", "requirements", "wsgi", "celery_app",
              "release_command", "python", "health_path", "overlay", "env", "secrets", "media", "build_packages",
-             "keep_releases")
+             "keep_releases", "keep_warm")
 _SECRET_KEYS = ("name", "ssm")
+_WARM_KEYS = ("for", "workers")
+DURATION = re.compile(r"\A([0-9]{1,6})([smh]?)\Z", re.ASCII)
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+@dataclass(frozen=True)
+class KeepWarm:
+    """How long the previous release's gunicorn slot stays up after a switch, and with how many workers:
+    a rollback within that time switches to it with no process to boot. seconds 0: stopped at once."""
+    seconds: int = 1800
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class AppConfig:
     django_settings: str | None = None   # None: detected (manage.py's default, a production module)
     requirements: str | None = None      # None: detected (requirements files, else pyproject.toml)
     keep_releases: int = 5
+    keep_warm: KeepWarm = KeepWarm()
     wsgi: str | None = None              # module:callable; None: WSGI_APPLICATION
     celery_app: str | None = None        # celery -A; None: detected
     release_command: str | None = None   # None: the Procfile's release:, if any
@@ -67,6 +79,31 @@ class AppConfig:
     media: str = "s3"
     build_packages: tuple[str, ...] = ()  # Debian packages for requirements pip compiles: configure installs
                                           # them (with build-essential, python3-dev) on app and worker nodes
+
+
+def duration(value: Any, path: str, hi: int = 7 * 24 * 3600) -> int:
+    """Seconds from `90`, `90s`, `30m` or `2h` (at most a week)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    found = DURATION.fullmatch(text) if isinstance(text, str) else None
+    if found is None:
+        raise Invalid(path, f"expected a duration like 90s, 30m or 2h, got {value!r}")
+    seconds = int(found.group(1)) * _UNIT[found.group(2)]
+    if seconds > hi:
+        raise Invalid(path, f"at most {hi // 3600} h, got {value!r}")
+    return seconds
+
+
+def keep_warm(value: Any, path: str) -> KeepWarm:
+    """app.keep_warm: false (the previous slot stops at once), a duration, or {for: 30m, workers: 1}."""
+    if value is False:
+        return KeepWarm(0, 0)
+    if value is True or value is None:
+        return KeepWarm()
+    if not isinstance(value, dict):
+        return KeepWarm(duration(value, path), KeepWarm.workers)
+    m = mapping(value, path, _WARM_KEYS)
+    seconds = duration(m.get("for", "30m"), f"{path}.for")
+    return KeepWarm(seconds, integer(m.get("workers", 1), f"{path}.workers", 1, 64) if seconds else 0)
 
 
 def env_name(value: Any, path: str) -> str:
@@ -151,6 +188,7 @@ def parse_app(value: Any, path: str, root: Path) -> AppConfig:
         django_settings=_optional(m, "django_settings", path, DOTTED, "a dotted module path like demo.settings"),
         requirements=None if m.get("requirements") is None else relative(m["requirements"], f"{path}.requirements"),
         keep_releases=integer(m.get("keep_releases", 5), f"{path}.keep_releases", 1, 100),
+        keep_warm=keep_warm(m.get("keep_warm"), f"{path}.keep_warm"),
         wsgi=_optional(m, "wsgi", path, WSGI, "module:callable, like mysite.wsgi:application"),
         celery_app=_optional(m, "celery_app", path, DOTTED, "a dotted module path (celery -A)"),
         release_command=None if release_command is None else env_value(release_command, f"{path}.release_command"),

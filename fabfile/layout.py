@@ -17,7 +17,8 @@ from .config import Config
 DB_ROLE = "db"                            # its node 0 is DB_HOST; PostgreSQL is set up on its nodes
 BROKER_ROLE = "worker"                    # its node 0 runs redis, the celery broker
 APP_ROLES = ("proxy", "app", "worker")    # roles that get the app user and /srv/<app>
-WEB_PORT = 8000                           # gunicorn's port on app nodes
+WEB_PORT = 8000                           # gunicorn's port on app nodes: slot a's; slot b's is the next one
+SLOTS = ("a", "b")                        # the two gunicorn programs of an app node (deploy/slots.py)
 DB_PORT = 5432
 BROKER_PORT = 6379
 NOLOGIN = "/usr/sbin/nologin"
@@ -101,7 +102,34 @@ class Layout:
 
     @property
     def web_program(self) -> str:
+        """The name of the supervisor conf file of the web slots (and the prefix of their programs)."""
         return f"{self.app}-web"
+
+    def slot_program(self, slot: str) -> str:
+        """The supervisor program of gunicorn slot `slot` (a or b)."""
+        return f"{self.app}-web-{check_slot(slot)}"
+
+    @property
+    def boot_program(self) -> str:
+        """A one-shot supervisor program: starts the live slot when supervisord starts (a host's boot)."""
+        return f"{self.app}-web-boot"
+
+    @property
+    def slots_dir(self) -> str:
+        """slots/a and slots/b: links to the release each slot runs; slots/live: a link to the live slot."""
+        return f"{self.root}/slots"
+
+    def slot(self, slot: str) -> str:
+        return f"{self.slots_dir}/{check_slot(slot)}"
+
+    @property
+    def live_slot(self) -> str:
+        return f"{self.slots_dir}/live"
+
+    @property
+    def upstream_file(self) -> str:
+        """On proxies: nginx's servers of the app (each app node's live slot), rewritten by every switch."""
+        return f"/etc/nginx/whipup/{self.app}-upstream.conf"
 
     @property
     def worker_program(self) -> str:
@@ -122,6 +150,21 @@ class Layout:
     def venv(self, release_id: str) -> str:
         """The venv of one release (by its own path; `current_venv` is the one named through `current`)."""
         return f"{self.release(release_id)}/{VENV}"
+
+
+def check_slot(slot: str) -> str:
+    if slot not in SLOTS:
+        raise ValueError(f"not a slot: {slot!r} (expected one of {', '.join(SLOTS)})")
+    return slot
+
+
+def slot_port(slot: str) -> int:
+    """gunicorn's port in slot `slot`: 8000 for a, 8001 for b."""
+    return WEB_PORT + SLOTS.index(check_slot(slot))
+
+
+def other_slot(slot: str) -> str:
+    return SLOTS[1 - SLOTS.index(check_slot(slot))]
 
 
 def cluster_env(layout: Layout, *, secret_key: str, db_password: str | None, db_host: str | None,

@@ -28,9 +28,17 @@ PRESEEDS: dict[str, tuple[str, ...]] = {
 }
 
 # A service whose `reload` is not its init script's: supervisor's would restart every program,
-# `reread` + `update` restarts only the programs whose files changed.
+# `reread` + `update` restarts only the programs whose files changed, and never gunicorn's slots (programs
+# named *-web-a, *-web-b): a slot is restarted by a slot switch (configure.slotsync), never in place.
+SLOT_PROGRAMS = r"-web-[ab]$"
+SUPERVISOR_UPDATE = "\n".join([
+    "out=$(supervisorctl reread) || { echo \"$out\" >&2; exit 1; }",
+    "names=$(printf '%s\\n' \"$out\" | sed -n 's/^\\([^: ]*\\): \\(available\\|changed\\|disappeared\\)$/\\1/p' "
+    f"| grep -Ev -- {shlex.quote(SLOT_PROGRAMS)} || true)",
+    '[ -z "$names" ] || supervisorctl update $names',
+])
 RELOAD_OVERRIDES: dict[str, str] = {
-    "supervisor": "supervisorctl reread && supervisorctl update",
+    "supervisor": SUPERVISOR_UPDATE,
 }
 
 

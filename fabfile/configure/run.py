@@ -23,6 +23,7 @@ from .apply import Runner, StageFailed, apply_plan, read_files
 from .desired import desired_state
 from .facts import facts_command, parse_facts
 from .plan import Plan, make_plan
+from .slotsync import includes_upstream, live_slots, refresh_changed, upstream_files, web_program_changed
 from .report import HostResult, dry_run_report, service_runs, summary_line
 from .templates import TemplateError, environment, render_role_files
 from .want import Desired
@@ -56,7 +57,11 @@ def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool) -
     if any(n.role == DB_ROLE for n in targets):
         # generated once (0600, local); a dry run generates nothing and uses it only if it exists
         password = stored(cfg).get("db_password") if dry_run else secret(cfg, "db_password")
-    return {n.instance_id: desired_state(cfg, n, render_role_files(cfg, n, nodes, env),
+    files = {n.instance_id: render_role_files(cfg, n, nodes, env) for n in targets}
+    if any(includes_upstream(cfg, f) for f in files.values()):
+        live = live_slots(cfg, nodes)     # the ports deploy switched the proxies to
+        files = {i: upstream_files(cfg, f, nodes, live) for i, f in files.items()}
+    return {n.instance_id: desired_state(cfg, n, files[n.instance_id],
                                          db_password=password if n.role == DB_ROLE else None)
             for n in targets}
 
@@ -182,6 +187,8 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
         print(summary_line(r), file=out)
     if failed:
         raise HostFailures("configure", failed)
+    if not dry_run:
+        refresh_changed(cfg, ec2, web_program_changed(cfg, results), out)
     return results
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:     # jinja2 is imported where it renders: a deploy or rollbac
     import jinja2
 
 from ..config import Config, TemplateSpec
-from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, WEB_PORT, Layout
+from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, SLOTS, WEB_PORT, Layout, slot_port
 from ..media import MediaSite, nginx_media, rehearsal_site, site_of
 from ..nodes import Node
 from .facts import HOST_VALUES
@@ -71,7 +71,10 @@ def context(cfg: Config, node: Node, nodes: list[Node], media: MediaSite | None 
             "logs": layout.logs, "env_file": layout.env_file, "venv": layout.current_venv,
             "launcher": layout.launcher,
             "web_program": layout.web_program, "worker_program": layout.worker_program,
-            "port": WEB_PORT,
+            "port": WEB_PORT, "boot_program": layout.boot_program, "slots_dir": layout.slots_dir,
+            "slots": [{"name": s, "program": layout.slot_program(s), "dir": layout.slot(s), "port": slot_port(s)}
+                      for s in SLOTS],
+            "upstream": layout.upstream_file,
         },
         "role": {"name": role.name, "services": list(role.services), "packages": list(role.packages)},
         "node": _node_entry(node),

@@ -19,7 +19,7 @@ from ..remote import HostFailures, Progress, on_hosts, raise_failures, run
 from ..ssh import connect
 from . import commands
 from .errors import DeployError, NodesChanged
-from ..layout import Layout
+from ..layout import SLOTS, Layout
 from .releases import NodeState, parse_state
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class Cluster:
     def programs_of(self, member: Member) -> tuple[str, ...]:
         """The supervisor programs deploy manages on `member`: gunicorn on app nodes, celery on workers."""
         if member.role == "app":
-            return (self.layout.web_program,)
+            return tuple(self.layout.slot_program(s) for s in SLOTS)
         if member.role == "worker":
             return (self.layout.worker_program,)
         return ()

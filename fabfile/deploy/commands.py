@@ -72,6 +72,9 @@ def state_script(layout: Layout, programs: Iterable[str] = (), migrations: bool 
         f"cd {q(layout.root)} 2>/dev/null || {{ echo layout=missing; exit 0; }}",
         "echo layout=ok",
         'echo "current=$(readlink current 2>/dev/null)"',
+        'echo "live=$(readlink slots/live 2>/dev/null)"',
+        'for s in a b; do echo "slot=$s $(readlink "slots/$s" 2>/dev/null || echo -) '
+        '$(cat "slots/$s.cold-at" 2>/dev/null || echo -)"; done',
         'm() { v=; [ -f "$1" ] && IFS= read -r v < "$1"; [ -n "$v" ] || v=-; }',
         "for d in releases/*/; do",
         '  [ -d "$d" ] || continue',
@@ -306,31 +309,10 @@ def switch(layout: Layout, release_id: str) -> str:
                           f"ln -sfn {q(f'releases/{rid}')} {q(tmp)} && mv -T {q(tmp)} current")
 
 
-WEB_ACTIONS = ("hup", "restart", "start")
-
-
-def web(layout: Layout, action: str) -> str:
-    """gunicorn: HUP (new workers on the new code, graceful), restart (new venv) or start."""
-    p = q(layout.web_program)
-    if action == "hup":
-        return as_root(supervisor_signal(layout.web_program, "HUP"))
-    if action == "restart":
-        return as_root(f"supervisorctl restart {p}")
-    if action == "start":
-        # stop first: a program in BACKOFF or FATAL (no release before the first deploy) starts again
-        return as_root(f"supervisorctl stop {p} >/dev/null 2>&1; supervisorctl start {p}")
-    raise ValueError(f"unknown web action {action!r} (expected one of {', '.join(WEB_ACTIONS)})")
-
-
 def worker_restart(layout: Layout) -> str:
     """celery: stop (TERM: warm shutdown, running tasks finish) then start on the new release."""
     p = q(layout.worker_program)
     return as_root(f"supervisorctl stop {p} >/dev/null 2>&1; supervisorctl start {p}")
-
-
-def switch_and_web(layout: Layout, release_id: str, action: str) -> str:
-    """Both in one round trip (rollback: few commands per host)."""
-    return f"{switch(layout, release_id)} && {web(layout, action)}"
 
 
 def worker_warm_restart(layout: Layout) -> str:

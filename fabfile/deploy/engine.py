@@ -2,13 +2,14 @@
 
     lock -> state of every node -> plan
     -> code (push/fetch + extract, .env, venv)
-    -> collectstatic + migrate (app node 0) -> static to proxies, with /health of the new release on every
-       app node before any traffic
-    -> switch `current` -> reload, then the health gate -> prune -> audit line -> unlock (always)
+    -> collectstatic + migrate (app node 0) -> static to proxies, while every app node boots the new
+       release in its idle gunicorn slot and it answers its health path there, before any traffic
+    -> switch (`current`, the proxies' upstream: a graceful nginx reload) -> the health gate -> celery's
+       warm restart -> the old slots drained, kept warm -> prune -> audit line -> unlock (always)
 
-Before the switch a failure removes the new release and leaves the previous one serving; after it, the
-nodes go back to their previous release by themselves (automatic rollback).  The stages are in `stages`,
-`health` and `reload`; rollback on request is `rollback`.
+Before the switch a failure stops the booted slots, removes the new release and leaves the previous one
+serving; after it, the nodes go back to their previous slot, still warm (automatic rollback). The stages
+are in `stages`, `switchover` and `reload`; rollback on request is `rollback`.
 """
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ from datetime import datetime
 from typing import Callable, NoReturn
 
 from ..remote import HostFailures
-from . import health, reload, stages, verify
+from . import health, reload, stages, switchover, verify
 from .cluster import Cluster, Member, Timer, at_once, gather
 from .errors import DeployError, PreviousServes
 from .guard import Guard, guarded, read_lock
 from .lock import AuditRecord, held_message, iso, utc_now, whoami
-from .planning import DeployOptions, Plan, describe_plan, involved, make_plan, reload_action, up_to_date, web_actions
-from .releases import NodeState, release_id
+from .planning import DeployOptions, Plan, describe_plan, involved, make_plan, up_to_date
+from .releases import release_id
 from .source import Source
 
 Stage = Callable[[Cluster, Plan], None]
@@ -42,15 +43,35 @@ def before_switch(plan: Plan) -> list[tuple[str, Stage]]:
 
 
 def static_and_health(cl: Cluster, plan: Plan) -> None:
-    """Static files to the proxies while every app node's new release answers /health."""
-    at_once(lambda: stages.static_to_proxies(cl, plan), lambda: health.before_traffic(cl, plan.apps, plan.release))
+    """Static files to the proxies while every app node boots the new release in its idle slot."""
+    at_once(lambda: stages.static_to_proxies(cl, plan),
+            lambda: switchover.boot_all(cl, plan.apps, plan.release, plan.before, plan.booted))
+
+
+def switch(cl: Cluster, plan: Plan, switched: list[Member]) -> None:
+    """App nodes (`current`, the live slot), then the proxies (their upstream: from here the new release
+    has the traffic), then the workers' `current`."""
+    if plan.web:
+        switchover.switch_apps(cl, plan.apps, plan.booted, plan.release, switched)
+        switchover.switch_proxies(cl, plan.before, plan.booted, plan.release, plan.static, switched)
+    if plan.worker_nodes:
+        stages.switch(cl, plan.worker_nodes, plan.release, switched)
+    cl.out(f"current -> releases/{plan.release} on {', '.join(m.name for m in plan.involved)}")
 
 
 def publish(cl: Cluster, plan: Plan) -> None:
-    """The processes take the switched release; then, with a web tier, the health gate."""
-    gate = (lambda: health.gate(cl, plan.release, plan.options.health_timeout)) if plan.web else None
-    reload.reload(cl, apps=plan.apps, workers=plan.worker_nodes, actions=web_actions(cl, plan),
-                  release=plan.release, health_timeout=plan.options.health_timeout, then=gate)
+    """The health gate through the new slots, then celery's warm restart (only once the web tier is healthy)."""
+    if plan.web:
+        health.gate(cl, plan.release, plan.options.health_timeout, plan.apps, plan.booted)
+    if plan.worker_nodes:
+        reload.workers(cl, plan.worker_nodes)
+
+
+def drain(cl: Cluster, plan: Plan) -> None:
+    """The slots that served before: kept warm for a rollback (app.keep_warm), then stopped."""
+    if plan.web:
+        switchover.drain_all(cl, plan.apps, {m.name: plan.before[m.name].live for m in plan.apps
+                                             if plan.before[m.name].live and m.name in plan.booted})
 
 
 def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | None = None) -> str | None:
@@ -79,10 +100,11 @@ def run_stages(cl: Cluster, plan: Plan, timer: Timer, guard: Guard) -> None:
     try:
         for name, stage in before_switch(plan):
             timer.step(name, lambda: stage(cl, plan))
-        timer.step("switch", lambda: stages.switch(cl, plan.involved, plan.release, switched))
-        timer.step("reload+health", lambda: publish(cl, plan))
+        timer.step("switch", lambda: switch(cl, plan, switched))
+        timer.step("health+workers", lambda: publish(cl, plan))
     except Exception as exc:
         failed(cl, plan, timer, guard, exc, switched)
+    timer.step("drain", lambda: drain(cl, plan))
     timer.step("prune", lambda: stages.prune(cl, plan))
     guard.audit(_record(plan, "ok", timer))
     cl.out(f"deployed {plan.release} ({plan.source.short}) to {len(plan.involved)} node(s) in "
@@ -129,6 +151,7 @@ def failed(cl: Cluster, plan: Plan, timer: Timer, guard: Guard, exc: Exception, 
         rolled_back = any(plan.current(m.name) for m in switched)   # a first deploy has nothing to go back to
         guard.audit(_record(plan, "rolled-back" if rolled_back else "failed", timer, detail))
         raise DeployError(detail) from None
+    switchover.stop_booted(cl, plan.booted)
     stages.remove_release(cl, plan.involved, plan.release)
     guard.audit(_record(plan, "failed", timer, str(exc)))
     if not _says_previous_serves(exc) and any(plan.current(m.name) for m in plan.involved):
@@ -151,30 +174,30 @@ def auto_rollback(cl: Cluster, plan: Plan, switched: list[Member], error: Except
 
 
 def _back_to_previous(cl: Cluster, plan: Plan, back: list[Member]) -> str:
-    """Switch `back` to the releases they ran before, reload them and wait for their health; what happened."""
-    by_release: dict[str, list[Member]] = {}
-    for m in back:
-        previous = plan.current(m.name)
-        if previous is not None:
-            by_release.setdefault(previous, []).append(m)
+    """`back` to the releases they ran before: the app nodes to their previous slot (still up: the drain
+    comes after the gate), the proxies' upstream with it, the workers restarted; what happened."""
     try:
-        code = [m for m in back if m in plan.code]
-        apps = [m for m in code if m.role == "app"]
-        running = gather(cl, apps)        # before switching back: the venv gunicorn's master runs now
-        for rel, members in by_release.items():
-            stages.switch(cl, members, rel)
-        actions = {m.name: reload_action(cl.layout, running[m.name], _venv_of(plan.before[m.name])) for m in apps}
-        reload.reload(cl, apps=apps, workers=[m for m in code if m.role == "worker"], actions=actions,
-                      release=next(iter(by_release)), health_timeout=plan.options.health_timeout)
+        apps = [m for m in back if m.role == "app"]
+        previous = {m.name: plan.before[m.name].live for m in apps if plan.before[m.name].live}
+        for m in apps:
+            switchover.switch_apps(cl, [m], previous, plan.current(m.name) or "")
+        if plan.web:
+            switchover.switch_proxies(cl, plan.before, previous, _common(plan, plan.static), plan.static)
+        workers = [m for m in back if m.role == "worker"]
+        for m in workers:
+            stages.switch(cl, [m], plan.current(m.name) or "")
+        if workers:
+            reload.workers(cl, workers)
+        switchover.stop_booted(cl, {m.name: plan.booted[m.name] for m in apps if m.name in plan.booted})
         releases = {plan.current(m.name) for m in apps}
-        if len(releases) == 1:
-            health.gate(cl, releases.pop(), min(plan.options.health_timeout, 30), apps)
-        return f"rolled back to {', '.join(sorted(by_release))}; it serves again"
+        if len(releases) == 1 and apps:
+            health.gate(cl, releases.pop(), min(plan.options.health_timeout, 30), apps, previous)
+        return f"rolled back to {', '.join(sorted({plan.current(m.name) or '' for m in back}))}; it serves again"
     except Exception as exc:  # say so: the operator must act
         return f"ROLLBACK INCOMPLETE: {exc}"
 
 
-def _venv_of(state: NodeState) -> str:
-    """The venv id of the node's current release ('' when unknown)."""
-    info = state.current_info
-    return (info.venv if info else None) or ""
+def _common(plan: Plan, members: list[Member]) -> str | None:
+    """The release every member ran before (None when they differ: `current` is left as it is)."""
+    releases = {plan.current(m.name) for m in members}
+    return releases.pop() if len(releases) == 1 else None

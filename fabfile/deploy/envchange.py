@@ -16,7 +16,7 @@ from ..appenv import EnvVar, Store
 from ..config import Config
 from ..remote import run
 from ..vault import mask
-from . import commands, health, reload
+from . import commands, reload, slotstate, switchover
 from .cluster import Cluster, Member, Timer, each, gather
 from .errors import DeployError
 from .guard import Guard, guarded, read_lock
@@ -70,8 +70,8 @@ def _running(state: NodeState, program: str) -> bool:
 
 
 def _split(cl: Cluster, states: dict[str, NodeState]) -> tuple[list[Member], list[Member], list[str]]:
-    """(app nodes whose gunicorn runs, worker nodes whose celery runs, the nodes left alone)."""
-    apps = [m for m in cl.apps if _running(states[m.name], cl.layout.web_program)]
+    """(app nodes whose live gunicorn slot runs, worker nodes whose celery runs, the nodes left alone)."""
+    apps = [m for m in cl.apps if slotstate.serving(cl.layout, states[m.name])]
     workers = [m for m in cl.workers if _running(states[m.name], cl.layout.worker_program)]
     idle = [m.name for m in cl.apps + cl.workers if m not in apps and m not in workers]
     return apps, workers, idle
@@ -82,7 +82,8 @@ def describe(cl: Cluster, ch: EnvChange, states: dict[str, NodeState]) -> list[s
     nodes = cl.apps + cl.workers
     lines = [f"  {line}" for line in ch.lines]
     lines.append(f"  shared/.env (0600) on {', '.join(m.name for m in nodes)}")
-    then = [f"gunicorn HUP on {', '.join(m.name for m in apps)} (graceful), then the health gate"] if apps else []
+    then = [f"gunicorn booted again in the other slot on {', '.join(m.name for m in apps)}, the health gate, "
+            f"then the switch"] if apps else []
     then += [f"celery restart on {', '.join(m.name for m in workers)}"] if workers else []
     then += [f"{', '.join(idle)}: not running, takes the new .env when it starts"] if idle else []
     lines.append("  then: " + ("; ".join(then) or "nothing runs yet"))
@@ -98,15 +99,13 @@ def write_env(cl: Cluster, members: list[Member], text: str) -> None:
 
 
 def reload_running(cl: Cluster, states: dict[str, NodeState], timeout: float) -> None:
-    """HUP gunicorn where it runs (then the health gate there), restart celery where it runs."""
+    """gunicorn: the release again in the other slot, switched to once healthy (`switchover.refresh`);
+    then celery's warm restart where it runs."""
     apps, workers, idle = _split(cl, states)
     for name in idle:
         cl.progress(name, "reload", "not running: takes the new .env when it starts")
-    currents = {states[m.name].current for m in apps}
-    release = currents.pop() if len(currents) == 1 else None
-    gate = (lambda: health.gate(cl, release, timeout, apps)) if apps else None
-    reload.reload(cl, apps=apps, workers=workers, actions={m.name: "hup" for m in apps}, release=release or "",
-                  health_timeout=timeout, then=gate)
+    switchover.refresh(cl, apps, states, timeout, "new environment")
+    reload.workers(cl, workers)
 
 
 def _record(ch: EnvChange, release: str | None, result: str, timer: Timer, detail: str = "") -> AuditRecord:
@@ -160,7 +159,7 @@ def _failed(cl: Cluster, ch: EnvChange, guard: Guard, states: dict[str, NodeStat
     try:
         appenv.save_store(cl.cfg, ch.after, ch.before)
         write_env(cl, cl.apps + cl.workers, dotenv(cl, appenv.values(ch.old)))
-        reload_running(cl, states, timeout)
+        reload_running(cl, gather(cl, cl.apps + cl.workers), timeout)
         outcome, note = "rolled-back", "the previous environment is back"
     except Exception as again:   # say so: the operator must act
         outcome, note = "failed", f"PUTTING IT BACK FAILED TOO: {mask(str(again), ch.secrets)}"

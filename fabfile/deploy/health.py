@@ -1,5 +1,6 @@
-"""Is a release healthy: /health before any traffic (in the release, Django's test client) and the gate
-after the switch (through gunicorn, from the proxy, the path nginx takes); the app log for the error."""
+"""Is a release healthy: the gate after the switch (through each app node's live gunicorn slot, from the
+proxy, the path nginx takes) and the answer of a slot booted before any traffic (`switchover.boot`); the
+slot's log for the error."""
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..layout import WEB_PORT
+from ..layout import WEB_PORT, slot_port
 from ..remote import run
-from . import commands, manage
+from . import commands
 from .cluster import Cluster, Member, each
-from .errors import PreviousServes, Unhealthy
+from .errors import Unhealthy
 
 HEALTH_POLL = 0.05        # between two /health probes of a node (each one an SSH command to the proxy, ~15 ms)
 _ACCESS_LINE = re.compile(r'^\S+ \S+ \S+ \[[^]]+\] "[A-Z]+ ')
@@ -77,72 +78,58 @@ def json_last_line(text: str) -> dict:
     return {}
 
 
-def probe(cl: Cluster, m: Member, timeout: float = 3) -> Probe:
-    """GET /health of app node `m`, from proxy node 0 (the path nginx takes) or from the node itself."""
-    via, path = (cl.proxies[0] if cl.proxies else m), cl.cfg.app.health_path
-    r = run(via.conn, commands.health(m.node.private_ip, WEB_PORT, timeout, path), step="health check",
-            check=False, timeout=timeout + 5)
-    text = (r.stdout or "").rstrip("\n")
+def parse_probe(text: str, stderr: str, path: str) -> Probe:
+    """What `commands.health` printed: the body, then `<code> <redirect target>`."""
+    text = text.rstrip("\n")
     body, _, last = text.rpartition("\n")
     code, _, location = last.partition(" ")
     if not code.isdigit():
         body, code, location = text, "000", ""
     if code == "000":
-        body = (r.stderr or "").strip() or body
+        body = stderr.strip() or body
     return Probe(code, body, location.strip(), path)
 
 
-def before_traffic(cl: Cluster, apps: list[Member], release: str) -> None:
-    """Every app node's new release answers /health with 200 while the previous one still serves: a
-    release that fails it never receives a request (the gate after the switch stays, for what only shows
-    under gunicorn)."""
-    def one(m: Member) -> None:
-        host, path = f"{m.node.private_ip}:{WEB_PORT}", cl.cfg.app.health_path
-        r = run(m.conn, manage.python_stdin(cl.layout, release, [host, path]), step=f"{path} before traffic",
-                stdin=manage.script("health_check"), check=False, timeout=120)
-        found = json_last_line(r.stdout or "")
-        p = Probe(str(found.get("code", "000")), str(found.get("body", "")), str(found.get("location", "")), path)
-        if r.exited == 0 and p.healthy(release):
-            cl.progress(m.name, "health", f"200 from release {release} before any traffic")
-            return
-        output = ((r.stderr or "") + "\n" + (r.stdout or "")).strip().splitlines()
-        log = [line for line in output if line.strip() and not line.startswith('{"code"')][-20:]
-        why = p.why(release) if found else f"could not be asked (exit {r.exited})"
-        raise PreviousServes(f"{path} of release {release} on {host} {why}\n"
-                             "last lines of its output:\n  " + ("\n  ".join(log) or "(empty)") + "\n"
-                             "it never received traffic: the previous release keeps serving")
-
-    each(apps, one, "health check before traffic")
+def probe(cl: Cluster, m: Member, timeout: float = 3, port: int = WEB_PORT) -> Probe:
+    """GET the health path of app node `m` on `port`, from proxy node 0 (the path nginx takes) or from the
+    node itself."""
+    via, path = (cl.proxies[0] if cl.proxies else m), cl.cfg.app.health_path
+    r = run(via.conn, commands.health(m.node.private_ip, port, timeout, path), step="health check",
+            check=False, timeout=timeout + 5)
+    return parse_probe(r.stdout or "", r.stderr or "", path)
 
 
-def gate(cl: Cluster, release: str | None, timeout: float, members: list[Member] | None = None) -> None:
-    """Every app node (or `members`) answers /health with 200 from `release` within `timeout` seconds;
-    otherwise Unhealthy with the last answer and the app log's last lines."""
+def gate(cl: Cluster, release: str | None, timeout: float, members: list[Member] | None = None,
+         slots: dict[str, str] | None = None) -> None:
+    """Every app node (or `members`) answers /health with 200 from `release` within `timeout` seconds, on
+    its live slot's port (`slots`: node -> slot; slot a's port for a node not in it); otherwise Unhealthy
+    with the last answer and the slot's log's last lines."""
     members = cl.apps if members is None else members
+    slots = slots or {}
     deadline = time.monotonic() + timeout
 
     def one(m: Member) -> float:
-        start = time.monotonic()
+        start, slot = time.monotonic(), slots.get(m.name, "a")
         while True:
-            last = probe(cl, m)
+            last = probe(cl, m, port=slot_port(slot))
             if last.healthy(release):
                 return time.monotonic() - start
             if time.monotonic() >= deadline:
                 break
             time.sleep(HEALTH_POLL)
-        tail = app_log_tail(cl, m)
-        raise Unhealthy(f"{last.path} on {m.node.private_ip}:{WEB_PORT} not healthy within {timeout:g} s; last "
-                        f"{last.why(release)}\n  last lines of the {cl.layout.web_program} log:\n    "
-                        + tail.replace("\n", "\n    "))
+        program = cl.layout.slot_program(slot)
+        raise Unhealthy(f"{last.path} on {m.node.private_ip}:{slot_port(slot)} not healthy within {timeout:g} s; "
+                        f"last {last.why(release)}\n  last lines of the {program} log:\n    "
+                        + app_log_tail(cl, m, program).replace("\n", "\n    "))
 
     waited = each(members, one, "health check")
     for name, secs in waited.items():
         cl.progress(name, "health", f"200 from release {release} after {secs:.1f} s" if release else "200")
 
 
-def app_log_tail(cl: Cluster, m: Member, lines: int = 20) -> str:
-    """The last lines of gunicorn's log on `m`, without access-log lines (the probes would crowd it)."""
-    log = run(m.conn, commands.program_log(cl.layout, cl.layout.web_program, 30000), step="app log", check=False)
+def app_log_tail(cl: Cluster, m: Member, program: str, lines: int = 20) -> str:
+    """The last lines of a gunicorn slot's log on `m`, without access-log lines (the probes would crowd it)."""
+    log = run(m.conn, commands.program_log(cl.layout, program, 30000), step="app log", check=False)
     text = ((log.stdout or "") + (log.stderr or "")).strip()
     kept = [line for line in text.splitlines() if not _ACCESS_LINE.match(line)]
     return "\n".join(kept[-lines:]) or "(empty)"

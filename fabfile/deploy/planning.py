@@ -5,7 +5,7 @@ files, how each venv is made); `up_to_date` says when there is nothing to do; `d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from .. import appenv
@@ -19,8 +19,8 @@ from . import commands
 from .cluster import Cluster, Member
 from .errors import DeployError
 from .prompts import COMPONENTS
-from .releases import (SHA, NodeState, VenvPlan, master_venv, release_of_path, requirements_change, same_code,
-                       venv_plan, web_reload_action)
+from . import slotstate
+from .releases import SHA, NodeState, VenvPlan, release_of_path, requirements_change, same_code, venv_plan
 from ..project.tree import split_listing
 from .runtime import AppRuntime
 from .source import Source, inspected_source
@@ -52,6 +52,7 @@ class Plan:
     venvs: dict[str, VenvPlan]            # code node -> how its venv is made (an upgrade of Django may amend it)
     runtime: AppRuntime                   # how the release runs: settings, WSGI, Django root, Celery app
     facts: dict | None = None             # what Django says in the new release (verify.settings_check)
+    booted: dict[str, str] = field(default_factory=dict)   # app node -> the slot the new release was booted in
 
     @property
     def web(self) -> bool:
@@ -111,13 +112,6 @@ def runtime_of(cl: Cluster, source: Source) -> AppRuntime:
                       overlay=app.overlay, health_path=app.health_path)
 
 
-def reload_action(layout: Layout, state: NodeState, venv_id: str) -> str:
-    """How gunicorn, as it runs on a node in `state`, takes a release whose venv is `venv_id`: hup, restart
-    (another venv) or start."""
-    program = layout.web_program
-    return web_reload_action(state.programs.get(program), master_venv(layout, state, program), venv_id)
-
-
 def dependencies_change(cl: Cluster, state: NodeState, source: Source) -> tuple[bool, str]:
     """(changed, why) of the requirements since the anchor's current release, naming the files that changed
     when its venv says what it was built from: quick-update's default for "reinstall dependencies?"."""
@@ -132,18 +126,14 @@ def dependencies_change(cl: Cluster, state: NodeState, source: Source) -> tuple[
     return changed, why
 
 
-def web_actions(cl: Cluster, plan: Plan) -> dict[str, str]:
-    """How gunicorn takes the new release on each app node."""
-    return {m.name: reload_action(cl.layout, plan.before[m.name], plan.venvs[m.name].venv_id) for m in plan.apps}
-
-
 def serves_current(layout: Layout, m: Member, state: NodeState) -> bool:
-    """The node's process (gunicorn's master, celery) runs from its `current` release: not so after a deploy
-    that was killed between the switch and the reload."""
-    program = {"app": layout.web_program, "worker": layout.worker_program}.get(m.role)
-    if program is None:
+    """The node's process runs its `current` release: the live gunicorn slot on an app node, celery on a
+    worker (not so after a deploy that was killed between the switch and the reload)."""
+    if m.role == "app":
+        return state.current is not None and slotstate.serving(layout, state) == state.current
+    if m.role != "worker":
         return True
-    running = state.programs.get(program)
+    running = state.programs.get(layout.worker_program)
     return running is not None and running.running and release_of_path(layout, running.cwd) == state.current
 
 
@@ -163,18 +153,17 @@ def up_to_date(cl: Cluster, plan: Plan) -> bool:
     return True
 
 
-def _describe_node(m: Member, plan: Plan, actions: dict[str, str]) -> str:
+def _describe_node(m: Member, plan: Plan) -> str:
     what = [f"{plan.current(m.name) or '(none)'} -> {plan.release}"]
     if m.name in plan.venvs:
         v = plan.venvs[m.name]
         what.append(f"venv: {v.action}" + (f" from {v.source}" if v.source else "") + f" ({v.reason})")
         if plan.options.upgrade_django:
             what.append("upgrade Django")
-    if m.name in actions:
-        action = actions[m.name]
-        if plan.options.upgrade_django and action == "restart" and plan.venvs[m.name].action == "reuse":
-            action = "restart (a HUP if Django is already the newest)"
-        what.append(f"gunicorn: {action}")
+    if m.role == "app":
+        st = plan.before[m.name]
+        slot, live = slotstate.idle(st), st.live
+        what.append(f"gunicorn: boot slot {slot}" + (f", then slot {live} stays warm" if live else ""))
     if m.role == "worker":
         what.append("celery: restart")
     if m.role == "proxy":
@@ -192,12 +181,12 @@ def describe_plan(cl: Cluster, plan: Plan) -> list[str]:
     lines.append(f"  runs: DJANGO_SETTINGS_MODULE={rt.settings}" + (f" (overlay over {rt.project_settings})"
                  if rt.overlay else "") + f", {rt.wsgi}" + (f", celery -A {rt.celery_app}" if rt.celery_app else "")
                  + (f", release command {rt.release_command!r}" if rt.release_command else ""))
-    actions = web_actions(cl, plan)
-    lines += [_describe_node(m, plan, actions) for m in plan.involved]
+    lines += [_describe_node(m, plan) for m in plan.involved]
     if plan.web:
         lines.append(f"  {cl.apps[0].name}: collectstatic, migrate (once, under the deploy lock)")
-    gate = (f"{rt.health_path} of the new release before any traffic, then the health gate on "
-            f"{', '.join(m.name for m in cl.apps)}" if plan.web else "no health gate (no web)")
+    gate = (f"{rt.health_path} of the new release through its own gunicorn before any traffic, the proxies' "
+            f"upstream to it, then the health gate on {', '.join(m.name for m in cl.apps)}" if plan.web
+            else "no health gate (no web)")
     lines.append(f"  then: {gate}; keep {cl.cfg.app.keep_releases} releases")
     return lines
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
-from ..layout import VENV, Layout
+from ..layout import Layout
 from .errors import DeployError
 
 RELEASE_ID = re.compile(r"\A[0-9]{14}-[0-9a-f]{7,40}\Z")   # matched whole (fullmatch)
@@ -132,6 +132,9 @@ class NodeState:
     releases: dict[str, ReleaseInfo] = field(default_factory=dict)
     programs: dict[str, ProgramState] = field(default_factory=dict)
     migrations: dict[str, tuple[str, ...]] = field(default_factory=dict)   # release -> migration files
+    slots: dict[str, str | None] = field(default_factory=dict)   # gunicorn slot (a, b) -> the release it runs
+    live: str | None = None                                      # the slot the proxies send requests to
+    cold_at: dict[str, int] = field(default_factory=dict)        # a drained slot -> when it stops (epoch)
 
     @property
     def current_info(self) -> ReleaseInfo | None:
@@ -163,6 +166,9 @@ def parse_state(text: str) -> NodeState:
     releases: dict[str, ReleaseInfo] = {}
     programs: dict[str, ProgramState] = {}
     migrations: dict[str, list[str]] = {}
+    slots: dict[str, str | None] = {}
+    cold_at: dict[str, int] = {}
+    live = None
     for line in text.splitlines():
         key, _, value = line.partition("=")
         if key == "layout":
@@ -180,11 +186,20 @@ def parse_state(text: str) -> NodeState:
             parts = (value.split(None, 4) + ["-"] * 5)[:5]
             pid = int(parts[2]) if parts[2].isdigit() and int(parts[2]) > 0 else None
             programs[parts[0]] = ProgramState(parts[0], parts[1], pid, _dash(parts[4].strip()), _dash(parts[3]))
+        elif key == "live":
+            live = value.strip() if value.strip() in ("a", "b") else None
+        elif key == "slot":
+            parts = (value.split() + ["-"] * 3)[:3]
+            if parts[0] in ("a", "b"):
+                name = parts[1].rstrip("/").rsplit("/", 1)[-1]
+                slots[parts[0]] = name if is_release_id(name) else None
+                if parts[2].isdigit():
+                    cold_at[parts[0]] = int(parts[2])
         elif key == "migration":
             rel, _, path = value.partition(" ")
             migrations.setdefault(rel, []).append(path.strip())
     return NodeState(configured, current, releases, programs,
-                     {rel: tuple(sorted(paths)) for rel, paths in migrations.items()})
+                     {rel: tuple(sorted(paths)) for rel, paths in migrations.items()}, slots, live, cold_at)
 
 
 def same_code(info: ReleaseInfo | None, sha: str, tree: str | None) -> bool:
@@ -216,9 +231,8 @@ def release_of_path(layout: Layout, path: str | None) -> str | None:
 def in_use(layout: Layout, state: NodeState) -> set[str]:
     """Releases a running program depends on: never pruned.
 
-    The one whose venv its python names (a HUP forks workers with that sys.path; none when python is
-    named through `current`, see `master_venv`), and the one it is in (gunicorn's master validates
-    its directory on the next HUP and exits if it is gone).
+    The one whose venv its python names, and the one it is in (a gunicorn slot's master chdirs into its
+    release: the warm previous release is protected while its slot runs).
     """
     used = set()
     for program in state.programs.values():
@@ -266,38 +280,6 @@ def venv_plan(current: ReleaseInfo | None, req_hash: str, release: str, *, deps:
     else:
         reason = why
     return VenvPlan("reuse", current.id, new_id if upgrade_django else current.venv, reason)
-
-
-def web_reload_action(program: ProgramState | None, master_venv: str | None, new_venv: str) -> str:
-    """"hup" when the running gunicorn was started from a venv with the same content, else restart/start.
-
-    A HUP forks new workers from the master, which keeps the sys.path of the venv it
-    started from; code comes from `--chdir /srv/<app>/current`, re-resolved on HUP.
-    """
-    if program is None or not program.running:
-        return "start"
-    if master_venv is not None and master_venv == new_venv:
-        return "hup"
-    return "restart"
-
-
-def master_venv(layout: Layout, state: NodeState, program: str) -> str | None:
-    """The venv id the running `program` was started from (None: unknown or not running).
-
-    A python named through `current` (`/srv/<app>/current/.venv/bin/python`, as configure's program
-    runs it) has its sys.path follow `current`: its venv is the current release's, since every change
-    of venv content restarts the program.  A python named by its release (a console script's shebang)
-    is that release's venv.
-    """
-    p = state.programs.get(program)
-    if p is None or not p.running or not p.interpreter:
-        return None
-    if p.interpreter.startswith(f"{layout.current}/{VENV}/bin/"):
-        rel = state.current
-    else:
-        rel = release_of_interpreter(layout, p.interpreter)
-    info = state.releases.get(rel) if rel else None
-    return info.venv if info else None
 
 
 def migration_files_missing(current_files: Iterable[str], target_files: Iterable[str]) -> list[str]:

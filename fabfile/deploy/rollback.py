@@ -1,10 +1,12 @@
 """Rollback: back to the previous (or a named) release, with no reinstall.
 
-    choose the target -> check (or undo) migrations -> switch and reload -> health gate -> workers -> audit
+    choose the target -> check (or undo) migrations -> its gunicorn slot: warm (workers back) or booted
+    -> switch (`current`, the proxies' upstream) -> health gate -> workers -> the slot left drained -> audit
 
 A release is chosen by app node 0 (worker node 0 without web); the database must have no migration the
-target lacks (named and refused, or undone first with --migrate-back).  Celery workers follow once the web
-tier is healthy: a failed gate leaves them untouched.
+target lacks (named and refused, or undone first with --migrate-back). The target's slot is normally still
+up (app.keep_warm): the switch boots nothing. A cold one is booted first, and the output says so. Celery
+workers follow once the web tier is healthy: a failed gate leaves them untouched.
 """
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import json
 from dataclasses import dataclass
 
 from ..remote import run
-from . import commands, health, manage, reload
+from . import commands, health, manage, slots, slotstate, switchover
 from .cluster import Cluster, Member, Timer, each, gather
 from .errors import DeployError
 from .guard import guarded
 from .health import json_last_line
 from .lock import AuditRecord, iso, utc_now, whoami
-from .planning import HEALTH_TIMEOUT, involved, reload_action
+from .planning import HEALTH_TIMEOUT, involved
 from .releases import NodeState, check_release_id, migration_files_missing
 
 
@@ -120,34 +122,47 @@ def choose(cl: Cluster, opts: RollbackOptions, members: list[Member], reference:
     return Choice(target, moving, states, anchor)
 
 
-def _switch_node(cl: Cluster, m: Member, target: str, action: str | None) -> None:
-    """`current` -> target on `m`, with its process's reload in the same round trip (`action` for gunicorn;
-    None: switch only, the rolling restart reloads it)."""
-    if m.role == "app" and action is not None:
-        run(m.conn, commands.switch_and_web(cl.layout, target, action), step=f"switch + gunicorn {action}")
-        cl.progress(m.name, "rollback", f"current -> {target}; gunicorn {action}")
-    elif m.role == "worker":
-        run(m.conn, commands.switch_and_worker(cl.layout, target), step="switch + celery restart")
-        cl.progress(m.name, "rollback", f"current -> {target}; celery restarted")
-    else:
-        run(m.conn, commands.switch(cl.layout, target), step="switch")
-        cl.progress(m.name, "rollback", f"current -> {target}")
+def _worker(cl: Cluster, m: Member, target: str) -> None:
+    run(m.conn, commands.switch_and_worker(cl.layout, target), step="switch + celery restart")
+    cl.progress(m.name, "rollback", f"current -> {target}; celery restarted")
 
 
-def switch_back(cl: Cluster, choice: Choice, opts: RollbackOptions, timer: Timer) -> list[Member]:
-    """Every moving node but the workers (when there is a web tier) switched and reloaded; the workers
-    left for after the gate come back."""
-    layout, target = cl.layout, choice.target
-    actions = {m.name: reload_action(layout, choice.states[m.name], choice.states[m.name].releases[target].venv or "")
-               for m in choice.apps}
-    one_by_one = reload.rolling(actions)     # a venv that differs: restarts, one app node at a time, after the switch
+def _app_node(cl: Cluster, m: Member, state: NodeState, target: str, live: dict[str, str]) -> None:
+    """The target's slot on app node `m`: warm (its workers back, no process to boot) or booted; then
+    `current` and slots/live. `live` gets node -> slot."""
+    slot = slotstate.warm(cl.layout, state, target)
+    if slot is not None:
+        out = run(m.conn, slots.warm_and_go_live(cl.layout, slot, target), step="warm slot + switch").stdout
+        if "cold" not in out:
+            live[m.name] = slot
+            cl.progress(m.name, "rollback", f"slot {slot} was warm on {target}: no boot "
+                                            f"({out.strip().splitlines()[0] if out.strip() else 'warm'} worker(s))")
+            return
+    slot = slotstate.idle(state)
+    cl.progress(m.name, "rollback", f"no warm slot runs {target} (app.keep_warm passed, or it was never kept): "
+                                    f"booting it in slot {slot} first")
+    secs = switchover.boot(cl, m, slot, target)
+    run(m.conn, slots.go_live(cl.layout, slot, target), step="switch current and the live slot")
+    live[m.name] = slot
+    cl.progress(m.name, "rollback", f"slot {slot} booted on {target} in {secs:.1f} s")
+
+
+def switch_back(cl: Cluster, choice: Choice, opts: RollbackOptions, timer: Timer) -> tuple[list[Member], dict[str, str]]:
+    """The app nodes to the target's slot and the proxies' upstream to it; the workers (when there is a web
+    tier) left for after the gate. (the workers left, app node -> its new live slot)"""
+    target, live = choice.target, {}
     later = [m for m in choice.moving if m.role == "worker"] if choice.apps else []
-    timer.step("switch+reload", lambda: each(
-        [m for m in choice.moving if m not in later],
-        lambda m: _switch_node(cl, m, target, None if one_by_one else actions.get(m.name)), "rolling back"))
-    if one_by_one:
-        timer.step("rolling restart", lambda: reload.web_tier(cl, choice.apps, actions, target, opts.health_timeout))
-    return later
+    if choice.apps:
+        timer.step("slots", lambda: each(choice.apps, lambda m: _app_node(cl, m, choice.states[m.name], target, live),
+                                         "rolling back the app nodes"))
+    proxies = [m for m in choice.moving if m.role == "proxy"]
+    if proxies or choice.apps:
+        timer.step("proxies", lambda: switchover.switch_proxies(cl, choice.states, live, target,
+                                                                cl.proxies if choice.apps else proxies))
+    solo = [m for m in choice.moving if m.role == "worker" and m not in later]
+    if solo:
+        timer.step("workers", lambda: each(solo, lambda m: _worker(cl, m, target), "rolling back the workers"))
+    return later, live
 
 
 def _dry_run(cl: Cluster, choice: Choice, note: str | None) -> None:
@@ -182,15 +197,18 @@ def roll_back(cl: Cluster, opts: RollbackOptions) -> str | None:
             return choice.target
         if note:
             cl.out(note)
-        later = switch_back(cl, choice, opts, timer)
+        later, live = switch_back(cl, choice, opts, timer)
         switched_at = timer.total
         result, detail = "ok", note or ""
         try:
             if choice.apps:
-                timer.step("health", lambda: health.gate(cl, choice.target, opts.health_timeout, choice.apps))
+                timer.step("health", lambda: health.gate(cl, choice.target, opts.health_timeout, choice.apps, live))
             if later:
-                timer.step("workers", lambda: each(later, lambda m: _switch_node(cl, m, choice.target, None),
+                timer.step("workers", lambda: each(later, lambda m: _worker(cl, m, choice.target),
                                                    "rolling back the workers"))
+            timer.step("drain", lambda: switchover.drain_all(cl, choice.apps, {
+                m.name: choice.states[m.name].live for m in choice.apps
+                if choice.states[m.name].live and choice.states[m.name].live != live.get(m.name)}))
         except Exception as exc:
             result, detail = "failed", str(exc)
             raise

@@ -4,8 +4,8 @@
     releases/<id>/.whipup/env the release's own: its settings module, WSGI callable, Django root, Celery app
     shared/whipup-exec        `whipup-exec RELEASE_DIR (web|worker|CMD) ARGS...`: loads both, the release's
                               venv first on PATH, starts in its Django root, execs
-    shared/gunicorn.conf.py   read by gunicorn at start and at every HUP: both files again, so a graceful
-                              reload picks up a changed environment and the release `current` names
+    shared/gunicorn.conf.py   read by gunicorn at start: both files, the WSGI callable, the Django root
+                              of the release its slot (slots/a or slots/b) links to
 
 So gunicorn, celery and every Django command whipup runs (check, migrate, collectstatic, the release command,
 `fab manage`) see the same environment; nothing of it is on a command line or in a world-readable file, and
@@ -93,9 +93,9 @@ def launcher_text(layout: Layout) -> str:
         "set +a",
         f'export HOME={home} PATH="$release/{VENV}/bin:$PATH"',
         'case "${1:-}" in',
-        # gunicorn starts in the app's home: it re-checks its start directory on every HUP, and a release
-        # directory may have been pruned by then (its settings chdir into `current` instead)
-        f'  web) shift; cd {home}; exec "$release/{VENV}/bin/python" "$release/{VENV}/bin/gunicorn" -c {conf} "$@" ;;',
+        # gunicorn starts in the app's home; its settings chdir into the slot's release
+        f'  web) shift; cd {home}; export WHIPUP_RELEASE_DIR="$release"; '
+        f'exec "$release/{VENV}/bin/python" "$release/{VENV}/bin/gunicorn" -c {conf} "$@" ;;',
         '  worker) shift; cd "$release/$WHIPUP_DJANGO_ROOT"; '
         f'exec "$release/{VENV}/bin/celery" -A "$WHIPUP_CELERY_APP" worker "$@" ;;',
         "esac",
@@ -107,13 +107,14 @@ def launcher_text(layout: Layout) -> str:
 
 def gunicorn_conf_text(layout: Layout) -> str:
     return "\n".join([
-        "# whipup (managed, rewritten by each deploy): gunicorn's settings, read at start and at every HUP.",
-        "# The app's environment is read again from shared/.env and current/.whipup/env each time, so a",
-        "# graceful reload (HUP) gives new workers the changed variables and the release `current` names.",
+        "# whipup (managed, rewritten by each deploy): gunicorn's settings, read when a slot starts.",
+        "# The app's environment: shared/.env and the slot's release's .whipup/env (WHIPUP_RELEASE_DIR, set by",
+        "# shared/whipup-exec: slots/a or slots/b, a link to the release the slot runs).",
         "import os",
         "import shlex",
         "",
-        f"ENV_FILES = ({layout.env_file!r}, {layout.current + '/' + RELEASE_ENV!r})",
+        f"RELEASE_DIR = os.environ.get('WHIPUP_RELEASE_DIR', {layout.current!r})",
+        f"ENV_FILES = ({layout.env_file!r}, os.path.join(RELEASE_DIR, {RELEASE_ENV!r}))",
         "",
         "",
         "def _read(path):",
@@ -136,7 +137,7 @@ def gunicorn_conf_text(layout: Layout) -> str:
         "os.environ['WHIPUP_ENV_KEYS'] = ' '.join(sorted(_env))",
         "",
         "wsgi_app = _env['WHIPUP_WSGI']",
-        f"chdir = os.path.join({layout.current!r}, _env.get('WHIPUP_DJANGO_ROOT', ''))",
+        "chdir = os.path.join(RELEASE_DIR, _env.get('WHIPUP_DJANGO_ROOT', ''))",
         "workers = int(_env.get('WEB_CONCURRENCY', '3'))",
         "accesslog = '-'",
         "",

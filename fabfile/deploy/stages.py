@@ -1,6 +1,6 @@
 """The stages of a deploy, each small, each on the nodes that need it, in parallel.
 
-    deliver -> collectstatic_and_migrate (app node 0) -> static_to_proxies (with health.before_traffic)
+    deliver -> collectstatic_and_migrate (app node 0) -> static_to_proxies (with switchover.boot_all)
     -> switch -> (reload) -> prune;  remove_release on the failure path
 
 Every command comes from `commands`; what to do on each node comes from the `Plan`.

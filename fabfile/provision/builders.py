@@ -14,6 +14,7 @@ import yaml
 
 from ..config import SSH_PORT, AmiSpec, ClusterConfig, RoleConfig
 from ..errors import ProvisionError
+from ..layout import SLOTS, WEB_PORT, slot_port
 from ..naming import TAG_CLUSTER, TAG_ROLE, cluster_tags, key_pair_name, node_tags, tags
 from .keys import KeyText
 
@@ -174,17 +175,23 @@ _KIND_KEYS = {  # kind -> (IpPermissions list key, item key)
 }
 
 
-def _cidr_grant(port: int, cidr: str) -> Grant:
+def _cidr_grant(port: int, cidr: str, to_port: int | None = None) -> Grant:
     kind = "cidr6" if ipaddress.ip_network(cidr).version == 6 else "cidr"
-    return Grant("tcp", port, port, kind, cidr)
+    return Grant("tcp", port, port if to_port is None else to_port, kind, cidr)
+
+
+def port_span(role: str, port: int) -> tuple[int, int]:
+    """The ports a rule opens: gunicorn's port on the app role opens both slots' (8000-8001)."""
+    return (port, slot_port(SLOTS[-1])) if role == "app" and port == WEB_PORT else (port, port)
 
 
 def desired_grants(role: RoleConfig, admin_cidr: str, group_ids: Mapping[str, str]) -> frozenset[Grant]:
     """What the role's group must allow: its ports from CIDRs and role groups, plus SSH from admin_cidr."""
     grants = {_cidr_grant(SSH_PORT, admin_cidr)}
     for rule in role.ports:
-        grants.update(_cidr_grant(rule.port, cidr) for cidr in rule.cidrs)
-        grants.update(Grant("tcp", rule.port, rule.port, "group", group_ids[source]) for source in rule.roles)
+        low, high = port_span(role.name, rule.port)
+        grants.update(_cidr_grant(low, cidr, high) for cidr in rule.cidrs)
+        grants.update(Grant("tcp", low, high, "group", group_ids[source]) for source in rule.roles)
     return frozenset(grants)
 
 
