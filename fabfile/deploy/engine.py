@@ -56,7 +56,6 @@ def switch(cl: Cluster, plan: Plan, switched: list[Member]) -> None:
         switchover.switch_proxies(cl, plan.before, plan.booted, plan.release, plan.static, switched)
     if plan.worker_nodes:
         stages.switch(cl, plan.worker_nodes, plan.release, switched)
-    cl.out(f"current -> releases/{plan.release} on {', '.join(m.name for m in plan.involved)}")
 
 
 def publish(cl: Cluster, plan: Plan) -> None:

@@ -69,7 +69,7 @@ def change(cfg: Config, action: str, before: Store, after: Store, notes: list[st
     if not any(n.role in ROLES for n in nodes):
         _store_only(cfg, ch, opts, out)
         return
-    cl = open_cluster(cfg, None, roles=ROLES, seen=nodes, out=out)
+    cl = open_cluster(cfg, None, roles=COMPONENT_ROLES["all"], seen=nodes, out=out)   # proxies: the switch
     try:
         envchange.apply(cl, ch, opts)
     finally:

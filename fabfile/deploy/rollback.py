@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..remote import run
 from . import commands, health, manage, slots, slotstate, switchover
-from .cluster import Cluster, Member, Timer, each, gather
+from .cluster import Cluster, Member, Timer, at_once, each, gather
 from .errors import DeployError
 from .guard import guarded
 from .health import json_last_line
@@ -147,6 +147,17 @@ def _app_node(cl: Cluster, m: Member, state: NodeState, target: str, live: dict[
     cl.progress(m.name, "rollback", f"slot {slot} booted on {target} in {secs:.1f} s")
 
 
+def _workers(cl: Cluster, later: list[Member], target: str) -> None:
+    if later:
+        each(later, lambda m: _worker(cl, m, target), "rolling back the workers")
+
+
+def _drain(cl: Cluster, choice: Choice, live: dict[str, str]) -> None:
+    """The slot each app node served from before the rollback: warm (a roll forward boots nothing either)."""
+    switchover.drain_all(cl, choice.apps, {m.name: choice.states[m.name].live for m in choice.apps
+                                           if choice.states[m.name].live not in (None, live.get(m.name))})
+
+
 def switch_back(cl: Cluster, choice: Choice, opts: RollbackOptions, timer: Timer) -> tuple[list[Member], dict[str, str]]:
     """The app nodes to the target's slot and the proxies' upstream to it; the workers (when there is a web
     tier) left for after the gate. (the workers left, app node -> its new live slot)"""
@@ -199,23 +210,20 @@ def roll_back(cl: Cluster, opts: RollbackOptions) -> str | None:
             cl.out(note)
         later, live = switch_back(cl, choice, opts, timer)
         switched_at = timer.total
-        result, detail = "ok", note or ""
+        result, detail, healthy_at = "ok", note or "", None
         try:
             if choice.apps:
                 timer.step("health", lambda: health.gate(cl, choice.target, opts.health_timeout, choice.apps, live))
-            if later:
-                timer.step("workers", lambda: each(later, lambda m: _worker(cl, m, choice.target),
-                                                   "rolling back the workers"))
-            timer.step("drain", lambda: switchover.drain_all(cl, choice.apps, {
-                m.name: choice.states[m.name].live for m in choice.apps
-                if choice.states[m.name].live and choice.states[m.name].live != live.get(m.name)}))
+            healthy_at = timer.total
+            timer.step("workers+drain", lambda: at_once(lambda: _workers(cl, later, choice.target),
+                                                        lambda: _drain(cl, choice, live)))
         except Exception as exc:
             result, detail = "failed", str(exc)
             raise
         finally:
             guard.audit(_audit_record(choice, opts, result, detail, timer))
-        cl.out(f"rolled back to {choice.target} on {len(choice.moving)} node(s): switched and reloaded in "
-               f"{switched_at:.2f} s, healthy at {timer.total:.2f} s ({timer.summary()})")
+        cl.out(f"rolled back to {choice.target} on {len(choice.moving)} node(s): switched in {switched_at:.2f} s, "
+               f"healthy at {healthy_at:.2f} s, done at {timer.total:.2f} s ({timer.summary()})")
         return choice.target
 
 

@@ -170,8 +170,12 @@ def drain_script(layout: Layout, slot: str, keep_seconds: int, keep_workers: int
         "done",
         f"echo {until} > {q(link + '.cold-at')}",
         f"setsid nohup sh -c {q(f'sleep {int(keep_seconds)}; {expire}')} </dev/null >/dev/null 2>&1 &",
-        f'echo "warm with $have worker(s) until {until}"',
+        f'echo "warm with $have worker(s) for {_minutes(keep_seconds)}"',
     ])
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds} s"
 
 
 def drain(layout: Layout, slot: str, keep_seconds: int, keep_workers: int, now: int) -> str:

@@ -104,6 +104,8 @@ def switch_apps(cl: Cluster, apps: list[Member], live: dict[str, str], release: 
 def switch_proxies(cl: Cluster, states: dict[str, NodeState], live: dict[str, str], release: str | None,
                    proxies: list[Member] | None = None, switched: list[Member] | None = None) -> None:
     """Every proxy: `current` (when `release`), the upstream to the live slots, `nginx -t`, a graceful reload."""
+    if proxies is None and not cl.proxies and any(n.role == "proxy" for n in cl.running):
+        raise RuntimeError("switch_proxies: the cluster was opened without its proxies")
     text = slots.upstream_text(ports(cl, states, live))
 
     def one(m: Member) -> None:
