@@ -202,7 +202,9 @@ def roll_back(cl: Cluster, opts: RollbackOptions) -> str | None:
     if opts.dry_run:
         choice, _ = _plan(cl, opts, members, reference, timer)
         return choice.target if not choice.moving else None
+    locking = timer.total
     with guarded(cl, opts.to or "previous", "rollback", break_lock=opts.break_lock) as guard:
+        timer.steps.append(("lock", timer.total - locking))
         choice, note = _plan(cl, opts, members, reference, timer)
         if not choice.moving:
             return choice.target
@@ -233,7 +235,7 @@ def _plan(cl: Cluster, opts: RollbackOptions, members: list[Member], reference: 
     plan on a dry run); nothing changes here."""
     web = bool(cl.apps) and cl.apps[0] in members
     states = timer.step("state", lambda: gather(cl, members, migrations=[cl.apps[0].name] if web else []))
-    cl.confirm()
+    timer.step("confirm", cl.confirm)
     choice = choose(cl, opts, members, reference, states)
     if not choice.moving:
         cl.out(f"every node already runs {choice.target}; nothing to do")
