@@ -17,8 +17,8 @@ from .config import Config, check_templates
 from .configure.facts import FactsError
 from .configure.run import ConfigureError, TemplateError, configure_cluster
 from .configure.templates import rehearse
-from .deploy import commands, engine
-from .deploy.cluster import Cluster, open_cluster
+from .deploy import catchup, commands, engine
+from .deploy.cluster import Cluster, gather, open_cluster
 from .deploy.planning import DeployOptions, site_address
 from .deploy.errors import DeployError
 from .deploy.source import Source, local_source, warnings
@@ -86,10 +86,11 @@ def _deploy_and_check(cfg: Config, ec2, source: Source | None) -> tuple[float, s
     """Deploy to the configured cluster, then check its site: (when the deploy ended, the site's address)."""
     cl = open_cluster(cfg, ec2)
     try:
-        source = source or resolve_source(cfg, cl)
-        for w in warnings(cfg, source):
-            print(f"warning: {w}")
-        engine.deploy(cl, source, DeployOptions(action="deploy"))
+        if not _rebuilt(cl, source):
+            source = source or resolve_source(cfg, cl)
+            for w in warnings(cfg, source):
+                print(f"warning: {w}")
+            engine.deploy(cl, source, DeployOptions(action="deploy"))
         deployed = time.monotonic()
         address = site_address(cfg, cl)
         print("== check")
@@ -98,6 +99,21 @@ def _deploy_and_check(cfg: Config, ec2, source: Source | None) -> tuple[float, s
         return deployed, address
     finally:
         cl.close()
+
+
+def _rebuilt(cl: Cluster, head: Source | None) -> bool:
+    """Nodes that have no release while their peers serve one (a lost node launched again) get the peers'
+    release, only them (`catchup`); True when that was the case. HEAD, if it differs, waits for fab deploy."""
+    states = gather(cl, cl.proxies + cl.apps + cl.workers)
+    missing = catchup.targets(cl, states)
+    if not missing:
+        return False
+    release = next(iter(missing.values()))
+    sha = catchup.commit_of(states, release)
+    catchup.rebuild(cl, states, missing, catchup.source_for(cl, states, missing, sha))
+    if head is not None and head.sha != sha:
+        print(f"note: HEAD {head.short} is not deployed (the cluster serves {release}): fab deploy ships it")
+    return True
 
 
 def _whip_up_dry_run(cfg: Config, ec2, source: Source | None, python: str | None = None) -> None:

@@ -38,6 +38,7 @@ class DeployOptions:
     break_lock: bool = False
     dry_run: bool = False
     health_timeout: float = HEALTH_TIMEOUT
+    catch_up: bool = False               # a rebuilt node gets its peers' release: the branch may have moved on
 
 
 @dataclass

@@ -115,6 +115,19 @@ def local_commit(cfg: Config) -> LocalCommit:
     return LocalCommit(toplevel, prefix, head, treeish)
 
 
+def local_source_at(cfg: Config, sha: str) -> Source:
+    """Commit `sha` of the local repository (a release's, to rebuild a node with), app.repo's subtree of it."""
+    head = local_commit(cfg)
+    treeish = f"{sha}:{head.prefix}" if head.prefix else f"{sha}^{{tree}}"
+    if _git(head.toplevel, "cat-file", "-t", treeish, check=False).strip() != "tree":
+        raise SourceError(f"commit {sha[:7]} is not in {head.toplevel} (fetch it), or {head.prefix or '.'} is not "
+                          f"in it: fab deploy deploys HEAD instead")
+    commit = LocalCommit(head.toplevel, head.prefix, sha, treeish)
+    tree = _git(commit.toplevel, "rev-parse", treeish).strip()
+    return inspected_source(cfg, "push", sha, commit.files(), commit.read, prefix=commit.prefix,
+                            toplevel=commit.toplevel, tree=tree)
+
+
 def inspected_source(cfg: Config, strategy: str, sha: str, files: list[str], read, **kw) -> Source:
     """A Source of commit `sha` whose tree (`files`, `read`) inspection describes: its requirements (with the
     cluster's extras), the files whipup writes before pip, how the release runs."""

@@ -31,7 +31,7 @@ def _code(cl: Cluster, plan: Plan, m: Member) -> None:
     else:
         sha = run(m.conn, commands.fetch(layout, cl.cfg.app.repo, cl.cfg.app.branch), step="git fetch"
                   ).stdout.strip().splitlines()[-1]
-        if sha != source.sha:
+        if sha != source.sha and not plan.options.catch_up:     # (catching up: extract finds the older commit)
             raise DeployError(f"{cl.cfg.app.branch} moved during the deploy ({source.short} -> {sha[:7]}); "
                               f"deploy again")
     run(m.conn, commands.extract(layout, plan.release, source.sha, source.prefix, source.tree,
