@@ -113,7 +113,8 @@ class Cluster:
         }
         out["nginx workers"] = " ".join(sorted(self.ssh("proxy-0", f"pgrep -P {out['nginx master']}").split()))
         assert all(out.values()), out
-        assert self.ssh("app-0", "sudo -n supervisorctl avail").split()[0] == f"{app}-web"
+        avail = {line.split()[0] for line in self.ssh("app-0", "sudo -n supervisorctl avail").splitlines() if line.strip()}
+        assert {f"{app}-web-a", f"{app}-web-b", f"{app}-web-boot"} <= avail, avail
         return out
 
     def mark(self) -> None:

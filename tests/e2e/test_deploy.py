@@ -87,8 +87,12 @@ class Site(DeployedCluster):
         return self.ssh("app-0", f"sudo -n -u {app.name} /bin/sh /srv/{app.name}/shared/whipup-exec "
                                  f"/srv/{app.name}/current python manage.py {argv}")
 
-    def gunicorn_pid(self) -> str:
-        return self.ssh("app-0", f"sudo -n supervisorctl pid {self.cfg.app.name}-web").strip()
+    def live_slot(self) -> str:
+        return self.ssh("app-0", f"readlink /srv/{self.cfg.app.name}/slots/live").strip()
+
+    def gunicorn_pid(self, slot: str) -> str:
+        """The master of gunicorn slot `slot` on app-0 ('0' when it is not running)."""
+        return self.ssh("app-0", f"sudo -n supervisorctl pid {self.cfg.app.name}-web-{slot}").strip()
 
     def nginx_pid(self) -> str:
         return self.ssh("proxy-0", "cat /run/nginx.pid").strip()
@@ -192,7 +196,8 @@ def test_quick_update_code_only_serves_new_code_with_a_graceful_reload_and_no_fa
     rows = re.findall(r'<span class="text">([^<]+)</span>', before_body)
     assert "kept across deploys" in rows
     site.before_update = (before_release, re.search(r"<h1>[^<]*</h1>", before_body).group(0))
-    gunicorn, nginx, worker = site.gunicorn_pid(), site.nginx_pid(), site.current("worker-0")
+    slot, nginx, worker = site.live_slot(), site.nginx_pid(), site.current("worker-0")
+    serving = site.gunicorn_pid(slot)
     site.commit("v2 heading", site.edit("notes/templates/notes/index.html", "<h1>Notes</h1>", "<h1>Notes v2</h1>"))
     with Load(site) as load:
         start = time.monotonic()
@@ -202,13 +207,15 @@ def test_quick_update_code_only_serves_new_code_with_a_graceful_reload_and_no_fa
     assert load.failed == 0, load.errors[:5]
     assert load.rate >= 20
     assert "venv: reuse" in p.stdout and "pip install" not in p.stdout
-    assert "gunicorn: HUP" in p.stdout
+    other = {"a": "b", "b": "a"}[slot]
+    assert f"gunicorn: slot {other} answers /health with 200" in p.stdout, p.stdout   # booted before traffic
     release, body = site.page()
     assert release != before_release and release == site.current()
     assert "<h1>Notes v2</h1>" in body
     assert all(row in body for row in rows)                       # the rows are still there
-    assert site.gunicorn_pid() == gunicorn                        # HUP: same master, new workers
-    assert site.nginx_pid() == nginx                              # nginx untouched
+    assert site.live_slot() == other and site.gunicorn_pid(other) not in ("", "0")   # the new release's slot
+    assert site.gunicorn_pid(slot) == serving                     # the previous slot stays up, warm
+    assert site.nginx_pid() == nginx                              # nginx reloaded, never restarted
     assert site.current("worker-0") == worker                     # web only: workers untouched
 
 
