@@ -36,7 +36,7 @@ HOST_KEY_TYPES = ("rsa", "dsa", "ecdsa", "ed25519")
 BOOT_LOG = "/var/log/boot.log"
 RUNLEVEL = "2"          # Debian's default runlevel (sysvinit's inittab: id:2:initdefault:); 2-5 are alike
 SERVICE_TIMEOUT = 120   # seconds one init script may take to start or stop a service
-RC_LINK = re.compile(r"^S(\d\d)(.+)$")
+RC_LINK = re.compile(r"S(\d\d)(.+)")   # fullmatch: a name with a newline is no link
 # Init scripts that are not the host's services: ssh (the boot starts sshd itself, always, as a cloud image
 # does), rc's own, and those that act on the machine rather than on the host (its clock, kernel settings,
 # mounts, halting): a host's namespaces share those with the machine it runs on.
@@ -164,7 +164,7 @@ def start_sequence(entries):
     then name); each service once, named by what follows the number."""
     found = []
     for entry in sorted(entries):
-        m = RC_LINK.match(entry)
+        m = RC_LINK.fullmatch(entry)
         if m and is_service(m.group(2)) and m.group(2) not in found:
             found.append(m.group(2))
     return found
@@ -192,7 +192,7 @@ def enabled_services(rc_dir):
         return []
     usable = []
     for entry in entries:
-        if RC_LINK.match(entry) and not os.access(os.path.join(rc_dir, entry), os.X_OK):
+        if RC_LINK.fullmatch(entry) and not os.access(os.path.join(rc_dir, entry), os.X_OK):
             log("boot: %s/%s: no executable init script behind it: skipped" % (rc_dir, entry))
         else:
             usable.append(entry)
@@ -295,7 +295,10 @@ def main():
             with open(src, "rb") as f:
                 write(script, f.read(), 0o700)
     ensure_host_keys()
-    start_services()
+    try:
+        start_services()
+    except Exception as exc:  # the host must still come up and answer SSH
+        log("boot: starting the services failed: %s" % exc)
     subprocess.run(["/usr/sbin/sshd"], check=True)
     log("sshd started (%s boot)" % ("first" if first_boot else "re"))
     if first_boot:

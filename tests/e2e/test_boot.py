@@ -197,6 +197,42 @@ def test_an_app_node_stopped_and_started_serves_again_with_no_configure_or_deplo
           f"through the proxy {answered:.1f} s after start_instances")
 
 
+def _restart(cl: Cluster, node: str) -> str:
+    """Stop and start `node`; its log lines of that boot, once the boot got to sshd."""
+    boot_log = _disk(cl, node) / "var/log/cloud-init.log"
+    mark = boot_log.stat().st_size
+    _stop(cl, node)
+    cl.ec2.start_instances(InstanceIds=[cl.nodes[node].instance_id])
+    _wait(f"{node}'s host booting", lambda: _host_up(cl, node), 60)
+    return "\n".join(line for line in _boot_lines(boot_log, mark).splitlines() if " shutdown: " not in line)
+
+
+def test_only_enabled_services_start_at_boot_and_configure_enables_them(cl):
+    """nginx disabled by hand (`update-rc.d nginx disable`: its start links become K links) stays down when
+    the proxy boots again: the boot starts what is enabled, not every init script. configure then plans
+    "enable nginx at boot" (update-rc.d defaults + enable) beside starting it; after that the proxy boots
+    into a serving nginx with no configure run."""
+    cl.ssh("proxy-0", "sudo -n update-rc.d nginx disable")
+    assert not any(link.startswith("S") and link.endswith("nginx") for link in cl.ssh("proxy-0", "ls /etc/rc2.d").split())
+    boot = _restart(cl, "proxy-0")
+    assert "nginx" not in boot, boot
+    assert cl.ssh("proxy-0", "sudo -n service nginx status >/dev/null 2>&1 && echo up || echo down").strip() == "down"
+    assert _answers(cl, "/health") != 200
+
+    dry = cl.fab("configure", "--dry-run", "--role", "proxy")
+    assert "  enable nginx at boot" in dry.stdout and "  start nginx (inactive)" in dry.stdout, dry.stdout
+    cl.fab("configure", "--role", "proxy")
+    links = cl.ssh("proxy-0", "ls /etc/rc2.d").split()
+    assert any(re.fullmatch(r"S\d\dnginx", link) for link in links), links
+    _wait("/health 200 after configure", lambda: _answers(cl, "/health") == 200, 30, 0.2)
+
+    start = time.monotonic()
+    boot = _restart(cl, "proxy-0")
+    assert re.search(r"boot: nginx: started in [\d.]+ s", boot), boot
+    _wait("/health 200 through the proxy", lambda: _answers(cl, "/health") == 200, 60, 0.05)
+    print(f"\nMEASURE proxy node stop and start: /health 200 {time.monotonic() - start:.1f} s after stop_instances")
+
+
 def test_configure_afterwards_has_nothing_to_do(cl):
     """After both boots every service is running and enabled: a configure dry-run would change nothing."""
     p = cl.fab("configure", "--dry-run")

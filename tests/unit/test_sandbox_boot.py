@@ -20,7 +20,7 @@ def test_boot_starts_the_s_links_in_rc_order():
     """As /etc/init.d/rc runs them: the S links sorted by name (number, then name); K links, README and
     other entries are not started; each service once."""
     entries = ["README", "K01nginx", "S03supervisor", "S01sudo", "S01postgresql", "S02redis-server",
-               "S01ssh", "S10postgresql", ".placeholder", "Sxx", "S1short"]
+               "S01ssh", "S10postgresql", ".placeholder", "Sxx", "S1short", "S01odd\n", "s01lower"]
     assert gb.start_sequence(entries) == ["postgresql", "sudo", "redis-server", "supervisor"]
     assert gb.start_sequence([]) == []
 
