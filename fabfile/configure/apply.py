@@ -5,7 +5,7 @@
     files     one script: user, directories, changed files (a base64 tar on stdin, installed with owner and mode,
               renamed into place), links, removals
     services  one script: each notified service reloaded/restarted once (started if stopped), stopped ones
-              started, enabled at boot where systemd is
+              started, enabled at boot (systemctl enable; update-rc.d under sysv)
     postgres  psql as postgres, the SQL (with the password's SCRAM verifier) on stdin
 
 The commands come from `commands`; this module only assembles and runs them.
@@ -107,9 +107,7 @@ def services_stage(actions: list, init: str) -> StageCommand:
         if isinstance(a, ServiceAction):
             lines += [cmd.converge_service(init, a.name, a.verb), cmd.clear_pending(a.name)]
         elif isinstance(a, EnableService):
-            enable = cmd.enable_service(init, a.name)
-            if enable:
-                lines.append(enable)
+            lines.append(cmd.enable_service(init, a.name))
         else:
             raise TypeError(f"not a services action: {a!r}")
     return StageCommand(sudo_sh("\n".join(lines)))

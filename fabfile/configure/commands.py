@@ -11,6 +11,7 @@ import shlex
 from typing import Iterable
 
 INIT_SYSTEMS = ("systemd", "sysv")
+DEFAULT_RUNLEVEL = "2"   # sysv: the runlevel a host boots into (Debian's default; the local cloud's boot uses it)
 APT_STAMP = "/var/lib/whipup/apt-updated"
 PENDING_DIR = "/var/lib/whipup/pending"   # <service>:<action> files: handlers owed by a run that stopped early
 APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a APT_LISTCHANGES_FRONTEND=none"
@@ -173,12 +174,20 @@ def converge_service(init: str, name: str, verb: str) -> str:
     return (f"{check}\n" if check else "") + f"if {running}; then {service(init, name, verb)}; else {start}; fi"
 
 
-def enable_service(init: str, name: str) -> str | None:
-    """Enable at boot where an init system does that (systemd); None elsewhere."""
+def enable_service(init: str, name: str) -> str:
+    """Enable at boot: `systemctl enable` under systemd; under sysv, update-rc.d makes the rc?.d links of
+    the script's LSB header if it has none (`defaults`), then turns them to start links (`enable`: a service
+    disabled earlier has K links, which `defaults` leaves alone)."""
     _check_init(init)
     if init == "systemd":
         return shlex.join(["systemctl", "enable", "--quiet", name])
-    return None
+    return shlex.join(["update-rc.d", name, "defaults"]) + " && " + shlex.join(["update-rc.d", name, "enable"])
+
+
+def service_enabled_sysv(name: str) -> str:
+    """A test that exits 0 if a start link of the default runlevel runs the service's init script."""
+    return (f"for l in /etc/rc{DEFAULT_RUNLEVEL}.d/S[0-9][0-9]{shlex.quote(name)}; do [ -x \"$l\" ] && break; "
+            f"done; [ -x \"$l\" ]")
 
 
 def mark_pending(service: str, action: str) -> str:

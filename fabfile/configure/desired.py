@@ -5,7 +5,7 @@
 - on app roles (layout.APP_ROLES): the app's system user and its directories (docs/remote-layout.md);
 - the role's rendered templates; an nginx site in sites-available is also enabled (a link in
   sites-enabled) and Debian's `default` site is removed, both notifying the site's service;
-- the role's services, running (and enabled at boot where systemd is);
+- the role's services, running and enabled at boot (systemctl enable, or update-rc.d's rc links under sysv);
 - on the db role: the app's PostgreSQL role (with its password) and database.
 """
 from __future__ import annotations

@@ -8,7 +8,8 @@
     @@packages     dpkg-query: <status-abbrev><TAB><package>
     @@paths        file|dir|link|other|absent <TAB> path [<TAB> owner:group:mode <TAB> sha256 | <TAB> target]
     @@users        user<TAB><passwd line> | absent<TAB><name>
-    @@services     <name><TAB><active state><TAB><enabled state>
+    @@services     <name><TAB><active state><TAB><enabled state> (systemctl is-enabled's word; sysv: enabled
+                   if a start link of the default runlevel runs its init script, else disabled; - for neither)
     @@pending      <service>:<action> handlers owed by an earlier run that stopped before running them
     @@postgres     role|db rows from pg_authid/pg_database, then `status<TAB>up|down` (db nodes only)
     @@end
@@ -70,7 +71,7 @@ class UserFact:
 @dataclass(frozen=True)
 class ServiceFact:
     state: str                 # active | inactive | failed | absent | ... (systemctl is-active words)
-    enabled: bool | None       # None where there is no boot-time enabling to check (no systemd)
+    enabled: bool | None       # started at boot (systemd unit, or sysv rc link); None where nothing says
 
     @property
     def running(self) -> bool:
@@ -127,13 +128,14 @@ _USER_FN = r"""u() {
 
 
 def _service_lines(name: str) -> str:
-    """State and boot-enabled of one service, by systemctl or by its init script (tests from the service layer)."""
+    """State and boot-enabled of one service, by systemctl, or by its init script and rc links (the tests
+    come from the service layer)."""
     n = cmd.q(name)
     return (
         f'if [ "$init" = systemd ]; then a=$(systemctl is-active {n} 2>/dev/null); '
         f'e=$(systemctl is-enabled {n} 2>/dev/null); [ -n "$e" ] || {{ a=absent; e=-; }}\n'
         f'elif [ -x /etc/init.d/{n} ]; then if {cmd.service_running("sysv", name)}; then a=active; '
-        f'else a=inactive; fi; e=-\n'
+        f'else a=inactive; fi; if {cmd.service_enabled_sysv(name)}; then e=enabled; else e=disabled; fi\n'
         f'else a=absent; e=-; fi; printf \'%s\\t%s\\t%s\\n\' {n} "${{a:-unknown}}" "${{e:-unknown}}"'
     )
 
@@ -350,7 +352,7 @@ def _services(rows: list[tuple[int, str]], init: str):
         if len(f) != 3:
             raise FactsError(f"line {n}: expected '<service>\\t<state>\\t<enabled>', got {line!r}")
         name, state, enabled = f
-        yield name, ServiceFact(state, None if (init != "systemd" or enabled == "-") else enabled in _ENABLED)
+        yield name, ServiceFact(state, None if enabled == "-" else enabled in _ENABLED)
 
 
 def _pending(rows: list[tuple[int, str]]):

@@ -335,7 +335,7 @@ def _service(name: str, facts: Facts, notify: dict[str, tuple[str, tuple[str, ..
     have = facts.services.get(name)
     running = have is not None and have.running
     not_enabled = have is None or have.enabled is False or have.state == "absent"
-    enable = (EnableService(name),) if facts.init == "systemd" and not_enabled else ()
+    enable = (EnableService(name),) if not_enabled else ()
     if name in notify:
         verb, whats = notify[name]
         return _Found((ServiceAction(name, verb, ", ".join(whats) + ("" if running else "; stopped: start")),) + enable)

@@ -3,7 +3,19 @@
 Standard library only (the guest's python3). It plays the cloud's part:
 drops the old root, configures the proxy, applies cloud-init user-data on the
 first boot (the materializer has turned it into /run/whipup/cloud-config.json),
-starts sshd, runs `runcmd`, then idles as tini's child.
+starts the services enabled at boot, starts sshd, runs `runcmd`, then idles as
+tini's child.
+
+Services at boot, as the host's own init would (these hosts have no systemd: their init is sysv-style,
+the packages' /etc/init.d scripts and the rc?.d links update-rc.d manages): every S link of the default
+runlevel (RUNLEVEL) is started, in rc's order (the links' names: number, then name), each with
+`service NAME start`, as configure starts it. They start before sshd, so once a host answers SSH what its
+boot starts is up (as `systemctl start` waits for a unit still starting). What started, in how long, and
+what failed is logged to /var/log/cloud-init.log; the scripts' own output goes to /var/log/boot.log.
+
+`python3 - shutdown` (this file on stdin: the materializer runs it inside a host it stops) is the other
+end: every service that runs is stopped through its init script, the boot's in reverse order first, so
+PostgreSQL shuts down cleanly and supervisord stops its programs.
 """
 import base64
 import gzip
@@ -11,6 +23,7 @@ import json
 import os
 import pwd
 import grp
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +33,16 @@ STATE = "/var/lib/whipup-cloud"
 LOG = "/var/log/cloud-init.log"
 OUTPUT_LOG = "/var/log/cloud-init-output.log"
 HOST_KEY_TYPES = ("rsa", "dsa", "ecdsa", "ed25519")
+BOOT_LOG = "/var/log/boot.log"
+RUNLEVEL = "2"          # Debian's default runlevel (sysvinit's inittab: id:2:initdefault:); 2-5 are alike
+SERVICE_TIMEOUT = 120   # seconds one init script may take to start or stop a service
+RC_LINK = re.compile(r"S(\d\d)(.+)")   # fullmatch: a name with a newline is no link
+# Init scripts that are not the host's services: ssh (the boot starts sshd itself, always, as a cloud image
+# does), rc's own, and those that act on the machine rather than on the host (its clock, kernel settings,
+# mounts, halting): a host's namespaces share those with the machine it runs on.
+NOT_SERVICES = frozenset({"ssh", "rc", "rcS", "README", "skeleton", "sendsigs", "halt", "reboot", "killprocs",
+                          "single", "hwclock.sh", "procps", "kmod", "udev", "mountall.sh", "mountkernfs.sh",
+                          "mountdevsubfs.sh", "checkroot.sh", "checkfs.sh", "urandom"})
 SUPPORTED = {"ssh_authorized_keys", "ssh_keys", "write_files", "runcmd", "disable_root",
              "ssh_pwauth", "hostname", "fqdn", "preserve_hostname"}
 
@@ -130,6 +153,121 @@ def run_commands(cfg, script):
             log("user-data script: exit %d" % rc)
 
 
+# --- services at boot and at shutdown ------------------------------------------------------------------
+
+def is_service(name):
+    return name not in NOT_SERVICES and not name.startswith(("umount", ".")) and "/" not in name
+
+
+def start_sequence(entries):
+    """The services an rc directory's entries start, in rc's order: the S links sorted by name (number,
+    then name); each service once, named by what follows the number."""
+    found = []
+    for entry in sorted(entries):
+        m = RC_LINK.fullmatch(entry)
+        if m and is_service(m.group(2)) and m.group(2) not in found:
+            found.append(m.group(2))
+    return found
+
+
+def stop_sequence(started, running):
+    """The order to stop the `running` services in: those the boot starts (`started`, in boot order)
+    in reverse, then any other (started by hand, or since disabled) by name, in reverse."""
+    running = set(running)
+    first = [s for s in reversed(started) if s in running]
+    return first + sorted(running - set(first), reverse=True)
+
+
+def service_argv(name, verb):
+    """`service NAME VERB`: the script runs with a clean environment (service's own env -i), as configure
+    runs it over SSH; `name` is one argument whatever it holds."""
+    return ["service", name, verb]
+
+
+def enabled_services(rc_dir):
+    """The services rc_dir's S links start, in order; a link to a missing or non-executable script is logged."""
+    try:
+        entries = os.listdir(rc_dir)
+    except FileNotFoundError:
+        return []
+    usable = []
+    for entry in entries:
+        if RC_LINK.fullmatch(entry) and not os.access(os.path.join(rc_dir, entry), os.X_OK):
+            log("boot: %s/%s: no executable init script behind it: skipped" % (rc_dir, entry))
+        else:
+            usable.append(entry)
+    return start_sequence(usable)
+
+
+def run_service(name, verb, out):
+    """Run `service NAME VERB` with its output appended to `out` (a binary file opened a+):
+    (exit status or None on timeout, seconds, its last line of output)."""
+    out.write(("--- %s %s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), name, verb)).encode())
+    out.flush()
+    mark, started = out.tell(), time.monotonic()
+    env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+    try:
+        rc = subprocess.run(service_argv(name, verb), stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=subprocess.STDOUT, env=env, timeout=SERVICE_TIMEOUT).returncode
+    except subprocess.TimeoutExpired:
+        rc = None
+    seconds = time.monotonic() - started
+    out.seek(mark)
+    lines = [ln for ln in out.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    out.seek(0, os.SEEK_END)
+    return rc, seconds, (lines[-1].strip() if lines else "")
+
+
+def outcome(name, verb, rc, seconds, last):
+    if rc == 0:
+        return "%s: %s in %.1f s" % (name, {"start": "started", "stop": "stopped"}[verb], seconds)
+    why = "timed out after %d s" % SERVICE_TIMEOUT if rc is None else "exit %d" % rc
+    return "%s: %s FAILED (%s%s; see %s)" % (name, verb, why, ": " + last if last else "", BOOT_LOG)
+
+
+def start_services(rc_dir="/etc/rc%s.d" % RUNLEVEL):
+    """Start what the default runlevel enables, in order; a failure is logged and the boot goes on."""
+    names = enabled_services(rc_dir)
+    failed = []
+    with open(BOOT_LOG, "ab+") as out:
+        for name in names:
+            rc, seconds, last = run_service(name, "start", out)
+            log("boot: " + outcome(name, "start", rc, seconds, last))
+            if rc != 0:
+                failed.append(name)
+    log("boot: runlevel %s: %d service(s) started%s" % (
+        RUNLEVEL, len(names) - len(failed), ", failed: " + " ".join(failed) if failed else ""))
+    return failed
+
+
+def running_services(initd="/etc/init.d"):
+    """The init scripts whose `status` says their service runs."""
+    found = []
+    for name in sorted(os.listdir(initd)):
+        if not (is_service(name) and os.access(os.path.join(initd, name), os.X_OK)):
+            continue
+        try:
+            rc = subprocess.run(service_argv(name, "status"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=SERVICE_TIMEOUT).returncode
+        except subprocess.TimeoutExpired:
+            log("shutdown: %s: status timed out after %d s: taken as running" % (name, SERVICE_TIMEOUT))
+            rc = 0
+        if rc == 0:
+            found.append(name)
+    return found
+
+
+def shutdown():
+    """Stop every running service through its init script, the boot's in reverse order first."""
+    os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    order = stop_sequence(enabled_services("/etc/rc%s.d" % RUNLEVEL), running_services())
+    log("shutdown: stopping %s" % (" ".join(order) or "no service"))
+    with open(BOOT_LOG, "ab+") as out:
+        for name in order:
+            rc, seconds, last = run_service(name, "stop", out)
+            log("shutdown: " + outcome(name, "stop", rc, seconds, last))
+
+
 def main():
     subprocess.run(["umount", "-l", "/.oldroot"], check=False)
     try:
@@ -157,6 +295,10 @@ def main():
             with open(src, "rb") as f:
                 write(script, f.read(), 0o700)
     ensure_host_keys()
+    try:
+        start_services()
+    except Exception as exc:  # the host must still come up and answer SSH
+        log("boot: starting the services failed: %s" % exc)
     subprocess.run(["/usr/sbin/sshd"], check=True)
     log("sshd started (%s boot)" % ("first" if first_boot else "re"))
     if first_boot:
@@ -167,4 +309,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["shutdown"]:
+        shutdown()
+    else:
+        main()

@@ -174,24 +174,20 @@ def _refresh_seed(settings: SandboxSettings, spec: HostSpec) -> None:
     (seed / "boot.py").write_bytes((HERE / "guest_boot.py").read_bytes())
 
 
-# What a guest runs when it is stopped, as a shutdown would: every init script whose service runs is
-# stopped, newest name last-in first-out (PostgreSQL shuts down cleanly, supervisor stops its programs).
-SHUTDOWN_SCRIPT = """
-for s in $(ls -r /etc/init.d/); do
-    case "$s" in rc|rcS|README|skeleton|sendsigs|umount*|halt|reboot|killprocs|single|hwclock.sh|procps) continue;; esac
-    [ -x "/etc/init.d/$s" ] || continue
-    if "/etc/init.d/$s" status >/dev/null 2>&1; then echo "stopping $s"; "/etc/init.d/$s" stop; fi
-done
-"""
-
-
 def shutdown_argv(init_pid: int) -> list[str]:
-    """Run the shutdown script inside the host's namespaces (all of them, as its root)."""
+    """Run the guest's shutdown (guest_boot.py's, read from stdin: the one of this whipup, whatever boot
+    script the host booted with) inside the host's namespaces, as its root: every running service stopped
+    through its init script, the boot's in reverse order, so PostgreSQL shuts down cleanly and supervisord
+    stops its programs."""
     return ["nsenter", "--target", str(init_pid), "--mount", "--uts", "--ipc", "--net", "--pid",
-            "--", "/bin/sh", "-c", SHUTDOWN_SCRIPT]
+            "--", "/usr/bin/python3", "-", "shutdown"]
 
 
-def stop(settings: SandboxSettings, instance_id: str, grace: float = 5.0, services_grace: float = 30.0) -> bool:
+def shutdown_script() -> bytes:
+    return (HERE / "guest_boot.py").read_bytes()
+
+
+def stop(settings: SandboxSettings, instance_id: str, grace: float = 5.0, services_grace: float = 90.0) -> bool:
     """Stop the host as a shutdown would: its services' init scripts, then SIGTERM to every
     process, then SIGKILL of its PID 1 (which ends the rest); keep its disk."""
     d = host_dir(settings, instance_id)
@@ -203,7 +199,7 @@ def stop(settings: SandboxSettings, instance_id: str, grace: float = 5.0, servic
             with open(d / "console.log", "ab") as console:
                 try:
                     subprocess.run(shutdown_argv(init), stdout=console, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, timeout=services_grace)
+                                   input=shutdown_script(), timeout=services_grace)
                 except subprocess.TimeoutExpired:
                     console.write(b"shutdown: services did not stop in time\n")
         ns = procs.pid_namespace(init) if init else None

@@ -1,5 +1,6 @@
 """configure's command builders, by exact string; values stay one argument; no secret in a command line."""
 import shlex
+import subprocess
 
 import pytest
 
@@ -68,6 +69,7 @@ def test_file_user_dir_link_builders():
     (lambda v: cmd.service("sysv", v, "start"), 1),
     (lambda v: cmd.service("systemd", v, "reload"), -1),
     (lambda v: cmd.enable_service("systemd", v), -1),
+    (lambda v: cmd.enable_service("sysv", v).split(" && ")[1], 1),
 ])
 def test_a_value_with_shell_syntax_stays_one_argument(build, position):
     argv = shlex.split(build(EVIL))
@@ -87,9 +89,50 @@ def test_service_layer_picks_systemctl_or_service():
     assert cmd.service_running("systemd", "nginx") == "systemctl is-active --quiet nginx"
     assert cmd.service_running("sysv", "nginx") == "service nginx status >/dev/null 2>&1"
     assert cmd.enable_service("systemd", "nginx") == "systemctl enable --quiet nginx"
-    assert cmd.enable_service("sysv", "nginx") is None
     with pytest.raises(ValueError):
         cmd.service("upstart", "nginx", "start")
+
+
+def test_enabling_at_boot_under_sysv_is_update_rc_d_links():
+    """`defaults` makes the links of the script's LSB header where it has none; `enable` turns the K links
+    of a service disabled earlier (which `defaults` leaves alone) into S links."""
+    assert cmd.enable_service("sysv", "postgresql") == "update-rc.d postgresql defaults && update-rc.d postgresql enable"
+    with pytest.raises(ValueError):
+        cmd.enable_service("upstart", "nginx")
+    assert cmd.service_enabled_sysv("postgresql") == (
+        'for l in /etc/rc2.d/S[0-9][0-9]postgresql; do [ -x "$l" ] && break; done; [ -x "$l" ]')
+
+
+def test_enabling_quotes_the_service_name():
+    argvs = [shlex.split(part) for part in cmd.enable_service("sysv", EVIL).split(" && ")]
+    assert argvs == [["update-rc.d", EVIL, "defaults"], ["update-rc.d", EVIL, "enable"]]
+    # the name is a quoted literal after the glob of the link's number
+    assert f"/etc/rc2.d/S[0-9][0-9]{shlex.quote(EVIL)};" in cmd.service_enabled_sysv(EVIL)
+
+
+def test_the_enabled_test_runs_in_a_shell(tmp_path):
+    """The sysv test, on an rc tree of its own (the path rewritten to a temp dir): an executable script
+    behind an S link is enabled; a K link, a dangling link or no link is not; a name with shell syntax is
+    looked up literally."""
+    rc = tmp_path / "rc2.d"
+    initd = tmp_path / "init.d"
+    rc.mkdir()
+    initd.mkdir()
+    for name in ("postgresql", "nginx", EVIL):
+        (initd / name).write_text("#!/bin/sh\n")
+        (initd / name).chmod(0o755)
+    (rc / "S01postgresql").symlink_to(initd / "postgresql")
+    (rc / "K01nginx").symlink_to(initd / "nginx")
+    (rc / "S02gone").symlink_to(initd / "gone")
+    (rc / f"S01{EVIL}").symlink_to(initd / EVIL)
+
+    def enabled(name: str) -> bool:
+        test = cmd.service_enabled_sysv(name).replace("/etc/rc2.d/", f"{rc}/")
+        return subprocess.run(["sh", "-c", test]).returncode == 0
+
+    assert enabled("postgresql")
+    assert not enabled("nginx") and not enabled("gone") and not enabled("redis-server")
+    assert enabled(EVIL) and not enabled("x")
 
 
 def test_supervisor_reload_rereads_and_updates_only_changed_programs():
@@ -171,7 +214,8 @@ def test_stage_scripts_are_one_sudo_command_each():
     assert shlex.split(services.command)[5] == "\n".join([
         "set -e", cmd.converge_service("systemd", "nginx", "reload"), "rm -f /var/lib/whipup/pending/nginx:*",
         "systemctl enable --quiet nginx"])
-    assert shlex.split(services_stage([EnableService("nginx")], "sysv").command)[5] == "set -e"
+    assert shlex.split(services_stage([EnableService("nginx")], "sysv").command)[5] == (
+        "set -e\nupdate-rc.d nginx defaults && update-rc.d nginx enable")
 
     packages = packages_stage([AptUpdate("package lists missing"), AptInstall(("nginx", "git"), False)])
     assert shlex.split(packages.command)[5] == cmd.packages_script(["nginx", "git"], update=True)

@@ -103,6 +103,23 @@ def test_systemd_host_and_package_states():
     assert parse_facts((DATA / "facts_db_configured.txt").read_text()).pending == frozenset()
 
 
+def test_sysv_services_say_whether_they_start_at_boot():
+    """On a sysv host (the local cloud's) a service is enabled when a start link of the default runlevel runs
+    its init script: the facts script says enabled or disabled; `-` (no init script, or a capture of an
+    older whipup, as the files in data/) says nothing."""
+    text = SYSTEMD.replace("init systemd", "init sysv").replace(
+        "nginx\tactive\tenabled\nredis-server\tinactive\tdisabled\n",
+        "nginx\tactive\tenabled\nredis-server\tinactive\tdisabled\npostgresql\tactive\t-\n")
+    f = parse_facts(text)
+    assert f.init == "sysv"
+    assert f.services["nginx"] == ServiceFact("active", True)
+    assert f.services["redis-server"] == ServiceFact("inactive", False)
+    assert f.services["postgresql"] == ServiceFact("active", None)
+    script = facts_script(FactsRequest(services=("postgresql",)))
+    assert "if for l in /etc/rc2.d/S[0-9][0-9]postgresql; do [ -x \"$l\" ] && break; done; [ -x \"$l\" ]; " \
+           "then e=enabled; else e=disabled; fi" in script
+
+
 @pytest.mark.parametrize("text, message", [
     ("", "no facts output"),
     ("Last login: ...\n", "not whipup facts output"),

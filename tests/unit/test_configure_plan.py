@@ -67,9 +67,10 @@ def test_a_fresh_host_gets_everything_in_stage_order():
         WriteFile(SITE, None),
         Link(LINK, "absent"),
         ServiceAction("nginx", "reload", "whipup.conf changed, whipup.conf enabled; stopped: start"),
+        EnableService("nginx"),
     )
     assert plan.stages == ["packages", "files", "services"]
-    assert plan.changes == 2 + 5
+    assert plan.changes == 2 + 6
 
 
 def test_plan_against_a_captured_fresh_host():
@@ -80,9 +81,10 @@ def test_plan_against_a_captured_fresh_host():
                    dirs=(DIR,), files=(web,), services=("supervisor",))
     plan = make_plan(want, f)
     assert [type(a).__name__ for a in plan.actions] == [
-        "AptUpdate", "AptInstall", "CreateUser", "MakeDir", "WriteFile", "ServiceAction"]
+        "AptUpdate", "AptInstall", "CreateUser", "MakeDir", "WriteFile", "ServiceAction", "EnableService"]
     assert plan.actions[1].packages == ("git", "supervisor", "python3-venv", "curl", "postgresql-client")
-    assert plan.actions[-1] == ServiceAction("supervisor", "reload", "demo-web.conf changed; stopped: start")
+    assert plan.actions[-2:] == (ServiceAction("supervisor", "reload", "demo-web.conf changed; stopped: start"),
+                                 EnableService("supervisor"))
 
 
 def test_apt_update_only_when_lists_are_old_or_missing_and_something_is_missing():
@@ -127,12 +129,16 @@ def test_link_default_site_dirs_and_user_drift():
     )
 
 
-def test_stopped_services_are_started_and_enabled_only_under_systemd():
-    stopped = {"nginx": ServiceFact("inactive", None)}
+def test_stopped_services_are_started_and_disabled_ones_enabled_under_either_init():
+    stopped = {"nginx": ServiceFact("inactive", None)}           # nothing says whether it starts at boot
     assert make_plan(proxy_desired(), facts(services=stopped)).actions == (ServiceAction("nginx", "start", "inactive"),)
-    systemd = make_plan(proxy_desired(), facts(init="systemd", services={"nginx": ServiceFact("active", False)}))
-    assert systemd.actions == (EnableService("nginx"),)
-    assert not make_plan(proxy_desired(), facts(init="systemd", services={"nginx": ServiceFact("active", True)})).actions
+    for init in ("systemd", "sysv"):
+        off = make_plan(proxy_desired(), facts(init=init, services={"nginx": ServiceFact("active", False)}))
+        assert off.actions == (EnableService("nginx"),), init
+        assert off.actions[0].describe() == "enable nginx at boot"
+        assert not make_plan(proxy_desired(), facts(init=init, services={"nginx": ServiceFact("active", True)})).actions
+    both = make_plan(proxy_desired(), facts(services={"nginx": ServiceFact("inactive", False)}))
+    assert both.actions == (ServiceAction("nginx", "start", "inactive"), EnableService("nginx"))
 
 
 def test_a_handler_owed_by_an_interrupted_run_is_run_now():

@@ -53,7 +53,7 @@ def facts_text(want: Desired, *, ok: bool = True, init: str = "sysv", password: 
         u = want.user
         lines.append(f"user\t{u.name}:x:999:999::{u.home}:{u.shell}" if ok else f"absent\t{u.name}")
     lines.append("@@services")
-    lines += [f"{s}\t{'active' if ok else 'absent'}\t{'enabled' if init == 'systemd' else '-'}" for s in want.services]
+    lines += [f"{s}\t{'active' if ok else 'absent'}\t{'enabled' if ok else '-'}" for s in want.services]
     if want.postgres:
         pg = want.postgres
         lines.append("@@postgres")
