@@ -130,7 +130,7 @@ def _apply(runner: Runner, plan: Plan, init: str, result: HostResult, *, progres
             if plan.stage("packages"):
                 raise ConfigureError("still missing after apt-get install: "
                                      + ", ".join(a.describe() for a in plan.stage("packages")))
-            result.plan = Plan(tuple(installed) + plan.actions, plan.ok)
+            result.plan = Plan(tuple(installed) + plan.actions, plan.ok, plan.sources)
             result.services = service_runs(plan)
         result.changed += apply_plan(runner, plan, init, progress=progress)
     except StageFailed as exc:
