@@ -71,9 +71,11 @@ class Result:
 class FakeHost:
     """A connection that answers the facts script with `facts` (a list: one answer per facts command)."""
 
-    def __init__(self, node, facts: list[str], *, fail_on: str | None = None, old_files: dict[str, str] | None = None):
+    def __init__(self, node, facts: list[str], *, fail_on: str | None = None, old_files: dict[str, str] | None = None,
+                 answers: dict[str, Result] | None = None):
         self.host, self.node = node.private_ip, node
         self.facts, self.fail_on, self.old_files = list(facts), fail_on, old_files or {}
+        self.answers = answers or {}
         self.calls: list[tuple[str, str | None]] = []
 
     def run(self, command, **kw):
@@ -81,6 +83,9 @@ class FakeHost:
         self.calls.append((command, stdin.read() if stdin else None))
         if self.fail_on and self.fail_on in command:
             return Result(1, "", "E: the disk is full\n")
+        for part, answer in self.answers.items():
+            if part in command:
+                return answer
         if MAGIC in command:
             return Result(0, self.facts.pop(0) if len(self.facts) > 1 else self.facts[0])
         if "@@file" in command:
@@ -249,3 +254,31 @@ def test_dry_run_diffs_mask_secrets_and_stay_short():
     assert "     KEY=********\n    +DEBUG=0" in report   # both values masked: the line reads unchanged
     long = file_diff("/x", None, "".join(f"line {i}\n" for i in range(500)), [], limit=10)
     assert long.splitlines()[-1] == "... (493 more diff lines)" and len(long.splitlines()) == 11
+
+
+def test_a_config_its_service_rejects_is_not_installed_and_the_error_shows_its_words(shipped, cluster):
+    """The files stage stops at nginx's check of the staged copy (exit 65): the host fails at files, no
+    services command is sent (no reload), and the error carries nginx's words and the template's name."""
+    hosts, go = cluster
+    want = wants(shipped)["t-proxy-0"]
+    site = "/etc/nginx/sites-available/whipup.conf"
+    text = facts_text(want).replace(next(f.sha256 for f in want.files if f.path == site), "f" * 64)
+    words = ('@@rejected\tnginx\n2026/01/31 12:00:00 [emerg] 41#41: unknown directive "bogus_directive" in '
+             '/etc/nginx/sites-enabled/whipup.conf:14\nnginx: configuration file /etc/nginx/nginx.conf test failed\n')
+    hosts["t-proxy-0"] = FakeHost(NODES[0], [text], answers={"nginx -t -q -c": Result(65, "", words)})
+    with pytest.raises(HostFailures) as info:
+        go(role="proxy")
+    steps = [c for c, _ in hosts["t-proxy-0"].calls]
+    assert len(steps) == 2 and MAGIC in steps[0] and "nginx -t -q -c" in steps[1]     # facts, files: no services
+    assert str(info.value) == (
+        "configure failed on 1 host(s):\n"
+        "  t-proxy-0: files: nginx rejected the new configuration (nothing was installed; the live files are "
+        'unchanged): 2026/01/31 12:00:00 [emerg] 41#41: unknown directive "bogus_directive" in '
+        "/etc/nginx/sites-enabled/whipup.conf:14\n"
+        "      nginx: configuration file /etc/nginx/nginx.conf test failed\n"
+        "    /etc/nginx/sites-enabled/whipup.conf: a link to /etc/nginx/sites-available/whipup.conf, rendered from "
+        "etc/nginx/sites-available/whipup.conf.j2")
+    assert "[t-proxy-0] changed 0, ok" in go.output and "failed 2" in go.output
+    assert "[t-proxy-0] files: write /etc/nginx/sites-available/whipup.conf (changed" in go.output
+    assert "; checked first: nginx -t on a copy of /etc/nginx" in go.output
+    assert "FAILED at files: nginx rejected the new configuration" in go.output
