@@ -154,14 +154,15 @@ class StageFailed(Exception):
 
 
 def apply_plan(runner: Runner, plan: Plan, init: str, *, stages: list[str] | None = None,
-               progress=lambda stage, message="": None) -> int:
-    """Run the stages of `plan` (all, or `stages`) in order; the number of changes made.
+               progress=lambda stage, message="": None, after=None) -> int:
+    """Run the stages of `plan` (all, or `stages`) in order, `after(stage)` after each; the number of
+    changes made.
 
-    StageFailed (with the changes made before it) stops at the first failure."""
+    StageFailed (with the changes made before it) stops at the first failure; one of `after` counts
+    against the next stage (the one it let run)."""
     done = 0
-    for stage in plan.stages:
-        if stages is not None and stage not in stages:
-            continue
+    todo = [s for s in plan.stages if stages is None or s in stages]
+    for i, stage in enumerate(todo):
         actions = plan.stage(stage)
         progress(stage, "; ".join(a.describe() for a in actions) + _checked_first(stage, actions))
         sc = stage_command(stage, actions, init)
@@ -175,6 +176,11 @@ def apply_plan(runner: Runner, plan: Plan, init: str, *, stages: list[str] | Non
         if live:
             live.done()
         done += sum(a.count for a in actions)
+        if after is not None:
+            try:
+                after(stage)
+            except Exception as exc:
+                raise StageFailed(todo[i + 1] if i + 1 < len(todo) else stage, done, exc) from exc
     return done
 
 

@@ -3,10 +3,12 @@ import dataclasses
 import io
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from invoke import Context, Exit
 
+from fabfile.configure import lock as configure_lock
 from fabfile.configure import run as configure_run
 from fabfile.configure import tasks as configure_tasks
 from fabfile.configure.commands import psql_command, read_files_script
@@ -14,9 +16,12 @@ from fabfile.configure.facts import MAGIC, facts_command
 from fabfile.configure.plan import Desired
 from fabfile.configure.scram import scram_verifier
 from fabfile.configure.templates import TemplateError
+from fabfile.layout import Layout
 from fabfile.nodes import Node
 from fabfile.remote import HostFailures, sudo_sh
 from fabfile.vault import secret
+
+from local_host import LocalHost
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000
@@ -72,7 +77,7 @@ class FakeHost:
     """A connection that answers the facts script with `facts` (a list: one answer per facts command)."""
 
     def __init__(self, node, facts: list[str], *, fail_on: str | None = None, old_files: dict[str, str] | None = None,
-                 answers: dict[str, Result] | None = None):
+                 answers: dict[str, object] | None = None):   # {part of a command: Result, or fn(command)}
         self.host, self.node = node.private_ip, node
         self.facts, self.fail_on, self.old_files = list(facts), fail_on, old_files or {}
         self.answers = answers or {}
@@ -83,11 +88,11 @@ class FakeHost:
         self.calls.append((command, stdin.read() if stdin else None))
         if self.fail_on and self.fail_on in command:
             return Result(1, "", "E: the disk is full\n")
-        for part, answer in self.answers.items():
-            if part in command:
-                return answer
         if MAGIC in command:
             return Result(0, self.facts.pop(0) if len(self.facts) > 1 else self.facts[0])
+        for part, answer in self.answers.items():
+            if part in command:
+                return answer(command) if callable(answer) else answer
         if "@@file" in command:
             import base64
             return Result(0, "".join(f"@@file\t{p}\n{base64.b64encode(t.encode()).decode()}\n"
@@ -104,16 +109,31 @@ def shipped(cfg):
 
 
 @pytest.fixture
-def cluster(monkeypatch, shipped):
+def anchor(monkeypatch, tmp_path):
+    """The deploy lock's node (app node 0) as a LocalHost: the lock's commands run here, on a layout under
+    tmp_path (its shared/ made: a configured cluster); anchor.calls has what they ran."""
+    base = tmp_path / "srv"
+    monkeypatch.setattr(configure_lock, "Layout", SimpleNamespace(
+        of=lambda cfg: dataclasses.replace(Layout.of(cfg), base=str(base))))
+    host = LocalHost("anchor", tmp_path / "bin")
+    monkeypatch.setattr(configure_lock, "connect", lambda cfg, n: host)
+    (base / "demo" / "shared").mkdir(parents=True)
+    host.shared = base / "demo" / "shared"
+    return host
+
+
+@pytest.fixture
+def cluster(monkeypatch, shipped, anchor):
     """configure_cluster over FakeHosts: hosts[name] is set by the test before running."""
     hosts: dict[str, FakeHost] = {}
     monkeypatch.setattr(configure_run, "find_nodes", lambda ec2, name: list(NODES))
     monkeypatch.setattr(configure_run, "connect", lambda cfg, n: hosts[n.name])
 
-    def go(*, role=None, dry_run=False):
+    def go(*, role=None, dry_run=False, **lock):
         out = io.StringIO()
         try:
-            return configure_run.configure_cluster(shipped, None, role=role, dry_run=dry_run, out=out), out.getvalue()
+            return (configure_run.configure_cluster(shipped, None, role=role, dry_run=dry_run, out=out, **lock),
+                    out.getvalue())
         finally:
             go.output = out.getvalue()
     return hosts, go
