@@ -225,8 +225,9 @@ def postgres_check(check: TreeCheck, root_var: str) -> str:
                   f"install -d -o postgres -g postgres -m 0700 {scratch}",
                   f"{as_pg} {bin_dir}/initdb -D {scratch}/data -A trust -U postgres -N >/dev/null",
                   f"printf \"%s = '%s'\\n\" {settings} >> {scratch}/data/postgresql.conf",
-                  f"{{ ctl=$({as_pg} {bin_dir}/pg_ctl -D {scratch}/data -l {scratch}/log -w -t 60 -s start 2>&1) || "
-                  f"{{ grep -v {PG_CHATTER} {scratch}/log; printf '%s\\n' \"$ctl\" | grep -v {q(PG_CTL_HINT)}; false; }}; }}",
+                  f"{{ ctl=$({as_pg} {bin_dir}/pg_ctl -D {scratch}/data -l {scratch}/log -w -t 60 -s start "
+                  f"2>&1) || {{ grep -v {PG_CHATTER} {scratch}/log; printf '%s\\n' \"$ctl\" | "
+                  f"grep -v {q(PG_CTL_HINT)}; false; }}; }}",
                   f"{as_pg} {bin_dir}/pg_ctl -D {scratch}/data -s -m immediate stop"]
     return " && ".join(steps)
 
@@ -246,7 +247,8 @@ def check_lines(check: TreeCheck, index: int) -> list[str]:
     lines += [op.line(root) for op in check.ops]
     lines += repoint(tree, root_var)
     said = f"printf '%s\\n' \"$out\" | sed \"s#{root_var}/#{tree}/#g\""     # the live paths, as they will be
-    lines.append(f"if ! out=$(cd / && {{ {tool_command(check, root_var)}; }} 2>&1); then {reject(check.service, said)}; fi")
+    lines.append(f"if ! out=$(cd / && {{ {tool_command(check, root_var)}; }} 2>&1); then "
+                 f"{reject(check.service, said)}; fi")
     return lines
 
 

@@ -19,6 +19,7 @@
   node of its roles running), nothing to lock. A dry run takes no lock and says who holds it, if anyone.
 - The audit line is a deploy's: shared/deploys.log on the anchor (when the lock was held) and the local
   state dir; action configure, ok or failed, the anchor's current release, what changed or what failed.
+  A run that changed nothing and failed nowhere writes none, as a deploy with nothing to do.
 """
 from __future__ import annotations
 
@@ -124,7 +125,7 @@ class ClusterLock:
                 return
             except LockHeld as exc:
                 if deadline is None:
-                    raise
+                    raise LockHeld(f"{exc}\n(fab configure --wait waits for it)", exc.holder) from None
                 if self._clock() >= deadline:
                     raise LockHeld(f"{exc}\n(still held after waiting {self.wait:g} s: --wait-timeout)",
                                    exc.holder) from None
@@ -148,8 +149,9 @@ class ClusterLock:
         return took_files
 
     def audit(self, results: list[HostResult], *, role: str | None, seconds: float) -> None:
-        """The run's audit line (not for a dry run); written with the lock's release when it is held."""
-        if self.dry_run:
+        """The run's audit line, written with the lock's release when it is held: none for a dry run, nor for
+        a run that changed nothing and failed nowhere (as a deploy with nothing to do writes none)."""
+        if self.dry_run or not any(r.changed or r.error for r in results):
             return
         record = AuditRecord(at=iso(utc_now()), who=whoami(), action=ACTION,
                              result="failed" if any(r.error for r in results) else "ok",

@@ -98,6 +98,7 @@ def test_a_deploy_holding_the_lock_refuses_configure_naming_it_and_no_host_is_to
     assert str(info.value).startswith("deploy lock on t-app-0:")
     assert "is held by ana@laptop since 2024-01-31T12:00:00Z" in str(info.value)
     assert ", deploy of release 20240131120000-1a2b3c4" in str(info.value) and "--break-lock" in str(info.value)
+    assert str(info.value).endswith("\n(fab configure --wait waits for it)")
     assert all(h.calls == [] for h in hosts.values())
     assert json.loads((anchor.shared / "deploy.lock" / "info").read_text())["who"] == "ana@laptop"   # theirs still
 
@@ -137,7 +138,7 @@ def _deploy_cluster(cfg, anchor_host) -> Cluster:
 
 def test_wait_polls_until_the_deploy_is_done_naming_each_holder(shipped, cluster, anchor, monkeypatch):
     hosts, go = cluster
-    up_to_date(shipped, hosts)
+    up_to_date(shipped, hosts, changed="t-app-0")
     hold(anchor)
     other = LockInfo("bo@ci", "2024-01-31T12:05:00Z", "20240131120500-9f8e7d6", "quick-update", "cd" * 8)
     naps = []
@@ -178,12 +179,21 @@ def test_wait_gives_up_after_its_timeout_naming_the_holder(shipped, cluster, anc
 
 def test_break_lock_takes_over_an_interrupted_runs_lock_with_its_audit_line(shipped, cluster, anchor):
     hosts, go = cluster
-    up_to_date(shipped, hosts)
+    up_to_date(shipped, hosts, changed="t-app-0")
     hold(anchor)
     _, out = go(break_lock=True)
     assert "deploy lock taken over from ana@laptop (deploy of 20240131120000-1a2b3c4" in out
     assert [(r.who, r.action, r.result) for r in audit_lines(anchor.shared / "deploys.log")] == [
         ("ana@laptop", "deploy", "interrupted"), (configure_lock.whoami(), "configure", "ok")]
+
+
+def test_a_run_that_changes_nothing_writes_no_audit_line_and_frees_the_lock(shipped, cluster, anchor):
+    hosts, go = cluster
+    up_to_date(shipped, hosts)
+    _, out = go()
+    assert "already ok" in out and not (anchor.shared / "deploy.lock").exists()
+    assert any("deploy.lock" in c for c, _ in anchor.calls)                     # it was taken, then released
+    assert audit_lines(anchor.shared / "deploys.log") == audit_lines(cluster_dir(shipped) / "deploys.log") == []
 
 
 def test_a_dry_run_takes_no_lock_and_says_who_holds_it(shipped, cluster, anchor):
@@ -265,7 +275,7 @@ def test_a_deploy_slipping_in_before_the_late_lock_fails_the_anchor_naming_it(sh
 
 def test_no_lock_when_no_deploy_can_run(shipped, cluster, anchor, monkeypatch):
     hosts, go = cluster
-    up_to_date(shipped, hosts)
+    up_to_date(shipped, hosts, changed="t-proxy-0")
     monkeypatch.setattr(configure_lock, "anchor_of", lambda nodes: node("app", 0, state="stopped"))
     _, out = go(role="proxy")
     assert "deploy lock: none taken (t-app-0 is stopped: no deploy can run)" in out
