@@ -55,10 +55,13 @@ def anchor_of(nodes: list[Node]) -> Node | None:
 
 
 def lock_place(layout: Layout) -> str:
-    """As root: `ready` and the current release's link when the lock's directory exists, else `absent`."""
-    shared, current = layout.shared, layout.current
-    return sudo_sh(f"if [ -d {shlex.quote(shared)} ]; then echo ready; readlink {shlex.quote(current)} || true; "
-                   f"else echo absent; fi")
+    """As root: `ready` when the lock's directory exists, else `absent` (no app user or layout yet)."""
+    return sudo_sh(f"if [ -d {shlex.quote(layout.shared)} ]; then echo ready; else echo absent; fi")
+
+
+def current_release(layout: Layout) -> str:
+    """The `current` link's target (nothing when there is none): what the audit line names."""
+    return sudo_sh(f"readlink {shlex.quote(layout.current)} || true")
 
 
 def audit_detail(results: list[HostResult]) -> str:
@@ -106,7 +109,6 @@ class ClusterLock:
             self.out(f"deploy lock: {a.name} has no {self.layout.shared} yet (first configure): no deploy can "
                      f"run; " + ("taken once its files are in place" if self.late else "none taken"))
             return
-        self.current = place[1].rsplit("/", 1)[-1] if len(place) > 1 else None
         if self.dry_run:
             held = read_lock(self.cl)
             if held is not None:
@@ -122,6 +124,7 @@ class ClusterLock:
         while True:
             try:
                 self.guard = acquire(self.cl, "", ACTION, break_lock=self.break_lock)
+                self.current = self._current()      # read under the lock: a deploy waited for may have moved it
                 return
             except LockHeld as exc:
                 if deadline is None:
@@ -135,6 +138,11 @@ class ClusterLock:
                     self.out(f"waiting for the deploy lock on {self.cl.anchor.name}: held by {holder}")
             self.break_lock = False             # broken once at most
             self._sleep(max(0.0, min(POLL, deadline - self._clock())))
+
+    def _current(self) -> str | None:
+        assert self.cl is not None
+        link = run(self.cl.anchor.conn, current_release(self.layout), step="read the current release").stdout
+        return link.strip().rsplit("/", 1)[-1] or None
 
     def after_stage(self, node: Node) -> Callable[[str], None] | None:
         """For the anchor on a first configure: take the lock once its files stage has made the directory."""

@@ -1,5 +1,5 @@
 """Validate before installing, and configure under the deploy lock (issue 12, items 4 and 3), end to end on
-a private local cloud (#10): a proxy and an app node, whipped up from nothing (the first configure takes the
+a private local cloud (#10): a proxy and an app node (no db role: the app on SQLite), whipped up from nothing (the first configure takes the
 deploy lock only once the app node's files made its directory; the deploy that follows takes it again).
 
 In order, on one cluster:
@@ -82,8 +82,8 @@ class Cluster(DeployedCluster):
     def __init__(self, env: dict, roles: Path, tmp: Path):
         self.env, self.tmp = env, tmp
         data = yaml.safe_load(roles.read_text())
-        for role in ("db", "worker"):
-            data["roles"][role]["count"] = 0
+        for role in ("db", "worker"):       # the app on SQLite in shared/ (a one-node app tier)
+            del data["roles"][role]
         self.templates = tmp / "templates"
         shutil.copytree(ROOT / "templates", self.templates)
         data["configure"]["templates_dir"] = str(self.templates)
@@ -203,7 +203,7 @@ def test_a_broken_nginx_template_never_lands_and_nginx_says_why(cl):
     assert cl.nginx() == nginx_before                                      # not reloaded either
     assert cl.ssh("proxy-0", "sudo -n ls -A /var/lib/whipup/pending") == ""  # and nothing owed
     assert cl.page_release() == release                                    # the site answers as before
-    assert cl.ssh("proxy-0", "sudo -n sh -c 'ls /etc/nginx/sites-available/'").split() == ["whipup.conf"]
+    assert "whipup-new" not in cl.ssh("proxy-0", "sudo -n ls -A /etc/nginx/sites-available")   # no temp file left
     print(f"\nMEASURE configure refused by nginx's check: {seconds:.1f} s wall, exit {p.returncode}")
 
 
@@ -243,6 +243,33 @@ def test_a_good_nginx_change_lands_and_is_reloaded(cl):
     assert after[0] == master and after[1] != workers
     assert eventually(lambda: cl.get("/nginx-health")[1].get("X-Whipup-Checked") == "yes")
     print(f"\nMEASURE configure with one nginx file changed (checked, installed, reloaded): {seconds:.1f} s wall")
+
+
+def test_what_the_staged_nginx_check_costs_on_the_host(cl):
+    """The check alone, as the files stage runs it (copy /etc/nginx, the new site in it, links and paths
+    pointed at the copy, nginx -t -c on it), timed on the host itself: what it adds to a changed run."""
+    from fabfile.configure import checks
+    from fabfile.configure import commands as cmd
+    from fabfile.configure.apply import staged_tar
+    from fabfile.remote import run, sudo_sh
+    from fabfile.ssh import connect
+
+    check = checks.TreeCheck("nginx", "/etc/nginx", (checks.CopyOp("file", "/sites-available/whipup.conf", "f0",
+                                                                    "root", "root", "0644"),))
+    lines = ["t0=$(date +%s%N)", *checks.check_lines(check, 0), 'echo "ms $(( ($(date +%s%N) - t0) / 1000000 ))"']
+    script = sudo_sh(cmd.files_script(lines, staged=True))
+    site = cl.ssh("proxy-0", f"sudo -n cat {SITE}")
+    conn = connect(cl.cfg, cl.nodes["proxy-0"])
+    try:
+        ms = sorted(int(run(conn, script, step="check", stdin=staged_tar([site]), timeout=60).stdout.split()[-1])
+                    for _ in range(5))
+        broken = run(conn, script, step="check", check=False, timeout=60,
+                     stdin=staged_tar([site.replace("server_tokens off;", "server_tokens off; bogus_x on;")]))
+    finally:
+        conn.close()
+    assert broken.exited == checks.CHECK_REJECTED and 'unknown directive "bogus_x"' in broken.stderr
+    print(f"\nMEASURE staged nginx check on the proxy (copy + nginx -t -c), 5 runs: median {ms[2]} ms, "
+          f"min {ms[0]} ms, max {ms[-1]} ms")
 
 
 def test_configure_refuses_while_a_deploy_holds_the_lock_and_waits_for_it_with_wait(cl):

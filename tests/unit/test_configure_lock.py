@@ -15,7 +15,7 @@ from invoke import Context, Exit
 from fabfile.configure import lock as configure_lock
 from fabfile.configure import tasks as configure_tasks
 from fabfile.configure.facts import MAGIC
-from fabfile.configure.lock import anchor_of, audit_detail, lock_place
+from fabfile.configure.lock import anchor_of, audit_detail, current_release, lock_place
 from fabfile.configure.report import HostResult
 from fabfile.deploy import guard
 from fabfile.deploy.cluster import Cluster, Member
@@ -70,12 +70,13 @@ def test_the_anchor_is_deploys_app_node_0_else_worker_node_0():
     assert anchor_of([node("proxy", 0), node("db", 0)]) is None
 
 
-def test_the_place_of_the_lock_is_read_as_root_with_quoted_paths():
-    assert lock_place(Layout("demo", "demo.settings", "requirements.txt")) == (
-        "sudo -n -- sh -c 'if [ -d /srv/demo/shared ]; then echo ready; readlink /srv/demo/current || true; "
-        "else echo absent; fi'")
-    script = shlex.split(lock_place(Layout("demo", "d.settings", "r.txt", base=f"/srv/{EVIL}")))[-1]
-    assert shlex.split(script)[:5] == ["if", "[", "-d", f"/srv/{EVIL}/demo/shared", "];"]
+def test_the_place_of_the_lock_and_the_current_release_are_read_as_root_with_quoted_paths():
+    layout = Layout("demo", "demo.settings", "requirements.txt")
+    assert lock_place(layout) == "sudo -n -- sh -c 'if [ -d /srv/demo/shared ]; then echo ready; else echo absent; fi'"
+    assert current_release(layout) == "sudo -n -- sh -c 'readlink /srv/demo/current || true'"
+    evil = Layout("demo", "d.settings", "r.txt", base=f"/srv/{EVIL}")
+    assert shlex.split(shlex.split(lock_place(evil))[-1])[:5] == ["if", "[", "-d", f"/srv/{EVIL}/demo/shared", "];"]
+    assert shlex.split(shlex.split(current_release(evil))[-1])[:2] == ["readlink", f"/srv/{EVIL}/demo/current"]
 
 
 def test_the_audit_detail_says_what_changed_or_failed():
@@ -143,11 +144,16 @@ def test_wait_polls_until_the_deploy_is_done_naming_each_holder(shipped, cluster
     other = LockInfo("bo@ci", "2024-01-31T12:05:00Z", "20240131120500-9f8e7d6", "quick-update", "cd" * 8)
     naps = []
 
-    def sleep(seconds):          # the deploy ends; another takes the lock; that one ends too
+    current = anchor.shared.parent / "current"
+    current.symlink_to("releases/20240131120000-1a2b3c4")
+
+    def sleep(seconds):          # the deploy ends; another takes the lock; that one ends too, each switching
         naps.append(seconds)
         lock = anchor.shared / "deploy.lock"
         (lock / "info").unlink()
         lock.rmdir()
+        current.unlink()
+        current.symlink_to(f"releases/{(THEIRS if len(naps) == 1 else other).release}")
         if len(naps) == 1:
             hold(anchor, other)
     monkeypatch.setattr(configure_lock, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
@@ -160,7 +166,8 @@ def test_wait_polls_until_the_deploy_is_done_naming_each_holder(shipped, cluster
         "waiting for the deploy lock on t-app-0: held by bo@ci since 2024-01-31T12:05:00Z "
         f"({waits[1].split('(')[1].split(')')[0]}), quick-update of release 20240131120500-9f8e7d6"]
     assert [r.error for r in results] == [None] * 4
-    assert [r.action for r in audit_lines(anchor.shared / "deploys.log")] == ["configure"]
+    (rec,) = audit_lines(anchor.shared / "deploys.log")
+    assert (rec.action, rec.from_release) == ("configure", "20240131120500-9f8e7d6")   # what the deploys left
 
 
 def test_wait_gives_up_after_its_timeout_naming_the_holder(shipped, cluster, anchor, monkeypatch):
