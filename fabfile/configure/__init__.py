@@ -6,6 +6,10 @@
   the Jinja2 templates (rendered locally);
 - `plan`: PURE, desired + facts -> actions (none when the host is right);
 - `commands`: pure builders of every remote command (shlex-quoted; secrets only on stdin);
+- `checks`: pure builders of each service's own check of its changed config on a staged copy (nginx -t -c,
+  supervisord's parser, postgres -C and a scratch cluster for pg_hba.conf), run in the files stage before
+  anything is installed;
 - `apply`: thin, one command per stage with work; `run`: all hosts in parallel; `report`: text;
-- `tasks`: `fab configure [--role ROLE] [--dry-run]`.
+- `lock`: the run under the cluster's deploy lock (refused or waited for while a deploy holds it), audited;
+- `tasks`: `fab configure [--role ROLE] [--dry-run] [--wait [--wait-timeout S]] [--break-lock]`.
 """

@@ -18,7 +18,8 @@ import tarfile
 from dataclasses import dataclass
 
 from ..install_progress import apt_live
-from ..remote import run, sudo_sh
+from ..remote import ConnectionLost, RemoteError, run, sudo_sh
+from . import checks
 from . import commands as cmd
 from .plan import (AptInstall, AptUpdate, CreateUser, EnableService, FixAttrs, Link, MakeDir, ModifyUser,
                    PgEnsure, Plan, Remove, ServiceAction, WriteFile)
@@ -73,32 +74,45 @@ def _notified(a) -> tuple[str, str] | None:
     return (target.notify, target.action) if target is not None and target.notify else None
 
 
+def _prepare_line(a) -> str | None:
+    """The user and directories: made before the checks (supervisord's refuses an unknown user= or a
+    missing log directory), and harmless when a check then stops the stage."""
+    if isinstance(a, CreateUser):
+        return cmd.create_user(a.user.name, a.user.home, a.user.shell)
+    if isinstance(a, ModifyUser):
+        return cmd.modify_user(a.user.name, a.user.home, a.user.shell)
+    if isinstance(a, MakeDir):
+        return cmd.ensure_dir(a.dir.path, a.dir.owner, a.dir.group, a.dir.mode)
+    return None
+
+
+def _install_line(a, staged: dict[str, str]) -> str:
+    if isinstance(a, WriteFile):
+        f = a.file
+        return cmd.install_file(staged[f.path], f.path, f.owner, f.group, f.mode)
+    if isinstance(a, FixAttrs):
+        return cmd.set_attrs(a.path, a.owner, a.group, a.mode)
+    if isinstance(a, Link):
+        return cmd.link(a.link.path, a.link.target)
+    if isinstance(a, Remove):
+        return cmd.remove(a.absent.path)
+    raise TypeError(f"not a files action: {a!r}")
+
+
 def files_stage(actions: list) -> StageCommand:
-    """User, dirs, files, links, removals; first a pending mark for each handler these changes trigger."""
-    owed = dict.fromkeys(n for n in map(_notified, actions) if n)
-    lines: list[str] = [cmd.mark_pending(service, action) for service, action in owed]
-    staged: list[str] = []
-    for a in actions:
-        if isinstance(a, CreateUser):
-            lines.append(cmd.create_user(a.user.name, a.user.home, a.user.shell))
-        elif isinstance(a, ModifyUser):
-            lines.append(cmd.modify_user(a.user.name, a.user.home, a.user.shell))
-        elif isinstance(a, MakeDir):
-            lines.append(cmd.ensure_dir(a.dir.path, a.dir.owner, a.dir.group, a.dir.mode))
-        elif isinstance(a, WriteFile):
-            f = a.file
-            lines.append(cmd.install_file(f"f{len(staged)}", f.path, f.owner, f.group, f.mode))
-            staged.append(f.content)
-        elif isinstance(a, FixAttrs):
-            lines.append(cmd.set_attrs(a.path, a.owner, a.group, a.mode))
-        elif isinstance(a, Link):
-            lines.append(cmd.link(a.link.path, a.link.target))
-        elif isinstance(a, Remove):
-            lines.append(cmd.remove(a.absent.path))
-        else:
-            raise TypeError(f"not a files action: {a!r}")
-    script = cmd.files_script(lines, staged=bool(staged))
-    return StageCommand(sudo_sh(script), staged_tar(staged) if staged else None)
+    """User and dirs; then each service's check of its changed config on a staged copy (`checks`); then a
+    pending mark for each handler these changes trigger; then files, links, removals."""
+    prepare = [line for line in map(_prepare_line, actions) if line is not None]
+    rest = [a for a in actions if _prepare_line(a) is None]
+    writes = [a.file for a in rest if isinstance(a, WriteFile)]
+    staged = {f.path: f"f{i}" for i, f in enumerate(writes)}
+    tree_checks = checks.plan_checks(rest, staged)
+    owed = dict.fromkeys(n for n in map(_notified, rest) if n)
+    lines = prepare + [line for i, c in enumerate(tree_checks) for line in checks.check_lines(c, i)]
+    lines += [cmd.mark_pending(service, action) for service, action in owed]
+    lines += [_install_line(a, staged) for a in rest]
+    script = cmd.files_script(lines, staged=bool(writes), scratch=bool(tree_checks))
+    return StageCommand(sudo_sh(script), staged_tar([f.content for f in writes]) if writes else None)
 
 
 def services_stage(actions: list, init: str) -> StageCommand:
@@ -138,27 +152,52 @@ class StageFailed(Exception):
 
 
 def apply_plan(runner: Runner, plan: Plan, init: str, *, stages: list[str] | None = None,
-               progress=lambda stage, message="": None) -> int:
-    """Run the stages of `plan` (all, or `stages`) in order; the number of changes made.
+               progress=lambda stage, message="": None, after=None) -> int:
+    """Run the stages of `plan` (all, or `stages`) in order, `after(stage)` after each; the number of
+    changes made.
 
-    StageFailed (with the changes made before it) stops at the first failure."""
+    StageFailed (with the changes made before it) stops at the first failure; one of `after` counts
+    against the next stage (the one it let run)."""
     done = 0
-    for stage in plan.stages:
-        if stages is not None and stage not in stages:
-            continue
+    todo = [s for s in plan.stages if stages is None or s in stages]
+    for i, stage in enumerate(todo):
         actions = plan.stage(stage)
-        progress(stage, "; ".join(a.describe() for a in actions))
+        progress(stage, "; ".join(a.describe() for a in actions) + _checked_first(stage, actions))
         sc = stage_command(stage, actions, init)
         # apt-get's output, as it comes: a progress line every few seconds and one at the end
         live = apt_live(lambda text: progress(stage, text)) if stage == "packages" else None
         try:
             runner(sc.command, step=stage, stdin=sc.stdin, **({"on_line": live.line} if live else {}))
         except Exception as exc:
-            raise StageFailed(stage, done, exc) from exc
+            error = rejected(exc, plan) or exc
+            raise StageFailed(stage, done, error) from error
         if live:
             live.done()
         done += sum(a.count for a in actions)
+        if after is not None:
+            try:
+                after(stage)
+            except Exception as exc:
+                raise StageFailed(todo[i + 1] if i + 1 < len(todo) else stage, done, exc) from exc
     return done
+
+
+def _checked_first(stage: str, actions: list) -> str:
+    if stage != "files":
+        return ""
+    found = checks.plan_checks(actions, {a.file.path: "" for a in actions if isinstance(a, WriteFile)})
+    return f"; checked first: {', '.join(c.describe() for c in found)}" if found else ""
+
+
+def rejected(exc: Exception, plan: Plan) -> checks.ConfigRejected | None:
+    """The files stage's error as a service's own rejection of the new config (see `checks`), if it is one."""
+    if not isinstance(exc, RemoteError) or isinstance(exc, ConnectionLost) or exc.exit_code != checks.CHECK_REJECTED:
+        return None
+    found = checks.parse_rejection(exc.output)
+    if found is None:
+        return None
+    service, words = found
+    return checks.ConfigRejected(service, words, dict(plan.sources))
 
 
 def read_files(runner: Runner, paths: list[str]) -> dict[str, str]:

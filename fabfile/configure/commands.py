@@ -127,12 +127,14 @@ def remove(path: str) -> str:
     return shlex.join(["rm", "-f", path])
 
 
-def files_script(commands: Iterable[str], *, staged: bool) -> str:
-    """The files stage: unpack the staged files (a base64 tar on stdin) into a private temp dir, run `commands`."""
+def files_script(commands: Iterable[str], *, staged: bool, scratch: bool = False) -> str:
+    """The files stage: unpack the staged files (a base64 tar on stdin) into a private temp dir, run `commands`
+    there; `scratch`: that temp dir without a tar (for the config checks' copies, `checks`)."""
     parts = ["set -e", "umask 022"]
-    if staged:
-        parts += ['stage=$(mktemp -d)', "trap 'rm -rf \"$stage\"' EXIT",
-                  'base64 -d | tar -x -f - -C "$stage"', 'cd "$stage"']
+    if staged or scratch:
+        parts += ['stage=$(mktemp -d)', "trap 'rm -rf \"$stage\"' EXIT"]
+        parts += ['base64 -d | tar -x -f - -C "$stage"'] if staged else []
+        parts += ['cd "$stage"']
     return "\n".join(parts + list(commands))
 
 

@@ -175,6 +175,7 @@ Action = (AptUpdate | AptInstall | CreateUser | ModifyUser | MakeDir | WriteFile
 class Plan:
     actions: tuple = ()
     ok: tuple[str, ...] = ()
+    sources: tuple[tuple[str, str], ...] = ()   # (live path, its template): what a check's error names
 
     @property
     def changes(self) -> int:
@@ -220,7 +221,7 @@ def make_plan(want: Desired, facts: Facts, *, salt: bytes = b"") -> Plan:
     found = changes + (services, _postgres(want.postgres, facts.postgres, salt))
     order = {s: i for i, s in enumerate(STAGES)}
     actions = sorted((a for f in found for a in f.actions), key=lambda a: order[a.stage])  # stable
-    return Plan(tuple(actions), tuple(o for f in found for o in f.ok))
+    return Plan(tuple(actions), tuple(o for f in found for o in f.ok), want.sources())
 
 
 def _combined(found: Iterable[_Found]) -> _Found:

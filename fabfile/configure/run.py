@@ -22,6 +22,7 @@ from ..ssh import connect
 from .apply import Runner, StageFailed, apply_plan, read_files
 from .desired import desired_state
 from .facts import facts_command, parse_facts
+from .lock import cluster_lock
 from .plan import Plan, make_plan
 from .slotsync import includes_upstream, live_slots, refresh_changed, upstream_files, web_program_changed
 from .report import HostResult, dry_run_report, service_runs, summary_line
@@ -67,12 +68,13 @@ def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool) -
 
 
 def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Progress,
-                  secrets: list[str]) -> HostResult:
+                  secrets: list[str], after_stage=None) -> HostResult:
     """Facts, plan, then apply (or report, on a dry run) on one host; never raises: errors go in the result.
 
     Installing packages creates files and (under systemd) starts services, so after a packages stage the
     facts are read once more and the rest is planned again: a cold host costs one more command, an
-    up-to-date one exactly one (the facts)."""
+    up-to-date one exactly one (the facts). `after_stage(stage)` runs after each stage applied (the deploy
+    lock taken on a first configure, `lock.ClusterLock.after_stage`)."""
     result = HostResult(node.name, node.role, dry_run=dry_run)
     start = time.monotonic()
     runner = None
@@ -104,7 +106,7 @@ def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Pr
                 olds = read_files(runner, [w.file.path for w in plan.writes if w.old_sha256 is not None])
                 result.report = dry_run_report(node.name, plan, olds, secrets)
             elif plan.actions:
-                _apply(runner, plan, init, result, progress=say, replan=plan_from_facts)
+                _apply(runner, plan, init, result, progress=say, replan=plan_from_facts, after=after_stage)
             result.stage = None
         finally:
             conn.close()
@@ -124,7 +126,7 @@ def check_host_values(node: Node, want: Desired) -> None:
                              f"(/etc/postgresql is empty); add {name} to roles.{node.role}.packages")
 
 
-def _apply(runner: Runner, plan: Plan, init: str, result: HostResult, *, progress, replan) -> None:
+def _apply(runner: Runner, plan: Plan, init: str, result: HostResult, *, progress, replan, after=None) -> None:
     """Apply `plan` on one host, counting into `result`: a packages stage first, then `replan()` (facts read
     again) and the rest; on a failed stage, what it and the later stages would have changed counts as failed."""
     try:
@@ -135,9 +137,9 @@ def _apply(runner: Runner, plan: Plan, init: str, result: HostResult, *, progres
             if plan.stage("packages"):
                 raise ConfigureError("still missing after apt-get install: "
                                      + ", ".join(a.describe() for a in plan.stage("packages")))
-            result.plan = Plan(tuple(installed) + plan.actions, plan.ok)
+            result.plan = Plan(tuple(installed) + plan.actions, plan.ok, plan.sources)
             result.services = service_runs(plan)
-        result.changed += apply_plan(runner, plan, init, progress=progress)
+        result.changed += apply_plan(runner, plan, init, progress=progress, after=after)
     except StageFailed as exc:
         result.changed += exc.done
         result.stage = exc.stage
@@ -154,8 +156,10 @@ def _host_error(r: HostResult) -> ConfigureError:
 
 
 def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = False, out=None,
-                      quiet: bool = False) -> list[HostResult]:
-    """Converge the cluster's nodes (of `role`, or all); HostFailures if any host failed."""
+                      quiet: bool = False, wait: float | None = None, break_lock: bool = False) -> list[HostResult]:
+    """Converge the cluster's nodes (of `role`, or all) under the deploy lock (`lock`: refused while a deploy
+    holds it, or waited for, up to `wait` seconds); HostFailures if any host failed."""
+    start = time.monotonic()
     out = out or sys.stdout
     if role is not None:
         cfg.role(role)   # ConfigError for an unknown role
@@ -169,16 +173,13 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
     wants = desired_for(cfg, targets, nodes, dry_run=dry_run)
     secrets = [v for v in stored(cfg).values() if v]
     progress = Progress(out=out, quiet=quiet)
-    outcomes = on_hosts(targets, lambda n: converge_host(cfg, n, wants[n.instance_id], dry_run=dry_run,
-                                                          progress=progress, secrets=secrets))
-    results: list[HostResult] = []
-    failed: list[HostOutcome] = []
-    for o in outcomes:
-        r = o.value if o.ok else HostResult(o.node.name, o.node.role, dry_run=dry_run, error=o.message,
-                                            exception=o.error)
-        results.append(r)
-        if r.error:
-            failed.append(HostOutcome(o.node, False, error=_host_error(r)))
+    say = lambda line: print(line, file=out, flush=True)   # noqa: E731
+    with cluster_lock(cfg, nodes, wait=wait, break_lock=break_lock, dry_run=dry_run, out=say) as lock:
+        outcomes = on_hosts(targets, lambda n: converge_host(cfg, n, wants[n.instance_id], dry_run=dry_run,
+                                                              progress=progress, secrets=secrets,
+                                                              after_stage=lock.after_stage(n)))
+        results, failed = _results(outcomes, dry_run)
+        lock.audit(results, role=role, seconds=time.monotonic() - start)
     if dry_run:
         for r in results:
             if r.report:
@@ -190,6 +191,19 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
     if not dry_run:
         refresh_changed(cfg, ec2, web_program_changed(cfg, results), out)
     return results
+
+
+def _results(outcomes: list[HostOutcome], dry_run: bool) -> tuple[list[HostResult], list[HostOutcome]]:
+    """Every host's result, and the failed ones as outcomes carrying their error (for HostFailures)."""
+    results: list[HostResult] = []
+    failed: list[HostOutcome] = []
+    for o in outcomes:
+        r = o.value if o.ok else HostResult(o.node.name, o.node.role, dry_run=dry_run, error=o.message,
+                                            exception=o.error)
+        results.append(r)
+        if r.error:
+            failed.append(HostOutcome(o.node, False, error=_host_error(r)))
+    return results, failed
 
 
 __all__ = ["ConfigureError", "TemplateError", "configure_cluster", "converge_host"]

@@ -1,20 +1,35 @@
-"""fab configure [--role ROLE] [--dry-run]: make every node what its role in roles.yaml says."""
+"""fab configure [--role ROLE] [--dry-run] [--wait [--wait-timeout S]] [--break-lock]: make every node what its
+role in roles.yaml says, under the cluster's deploy lock (configure/lock.py)."""
 from __future__ import annotations
 
+from .. import flags
 from ..boundary import cluster_task
 from ..config import Config
+from ..deploy.errors import DeployError
 from ..provision.tasks import connect_ec2
 from ..remote import HostFailures, RemoteError
 from .facts import FactsError
+from .lock import WAIT_TIMEOUT
 from .run import ConfigureError, TemplateError, configure_cluster
 
 
+def wait_seconds(wait: bool, wait_timeout) -> float | None:
+    """How long to wait for a held deploy lock: None (refuse at once) unless --wait or --wait-timeout."""
+    if wait_timeout is not None:
+        return flags.seconds("wait_timeout", wait_timeout, 1, 86400)
+    return WAIT_TIMEOUT if wait else None
+
+
 @cluster_task(help={"role": "configure only the nodes of this role (default: all)",
-                    "dry-run": "print what would change on each host, with diffs of config files; change nothing"},
-              errors=(ConfigureError, TemplateError, HostFailures, RemoteError, FactsError))
-def configure(c, role=None, dry_run=False, *, cfg: Config):
+                    "dry-run": "print what would change on each host, with diffs of config files; change nothing",
+                    "wait": "if a deploy holds the cluster's deploy lock, wait for it (default: refuse, naming it)",
+                    "wait-timeout": f"seconds to wait for the lock (implies --wait; default {WAIT_TIMEOUT:g})",
+                    "break-lock": "take over the deploy lock of an interrupted run (it names its holder)"},
+              errors=(ConfigureError, TemplateError, HostFailures, RemoteError, FactsError, DeployError))
+def configure(c, role=None, dry_run=False, wait=False, wait_timeout=None, break_lock=False, *, cfg: Config):
     """Install packages, write config files, run services and PostgreSQL on every node; idempotent."""
     if role is not None:
         cfg.role(role)   # an unknown role exits before the cloud is contacted
+    seconds = wait_seconds(wait, wait_timeout)   # a bad --wait-timeout too
     ec2, _ = connect_ec2(cfg)
-    configure_cluster(cfg, ec2, role=role, dry_run=dry_run)
+    configure_cluster(cfg, ec2, role=role, dry_run=dry_run, wait=seconds, break_lock=break_lock)

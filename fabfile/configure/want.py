@@ -88,6 +88,17 @@ class Desired:
             postgres=(self.postgres.role, self.postgres.database) if self.postgres else None,
         )
 
+    def sources(self) -> tuple[tuple[str, str], ...]:
+        """(live path, where its content comes from): each file's template; each link, through the file it
+        names (what a service's check says is the path it read: /etc/nginx/sites-enabled/...)."""
+        out = [(f.path, f"rendered from {f.src}") for f in self.files if f.src]
+        by_path = {f.path: f for f in self.files}
+        for link in self.links:
+            f = by_path.get(link.target)
+            if f is not None and f.src:
+                out.append((link.path, f"a link to {f.path}, rendered from {f.src}"))
+        return tuple(out)
+
     def for_host(self, values: Mapping[str, str]) -> Desired:
         """This Desired with the host values it knows (`Facts.host_values`) put in place of their placeholders,
         in file paths and contents and in link paths and targets (HOST_VALUES; the rest stay placeholders)."""

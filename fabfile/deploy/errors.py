@@ -7,7 +7,12 @@ class DeployError(Exception):
 
 
 class LockHeld(DeployError):
-    """Another deploy holds the cluster's lock; the message names who, since when, for which release."""
+    """Another deploy holds the cluster's lock; the message names who, since when, for which release;
+    `holder` is its record (a deploy.lock.LockInfo), for a caller that waits for it (configure --wait)."""
+
+    def __init__(self, message: str, holder=None):
+        super().__init__(message)
+        self.holder = holder
 
 
 class SourceError(DeployError):

@@ -85,7 +85,7 @@ def acquire(cl: Cluster, release: str, action: str, *, break_lock: bool = False)
         interrupted.append((held, why))
         held = _take(cl, info)              # None, unless another run took it over first
     if held is not None:
-        raise LockHeld(held_message(held, f"{m.name}:{cl.layout.lock_dir}"))
+        raise LockHeld(held_message(held, f"{m.name}:{cl.layout.lock_dir}"), held)
     for old, reason in interrupted:
         write_audit(cl, interrupted_record(old, reason, info.who))
     return Guard(cl, m, info)

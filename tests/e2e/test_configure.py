@@ -247,7 +247,9 @@ def test_the_edit_changes_exactly_that_file_and_reloads_exactly_nginx(cluster):
     assert (got["proxy-0"]["changed"], got["proxy-0"]["services"]) == ("2", "reload nginx"), p.stdout
     assert all(got[n]["changed"] == "0" and got[n]["services"] is None for n in ("app-0", "db-0", "worker-0"))
     assert cluster.changed_since_mark("proxy-0") == [SITE]
-    assert all(cluster.changed_since_mark(n) == [] for n in ("app-0", "db-0", "worker-0"))
+    # app node 0 holds the deploy lock configure took for the run, and the run's audit line
+    assert cluster.changed_since_mark("app-0") == [f"/srv/{cluster.cfg.app.name}/shared/deploys.log"]
+    assert all(cluster.changed_since_mark(n) == [] for n in ("db-0", "worker-0"))
     after = cluster.pids()
     assert after["nginx master"] == before["nginx master"]          # reloaded, not restarted ...
     assert after["nginx workers"] != before["nginx workers"]        # ... and reloaded indeed
@@ -256,21 +258,26 @@ def test_the_edit_changes_exactly_that_file_and_reloads_exactly_nginx(cluster):
     assert eventually(lambda: cluster.get("/nginx-health")[1].get("X-Whipup-Edit") == "e2e")
 
 
-def test_a_broken_template_fails_that_host_only_and_its_reload_is_owed_until_fixed(cluster):
+def test_a_broken_template_fails_that_host_only_and_never_lands(cluster):
+    """nginx checks the new site on a staged copy of /etc/nginx before it is installed: the host fails at
+    files with nginx's words, the live file is unchanged (nothing owed to a later run), the others are fine."""
     template = cluster.templates / "etc/nginx/sites-available/whipup.conf.j2"
     good = template.read_text()
+    site_before = cluster.ssh("proxy-0", f"sha256sum {SITE}")
     template.write_text(good.replace("    server_tokens off;\n", "    server_tokens off;\n    bogus_directive on;\n"))
     p, _ = cluster.configure(check=False)
     assert p.returncode == 1
     assert 'unknown directive "bogus_directive"' in p.stderr and f"{cluster.nodes['proxy-0'].name}:" in p.stderr
+    assert "rendered from etc/nginx/sites-available/whipup.conf.j2" in p.stderr
     got = summaries(p.stdout)
     assert sorted(got) == ["app-0", "db-0", "proxy-0", "worker-0"], p.stdout   # every host reported
-    assert got["proxy-0"]["failed"] == "1" and "FAILED at services" in p.stdout
+    assert got["proxy-0"]["failed"] == "2" and "FAILED at files: nginx rejected" in p.stdout
+    assert cluster.ssh("proxy-0", f"sha256sum {SITE}") == site_before
+    assert "test is successful" in cluster.ssh("proxy-0", "sudo -n nginx -t 2>&1")
     assert cluster.get("/nginx-health")[0] == 200                     # still serving its previous config
     template.write_text(good)
     p, _ = cluster.configure("--role", "proxy")
-    assert "reload pending from an earlier run" in p.stdout
-    assert summaries(p.stdout)["proxy-0"]["services"] == "reload nginx"
+    assert (summaries(p.stdout)["proxy-0"]["changed"], summaries(p.stdout)["proxy-0"]["services"]) == ("0", None)
     assert cluster.ssh("proxy-0", "ls -A /var/lib/whipup/pending") == ""
 
 

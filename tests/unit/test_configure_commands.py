@@ -200,9 +200,9 @@ def test_stage_scripts_are_one_sudo_command_each():
     assert script[5].splitlines() == [
         "set -e", "umask 022", "stage=$(mktemp -d)", "trap 'rm -rf \"$stage\"' EXIT",
         'base64 -d | tar -x -f - -C "$stage"', 'cd "$stage"',
-        "mkdir -p /var/lib/whipup/pending && touch /var/lib/whipup/pending/nginx:reload",   # before the files
-        cmd.create_user("demo", "/srv/demo", "/usr/sbin/nologin"),
-        cmd.ensure_dir("/srv/demo", "demo", "demo", "0755"),
+        cmd.create_user("demo", "/srv/demo", "/usr/sbin/nologin"),      # the user and dirs first (a check
+        cmd.ensure_dir("/srv/demo", "demo", "demo", "0755"),             # may read them), then ...
+        "mkdir -p /var/lib/whipup/pending && touch /var/lib/whipup/pending/nginx:reload",   # ... before the files
         cmd.install_file("f0", "/etc/a.conf", "root", "root", "0644"),
         cmd.link("/etc/nginx/sites-enabled/a", "/etc/nginx/sites-available/a"),
         cmd.remove("/etc/nginx/sites-enabled/default"),

@@ -3,10 +3,12 @@ import dataclasses
 import io
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from invoke import Context, Exit
 
+from fabfile.configure import lock as configure_lock
 from fabfile.configure import run as configure_run
 from fabfile.configure import tasks as configure_tasks
 from fabfile.configure.commands import psql_command, read_files_script
@@ -14,9 +16,12 @@ from fabfile.configure.facts import MAGIC, facts_command
 from fabfile.configure.plan import Desired
 from fabfile.configure.scram import scram_verifier
 from fabfile.configure.templates import TemplateError
+from fabfile.layout import Layout
 from fabfile.nodes import Node
 from fabfile.remote import HostFailures, sudo_sh
 from fabfile.vault import secret
+
+from local_host import LocalHost
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000
@@ -71,9 +76,11 @@ class Result:
 class FakeHost:
     """A connection that answers the facts script with `facts` (a list: one answer per facts command)."""
 
-    def __init__(self, node, facts: list[str], *, fail_on: str | None = None, old_files: dict[str, str] | None = None):
+    def __init__(self, node, facts: list[str], *, fail_on: str | None = None, old_files: dict[str, str] | None = None,
+                 answers: dict[str, object] | None = None):   # {part of a command: Result, or fn(command)}
         self.host, self.node = node.private_ip, node
         self.facts, self.fail_on, self.old_files = list(facts), fail_on, old_files or {}
+        self.answers = answers or {}
         self.calls: list[tuple[str, str | None]] = []
 
     def run(self, command, **kw):
@@ -83,6 +90,9 @@ class FakeHost:
             return Result(1, "", "E: the disk is full\n")
         if MAGIC in command:
             return Result(0, self.facts.pop(0) if len(self.facts) > 1 else self.facts[0])
+        for part, answer in self.answers.items():
+            if part in command:
+                return answer(command) if callable(answer) else answer
         if "@@file" in command:
             import base64
             return Result(0, "".join(f"@@file\t{p}\n{base64.b64encode(t.encode()).decode()}\n"
@@ -99,16 +109,31 @@ def shipped(cfg):
 
 
 @pytest.fixture
-def cluster(monkeypatch, shipped):
+def anchor(monkeypatch, tmp_path):
+    """The deploy lock's node (app node 0) as a LocalHost: the lock's commands run here, on a layout under
+    tmp_path (its shared/ made: a configured cluster); anchor.calls has what they ran."""
+    base = tmp_path / "srv"
+    monkeypatch.setattr(configure_lock, "Layout", SimpleNamespace(
+        of=lambda cfg: dataclasses.replace(Layout.of(cfg), base=str(base))))
+    host = LocalHost("anchor", tmp_path / "bin")
+    monkeypatch.setattr(configure_lock, "connect", lambda cfg, n: host)
+    (base / "demo" / "shared").mkdir(parents=True)
+    host.shared = base / "demo" / "shared"
+    return host
+
+
+@pytest.fixture
+def cluster(monkeypatch, shipped, anchor):
     """configure_cluster over FakeHosts: hosts[name] is set by the test before running."""
     hosts: dict[str, FakeHost] = {}
     monkeypatch.setattr(configure_run, "find_nodes", lambda ec2, name: list(NODES))
     monkeypatch.setattr(configure_run, "connect", lambda cfg, n: hosts[n.name])
 
-    def go(*, role=None, dry_run=False):
+    def go(*, role=None, dry_run=False, **lock):
         out = io.StringIO()
         try:
-            return configure_run.configure_cluster(shipped, None, role=role, dry_run=dry_run, out=out), out.getvalue()
+            return (configure_run.configure_cluster(shipped, None, role=role, dry_run=dry_run, out=out, **lock),
+                    out.getvalue())
         finally:
             go.output = out.getvalue()
     return hosts, go
@@ -249,3 +274,31 @@ def test_dry_run_diffs_mask_secrets_and_stay_short():
     assert "     KEY=********\n    +DEBUG=0" in report   # both values masked: the line reads unchanged
     long = file_diff("/x", None, "".join(f"line {i}\n" for i in range(500)), [], limit=10)
     assert long.splitlines()[-1] == "... (493 more diff lines)" and len(long.splitlines()) == 11
+
+
+def test_a_config_its_service_rejects_is_not_installed_and_the_error_shows_its_words(shipped, cluster):
+    """The files stage stops at nginx's check of the staged copy (exit 65): the host fails at files, no
+    services command is sent (no reload), and the error carries nginx's words and the template's name."""
+    hosts, go = cluster
+    want = wants(shipped)["t-proxy-0"]
+    site = "/etc/nginx/sites-available/whipup.conf"
+    text = facts_text(want).replace(next(f.sha256 for f in want.files if f.path == site), "f" * 64)
+    words = ('@@rejected\tnginx\n2026/01/31 12:00:00 [emerg] 41#41: unknown directive "bogus_directive" in '
+             '/etc/nginx/sites-enabled/whipup.conf:14\nnginx: configuration file /etc/nginx/nginx.conf test failed\n')
+    hosts["t-proxy-0"] = FakeHost(NODES[0], [text], answers={"nginx -t -q -c": Result(65, "", words)})
+    with pytest.raises(HostFailures) as info:
+        go(role="proxy")
+    steps = [c for c, _ in hosts["t-proxy-0"].calls]
+    assert len(steps) == 2 and MAGIC in steps[0] and "nginx -t -q -c" in steps[1]     # facts, files: no services
+    assert str(info.value) == (
+        "configure failed on 1 host(s):\n"
+        "  t-proxy-0: files: nginx rejected the new configuration (nothing was installed; the live files are "
+        'unchanged): 2026/01/31 12:00:00 [emerg] 41#41: unknown directive "bogus_directive" in '
+        "/etc/nginx/sites-enabled/whipup.conf:14\n"
+        "      nginx: configuration file /etc/nginx/nginx.conf test failed\n"
+        "    /etc/nginx/sites-enabled/whipup.conf: a link to /etc/nginx/sites-available/whipup.conf, rendered from "
+        "etc/nginx/sites-available/whipup.conf.j2")
+    assert "[t-proxy-0] changed 0, ok" in go.output and "failed 2" in go.output
+    assert "[t-proxy-0] files: write /etc/nginx/sites-available/whipup.conf (changed" in go.output
+    assert "; checked first: nginx -t on a copy of /etc/nginx" in go.output
+    assert "FAILED at files: nginx rejected the new configuration" in go.output
