@@ -48,8 +48,11 @@ def select_nodes(cfg, nodes: list[Node], role: str | None) -> tuple[list[Node], 
     return targets, notes
 
 
-def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool) -> dict[str, Desired]:
-    """Render every target's templates (TemplateError before any host is contacted) into its Desired."""
+def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool,
+                live: dict[str, str] | None = None) -> dict[str, Desired]:
+    """Render every target's templates (TemplateError before any host is contacted) into its Desired; with
+    the proxies' upstream file where a site includes it, naming each app node's live slot (`live`: read
+    from the app nodes under the lock; none: slot a's port)."""
     if not cfg.configure.templates_dir.is_dir():
         raise ConfigureError(f"{cfg.path.name}: configure.templates_dir: {cfg.configure.templates_dir} "
                              "is not a directory")
@@ -58,10 +61,8 @@ def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool) -
     if any(n.role == DB_ROLE for n in targets):
         # generated once (0600, local); a dry run generates nothing and uses it only if it exists
         password = stored(cfg).get("db_password") if dry_run else secret(cfg, "db_password")
-    files = {n.instance_id: render_role_files(cfg, n, nodes, env) for n in targets}
-    if any(includes_upstream(cfg, f) for f in files.values()):
-        live = live_slots(cfg, nodes)     # the ports deploy switched the proxies to
-        files = {i: upstream_files(cfg, f, nodes, live) for i, f in files.items()}
+    files = {n.instance_id: upstream_files(cfg, render_role_files(cfg, n, nodes, env), nodes, live or {})
+             for n in targets}
     return {n.instance_id: desired_state(cfg, n, files[n.instance_id],
                                          db_password=password if n.role == DB_ROLE else None)
             for n in targets}
@@ -175,11 +176,17 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
     progress = Progress(out=out, quiet=quiet)
     say = lambda line: print(line, file=out, flush=True)   # noqa: E731
     with cluster_lock(cfg, nodes, wait=wait, break_lock=break_lock, dry_run=dry_run, out=say) as lock:
+        if any(includes_upstream(cfg, w.files) for w in wants.values()):   # under the lock: no switch meanwhile
+            wants = desired_for(cfg, targets, nodes, dry_run=dry_run, live=live_slots(cfg, nodes))
         outcomes = on_hosts(targets, lambda n: converge_host(cfg, n, wants[n.instance_id], dry_run=dry_run,
                                                               progress=progress, secrets=secrets,
                                                               after_stage=lock.after_stage(n)))
         results, failed = _results(outcomes, dry_run)
-        lock.audit(results, role=role, seconds=time.monotonic() - start)
+        try:
+            if not dry_run and not failed:   # a changed web program reaches gunicorn by a slot switch
+                refresh_changed(cfg, ec2, web_program_changed(cfg, results), out)
+        finally:
+            lock.audit(results, role=role, seconds=time.monotonic() - start)
     if dry_run:
         for r in results:
             if r.report:
@@ -188,8 +195,6 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
         print(summary_line(r), file=out)
     if failed:
         raise HostFailures("configure", failed)
-    if not dry_run:
-        refresh_changed(cfg, ec2, web_program_changed(cfg, results), out)
     return results
 
 
