@@ -221,7 +221,7 @@ def test_a_broken_supervisor_program_never_lands_and_supervisord_says_why(cl):
         template.write_text(good)
     assert p.returncode == 1, p.stdout + p.stderr
     assert (f"supervisor rejected the new configuration (nothing was installed; the live files are unchanged): "
-            f"Error: Invalid user name nosuchuser in section 'program:{cl.cfg.app.name}-web' (file: '{conf}')"
+            f"Error: Invalid user name nosuchuser in section 'program:{cl.cfg.app.name}-web-a' (file: '{conf}')"
             ) in p.stderr, p.stderr
     assert f"{conf}: rendered from {WEB_TEMPLATE}" in p.stderr
     assert cl.sha("app-0", conf) == before
