@@ -127,12 +127,13 @@ class DemoCluster(DeployedCluster):
 
     # --- fab and the app repo ---
     def fab(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-        return fab(*args, "--config", str(self.roles), env=self.env, check=check, timeout=timeout)
+        # --config right after the task: what follows `--` (fab manage -- ARGS) goes to the remote command
+        return fab(args[0], "--config", str(self.roles), *args[1:], env=self.env, check=check, timeout=timeout)
 
     def background(self, *args: str):
         from .traffic import Background
 
-        return Background(self.env, *args, "--config", str(self.roles))
+        return Background(self.env, args[0], "--config", str(self.roles), *args[1:])
 
     # --- nodes ---
     def load(self) -> None:

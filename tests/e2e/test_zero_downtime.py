@@ -77,7 +77,7 @@ def judge(path: str, status: int, body: str) -> str | None:
 class ZeroDowntime(DemoCluster):
     def under_load(self, *args: str, timeout: float = 900) -> tuple[object, Load]:
         """`fab ARGS` under the paced load: (its completed process, the load)."""
-        with Load(self, PATHS, threads=16, max_seconds=timeout + 60, max_requests=RATE * (timeout + 60),
+        with Load(self, PATHS, threads=96, max_seconds=timeout + 60, max_requests=RATE * (timeout + 60),
                   rate=RATE, timeout=10, check=judge) as load:
             p = self.fab(*args, check=False, timeout=timeout)
         return p, load
@@ -279,7 +279,7 @@ def broken_release_is_kept_from_traffic(zd, name: str, files: dict[str, str]) ->
         report(name, p, load)
         out = p.stdout + p.stderr
         assert p.returncode != 0, out[-6000:]
-        assert "Traceback" not in p.stderr, out[-6000:]
+        assert not re.search(r'File "[^"]*/fabfile/', p.stderr), out[-6000:]      # whipup itself did not crash
         assert re.search(r"previous release keeps serving", p.stderr), out[-6000:]
         assert not re.search(r"rolled back|rolling back", out, re.I), out[-6000:]     # no traffic, nothing to undo
         assert [r for _, r in load.releases()] == [before], load.releases()
