@@ -34,7 +34,7 @@ from load import routed_to
 sys.path.insert(0, str(ROOT))
 from tests.e2e import projects  # noqa: E402  (the "any Django project" builders, after the path)
 from tests.e2e.demo import demo_repo, git, sandbox_settings  # noqa: E402
-from tests.e2e.hostprobe import parse_programs, programs_command, serving, upstream_servers  # noqa: E402
+from tests.e2e.hostprobe import UP, parse_programs, programs_command, serving, upstream_servers  # noqa: E402
 
 POLL = 0.02
 POLL_LIMIT = 120.0
@@ -80,7 +80,7 @@ class Nodes:
         live = serving(programs, servers, self.nodes["app-0"].private_ip)
         out = {"live": [], "previous": [], "other": []}
         for p in programs:
-            kind = "live" if p in live else ("previous" if p.state == "RUNNING" and p.bind else "other")
+            kind = "live" if p in live else ("previous" if p.state in UP and p.bind else "other")
             out[kind].append((p.name, p.state, p.processes, p.rss_kib / 1024))
         return out
 

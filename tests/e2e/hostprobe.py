@@ -108,6 +108,7 @@ def parse_programs(text: str) -> tuple[list[Program], dict]:
     return programs, data
 
 
+UP = ("RUNNING", "STARTING")
 UPSTREAM = re.compile(r"^\s*upstream\s+\S+\s*\{(.*?)\}", re.S | re.M)
 SERVER = re.compile(r"^\s*server\s+(\d+\.\d+\.\d+\.\d+):(\d+)([^;]*);", re.M)
 
@@ -124,7 +125,8 @@ def upstream_servers(nginx_t: str) -> list[tuple[str, int]]:
 
 
 def serving(programs: list[Program], servers: list[tuple[str, int]], ip: str) -> list[Program]:
-    """The programs of the node at `ip` that nginx sends traffic to: running, binding an address it names."""
+    """The programs of the node at `ip` that nginx sends traffic to: up (RUNNING, or STARTING: up for less than
+    its startsecs), binding an address it names."""
     ports = {port for addr, port in servers if addr == ip}
-    return [p for p in programs if p.state == "RUNNING" and p.port in ports
+    return [p for p in programs if p.state in UP and p.port in ports
             and p.bind is not None and p.bind.rsplit(":", 1)[0] in (ip, "0.0.0.0")]

@@ -35,6 +35,8 @@ def test_the_serving_program_binds_what_nginx_names_on_that_node_and_runs():
     servers = upstream_servers(NGINX_T)
     assert serving([a, b], servers, "10.112.1.5") == [b]
     assert serving([a, program("demo-web-b", 8001, "STOPPED")], servers, "10.112.1.5") == []
+    starting = program("demo-web-b", 8001, "STARTING")                     # up, within its startsecs
+    assert serving([a, starting], servers, "10.112.1.5") == [starting]
     assert serving([a, b], servers, "10.112.1.9") == []                   # another node's address
     assert serving([program("demo-web-boot", None, "EXITED")], servers, "10.112.1.5") == []
     assert b.port == 8001 and program("x", None).port is None
