@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -170,11 +171,13 @@ def one_run(sb, p: Project, nodes: Nodes, address: str, n: int, direction: str) 
         raise SystemExit(f"{p.kind}: fab {' '.join(args)} exited {run.code}\n{run.stdout}\n{run.stderr}")
     healthy = HEALTHY.search(run.stdout)
     mem = nodes.memory()
-    row = {"run": n, "direction": direction, "target": target, "wall": run.seconds,
+    busy = run.machine_busy / (run.seconds * os.cpu_count())
+    row = {"run": n, "direction": direction, "target": target, "wall": run.seconds, "busy": busy,
            "healthy": float(healthy.group(1)) if healthy else None, "served": seen, "memory": mem}
     print(f"{p.kind} #{n} {direction:7} -> {target}: fab rollback {run.seconds:.2f} s; whipup: healthy at "
           f"{row['healthy'] if row['healthy'] is not None else '?'} s; proxy serves it at "
           f"{f'{seen:.2f} s' if seen is not None else f'never within {POLL_LIMIT:g} s (last: {served.last!r})'}"
+          f" (machine {busy:.0%} busy meanwhile, load average {os.getloadavg()[0]:.1f})"
           f"\n    live: {mib(mem['live'])}\n    previous: {mib(mem['previous'])}"
           + (f"\n    other: {mib(mem['other'])}" if mem["other"] else ""), flush=True)
     return row
@@ -198,6 +201,8 @@ def summary(p: Project) -> list[tuple[str, str]]:
                      figures([r["wall"] for r in mine])))
         rows.append((f"{direction}: whipup's healthy at", figures([r["healthy"] for r in mine])))
         rows.append((f"{direction}: the proxy serves the target at", figures([r["served"] for r in mine])))
+    rows.append(("the machine's CPU busy during the runs, median (other work on it slows every figure)",
+                 f"{statistics.median(r['busy'] for r in p.rows):.0%}"))
     live = [sum(e[3] for e in r["memory"]["live"]) for r in p.rows]
     prev = [sum(e[3] for e in r["memory"]["previous"]) for r in p.rows]
     rows.append(("RSS of the live web program(s) on app-0, median", f"{statistics.median(live):.0f} MiB"))
