@@ -7,8 +7,10 @@ import sys
 import deploy
 import local_cloud
 import provision
+import rollback
 
-for name, module in (("local cloud", local_cloud), ("provisioning", provision), ("deploys", deploy)):
+for name, module in (("local cloud", local_cloud), ("provisioning", provision), ("deploys", deploy),
+                     ("rollback", rollback)):
     print(f"\n# {name}\n", flush=True)
     sys.argv = [sys.argv[0]]
     module.main()

@@ -20,245 +20,26 @@ IP once `ip route get` shows it on this sandbox's bridge; every load is bounded 
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import shlex
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-import urllib.parse
 from collections import Counter
 from pathlib import Path
 
-import boto3
 import pytest
-import yaml
 
-from .conftest import ROOT, cluster_roles, fab, make_network, sandbox_env
-from .demo import RELEASE, DeployedCluster, demo_repo, git, sandbox_settings
+from .conftest import cluster_roles, fab, make_network, sandbox_env
+from .demo import DemoCluster as Cluster, git, sandbox_settings
+from .traffic import Background, Load
 
 pytestmark = pytest.mark.e2e
 
 SANDBOX = 4
-ROW = re.compile(r'<span class="text">([^<]+)</span>')
 QUICK_WEB = ("quick-update", "--component", "web", "--no-upgrade-django", "--yes")
-
-
-class Background:
-    """`fab ARGS` started now, its output in files (no pipe to fill up)."""
-
-    def __init__(self, env: dict, *args: str):
-        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=ROOT, env=env,
-                                     stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err, text=True)
-        self.ended: float | None = None
-
-    def poll(self) -> int | None:
-        code = self.proc.poll()
-        if code is not None and self.ended is None:
-            self.ended = time.monotonic()
-        return code
-
-    def wait(self, timeout: float = 600) -> "Background":
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"fab did not end within {timeout} s:\n{self.stdout}\n{self.stderr}") from None
-        self.poll()
-        return self
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.returncode
-
-    @property
-    def seconds(self) -> float:
-        return (self.ended or time.monotonic()) - self.started
-
-    def _read(self, f) -> str:
-        f.seek(0)
-        return f.read()
-
-    @property
-    def stdout(self) -> str:
-        return self._read(self.out)
-
-    @property
-    def stderr(self) -> str:
-        return self._read(self.err)
-
-
-class Cluster(DeployedCluster):
-    """The drills' cluster: fab with its roles.yaml, boto3 and SSH to its nodes, HTTP to its proxy."""
-
-    def __init__(self, env: dict, roles: Path, tmp: Path):
-        self.env, self.tmp = env, tmp
-        data = yaml.safe_load(roles.read_text())
-        data["configure"]["templates_dir"] = str(ROOT / "templates")     # the copy lives in a temp dir
-        self.repo = demo_repo(tmp / "app", "DRILL_SESSION")             # a standalone copy of the demo
-        data["app"]["repo"] = str(self.repo)
-        self.roles = tmp / "roles-drills.yaml"
-        self.roles.write_text(yaml.safe_dump(data, sort_keys=False))
-        self.ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{env['WHIPUP_SANDBOX_PORT']}",
-                                region_name="us-east-1", aws_access_key_id="testing",
-                                aws_secret_access_key="testing")
-        self.cfg = None
-        self.nodes: dict = {}
-
-    # --- fab and the app repo ---
-    def fab(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-        return fab(*args, "--config", str(self.roles), env=self.env, check=check, timeout=timeout)
-
-    def background(self, *args: str) -> Background:
-        return Background(self.env, *args, "--config", str(self.roles))
-
-    # --- nodes ---
-    def load(self) -> None:
-        from fabfile.config import load_config
-        from fabfile.nodes import find_nodes
-
-        self.cfg = load_config(self.roles)
-        self.nodes = {f"{n.role}-{n.index}": n for n in find_nodes(self.ec2, self.cfg.cluster.name)
-                      if n.state not in ("terminated", "shutting-down")}
-
-    def lock_held(self) -> bool:
-        lock = f"/srv/{self.cfg.app.name}/shared/deploy.lock"
-        return self.ssh("app-0", f"sudo -n test -d {lock} && echo held || echo free").strip() == "held"
-
-    def instance_state(self, node: str) -> str:
-        r = self.ec2.describe_instances(InstanceIds=[self.nodes[node].instance_id])
-        return r["Reservations"][0]["Instances"][0]["State"]["Name"]
-
-    def wait_state(self, node: str, state: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while (now := self.instance_state(node)) != state:
-            assert time.monotonic() < deadline, f"{node} still {now} after {timeout} s (waiting for {state})"
-            time.sleep(0.5)
-
-    def host_pid1(self, node: str) -> int:
-        """The node's PID 1 as seen from this machine (`fab sandbox.status --json`)."""
-        st = json.loads(fab("sandbox.status", "--json", env=self.env).stdout)
-        pid = next((h["pid"] for h in st["hosts"] if h["instance_id"] == self.nodes[node].instance_id), None)
-        assert pid, f"{node} ({self.nodes[node].instance_id}) has no PID 1: {st['hosts']}"
-        return int(pid)
-
-    # --- HTTP through the proxy ---
-    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None,
-                timeout: float = 10) -> tuple[int, dict, str]:
-        self.routed(self.proxy_ip)
-        conn = http.client.HTTPConnection(self.proxy_ip, 80, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
-        finally:
-            conn.close()
-
-    def get(self, path: str) -> tuple[int, str]:
-        status, _, body = self.request("GET", path)
-        return status, body
-
-    def page(self) -> tuple[str, list[str]]:
-        """(release, rows) of the site's page; asserts it answers 200."""
-        status, body = self.get("/")
-        assert status == 200, body[:500]
-        m = RELEASE.search(body)
-        return (m.group(1) if m else ""), ROW.findall(body)
-
-    def add_note(self, text: str) -> None:
-        """As a user would: GET the page (CSRF cookie and token), POST its form."""
-        status, headers, body = self.request("GET", "/")
-        assert status == 200, body[:500]
-        cookie = headers.get("set-cookie", "").split(";", 1)[0]
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1)
-        status, headers, body = self.request(
-            "POST", "/notes/", urllib.parse.urlencode({"csrfmiddlewaretoken": token, "text": text}),
-            {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
-        assert status == 302, (status, body[:500])
-
-    def wait_health(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            try:
-                last = self.get("/health")
-                if last[0] == 200:
-                    return
-            except OSError as exc:
-                last = repr(exc)
-            assert time.monotonic() < deadline, f"/health not 200 through the proxy within {timeout} s: {last}"
-            time.sleep(0.5)
-
-
-class Load:
-    """A steady, bounded GET load on the proxy from a few threads; every outcome counted per path."""
-
-    def __init__(self, cl: Cluster, paths: tuple[str, ...] = ("/",), threads: int = 4, max_seconds: float = 300,
-                 max_requests: int = 50_000):
-        cl.routed(cl.proxy_ip)
-        self.address, self.paths = cl.proxy_ip, paths
-        self.max_seconds, self.max_requests = max_seconds, max_requests
-        self.ok: Counter = Counter()
-        self.failed: Counter = Counter()
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
-
-    def _work(self, i: int) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        n = i
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            with self._lock:
-                if sum(self.ok.values()) + sum(self.failed.values()) >= self.max_requests:
-                    return
-            path = self.paths[n % len(self.paths)]
-            n += 1
-            why = None
-            try:
-                conn = http.client.HTTPConnection(self.address, 80, timeout=30)   # slow is not failed
-                conn.request("GET", path, headers={"Connection": "close"})
-                r = conn.getresponse()
-                r.read()
-                conn.close()
-                if r.status != 200:
-                    why = f"HTTP {r.status}"
-            except OSError as exc:
-                why = f"{type(exc).__name__}: {exc}"
-            with self._lock:
-                if why is None:
-                    self.ok[path] += 1
-                else:
-                    self.failed[path] += 1
-                    self.errors.append(f"{path}: {why}")
-            time.sleep(0.02)
-
-    def __enter__(self) -> "Load":
-        self.start = time.monotonic()
-        for t in self._threads:
-            t.start()
-        time.sleep(0.5)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        time.sleep(0.5)
-        self._stop.set()
-        for t in self._threads:
-            t.join(15)
-        self.seconds = time.monotonic() - self.start
-
-    def summary(self) -> str:
-        return ", ".join(f"{p}: {self.ok[p]} ok, {self.failed[p]} failed" for p in self.paths) + \
-            f" in {self.seconds:.1f} s"
 
 
 # --- processes of a host, from this machine ------------------------------------------------------------
@@ -320,7 +101,7 @@ def cl(tmp_path_factory):
     try:
         with sandbox_settings(env):                 # whipup code in this process: this sandbox
             roles = cluster_roles(tmp, "drills", make_network(env, SANDBOX))
-            c = Cluster(env, roles, tmp)
+            c = Cluster(env, roles, tmp, "drills")
             start = time.monotonic()
             c.fab("whip-up-full-system", timeout=1800)
             print(f"\ndrills: cold whip-up-full-system {time.monotonic() - start:.0f} s")
