@@ -185,7 +185,10 @@ def prune(cl: Cluster, plan: Plan) -> None:
     def one(m: Member) -> None:
         st = plan.before[m.name]
         names = set(st.releases) | {plan.release}
-        doomed = releases_to_delete(names, plan.release, keep, protect=in_use(cl.layout, st), previous=st.current,
+        protect = in_use(cl.layout, st)
+        if m.name in plan.booted:    # that slot's old release runs no more: the new one was booted over it
+            protect -= {st.slots.get(plan.booted[m.name])} - {st.current}
+        doomed = releases_to_delete(names, plan.release, keep, protect=protect, previous=st.current,
                                     partial=st.partial)
         if doomed:
             run(m.conn, commands.remove_releases(cl.layout, doomed), step="prune releases")
