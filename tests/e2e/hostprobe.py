@@ -113,12 +113,19 @@ UPSTREAM = re.compile(r"^\s*upstream\s+\S+\s*\{(.*?)\}", re.S | re.M)
 SERVER = re.compile(r"^\s*server\s+(\d+\.\d+\.\d+\.\d+):(\d+)([^;]*);", re.M)
 
 
+def config_files(nginx_t: str) -> dict[str, str]:
+    """`nginx -T`'s output by file: {path: its text} (each file follows a `# configuration file PATH:` line)."""
+    parts = re.split(r"(?m)^# configuration file (\S+):$", nginx_t)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
 def upstream_servers(nginx_t: str) -> list[tuple[str, int]]:
-    """(address, port) of every server of every upstream block in `nginx -T`'s output, but those marked down
-    or backup (they get no traffic while another server is up)."""
-    found = []
+    """(address, port) of every server of every upstream block in `nginx -T`'s output (with the files an
+    upstream block includes), but those marked down or backup (they get no traffic while another is up)."""
+    found, files = [], config_files(nginx_t)
     for block in UPSTREAM.findall(nginx_t):
-        for ip, port, rest in SERVER.findall(block):
+        included = "".join(files.get(path, "") for path in re.findall(r"(?m)^\s*include\s+(\S+?);", block))
+        for ip, port, rest in SERVER.findall(block + "\n" + included):
             if not re.search(r"\b(down|backup)\b", rest):
                 found.append((ip, int(port)))
     return found

@@ -57,3 +57,21 @@ def test_programs_command_keeps_the_prefix_one_argument():
     assert argv[:4] == ["sudo", "-n", "python3", "-c"]
     assert argv[5:] == ["x; whoami", "reread"]
     assert shlex.split(programs_command("demo-web"))[-1] == "read"
+
+
+INCLUDED = """# configuration file /etc/nginx/sites-enabled/whipup.conf:
+upstream demo_web {
+    include /etc/nginx/whipup/demo-upstream.conf;
+    keepalive 16;
+}
+
+# configuration file /etc/nginx/whipup/demo-upstream.conf:
+# whipup (managed): each app node's live gunicorn slot
+server 10.112.1.7:8001 max_fails=1 fail_timeout=10s;  # zdt-app-0
+server 10.112.1.8:8000 down;
+"""
+
+
+def test_upstream_servers_follow_an_upstream_blocks_include():
+    assert upstream_servers(INCLUDED) == [("10.112.1.7", 8001)]
+    assert upstream_servers(INCLUDED.replace("    include /etc/nginx/whipup/demo-upstream.conf;\n", "")) == []
