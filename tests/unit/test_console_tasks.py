@@ -250,7 +250,9 @@ def test_logs_prefix_every_line_by_node_and_a_failed_node_is_named(roles_file, m
                                 "[c-worker-0] tail: cannot open '/var/log/demo/worker.log'"]
     assert conns["c-app-0"].runs == [build.logs_command(("/var/log/demo/web-a.log", "/var/log/demo/web-b.log"), 5,
                                                         False)]
-    assert conns["c-proxy-0"].runs == ["sudo -n -- tail -n 5 -- /var/log/nginx/access.log /var/log/nginx/error.log"]
+    assert conns["c-proxy-0"].runs == [build.logs_command(("/var/log/nginx/access.log", "/var/log/nginx/error.log"),
+                                                          5, False)]
+    assert conns["c-worker-0"].runs == ["sudo -n -- tail -n 5 -- /var/log/demo/worker.log"]
 
 
 def test_logs_of_one_program(roles_file, monkeypatch, capsys):
