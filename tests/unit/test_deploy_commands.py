@@ -87,16 +87,10 @@ def test_release_ids_and_shas_are_checked_before_they_reach_a_command():
         c.fetch(L, "https://example.org/app.git", "main; whoami")
 
 
-def test_reload_commands():
-    assert c.web(L, "hup") == c.as_root(sv.supervisor_signal("demo-web", "HUP"))   # run in test_deploy_supervisor
-    assert c.web(L, "restart") == "sudo -n -- sh -c 'supervisorctl restart demo-web'"
-    assert c.web(L, "start") == ("sudo -n -- sh -c 'supervisorctl stop demo-web >/dev/null 2>&1; "
-                                 "supervisorctl start demo-web'")
+def test_worker_commands():
     assert c.worker_restart(L) == ("sudo -n -- sh -c 'supervisorctl stop demo-worker >/dev/null 2>&1; "
                                    "supervisorctl start demo-worker'")
-    assert c.switch_and_web(L, R, "hup") == c.switch(L, R) + " && " + c.web(L, "hup")
-    with pytest.raises(ValueError, match="unknown web action 'reload'"):
-        c.web(L, "reload")
+    assert c.switch_and_worker(L, R) == c.switch(L, R) + " && " + c.worker_warm_restart(L)   # run in test_deploy_supervisor
 
 
 def test_other_exact_strings():
