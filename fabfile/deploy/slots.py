@@ -14,6 +14,7 @@ Every value is quoted; the scripts run as root (supervisord's socket is root's) 
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 from ..layout import Layout, check_slot, slot_port
@@ -49,7 +50,6 @@ def boot_script(layout: Layout, slot: str, release_id: str, address: str, path: 
     program, link = layout.slot_program(slot), layout.slot(slot)
     url = f"http://{address}:{slot_port(slot)}{path}"
     start = supervisor_rpc("supervisor.startProcess", program, False)
-    polls = max(1, int(timeout / BOOT_POLL))
     return "\n".join([
         "set -e",
         f"supervisorctl stop {q(program)} >/dev/null 2>&1 || true",
@@ -63,12 +63,15 @@ def boot_script(layout: Layout, slot: str, release_id: str, address: str, path: 
         "body=$(mktemp)",
         "trap 'rm -f \"$body\"' EXIT",
         "set +e",
-        f"i=0; while [ $i -lt {polls} ]; do",
+        # bounded by the clock, not a count of polls: each one may wait for curl's -m
+        f"end=$(($(date +%s) + {max(1, math.ceil(timeout))}))",
+        "while :; do",
         f"  r=$(curl -s -m 2 -o \"$body\" -w '%{{http_code}} %{{redirect_url}}' {q(url)}); code=${{r%% *}}",
         '  [ "$code" = 200 ] && break',
         "  " + supervisor_status(program).replace("\n", "\n  "),
         '  case "$w" in BACKOFF|FATAL|EXITED|STOPPED|ERROR) break;; esac',
-        f"  i=$((i + 1)); sleep {BOOT_POLL}",
+        '  [ "$(date +%s)" -lt "$end" ] || break',
+        f"  sleep {BOOT_POLL}",
         "done",
         supervisor_status(program),
         'cat "$body"; echo',
@@ -113,8 +116,10 @@ def go_live(layout: Layout, slot: str, release_id: str) -> str:
 
 
 def warm_and_go_live(layout: Layout, slot: str, release_id: str) -> str:
-    """A rollback's app node: the warm slot's workers back, then `go_live` (prints `warm N` or `cold`)."""
-    return f"{as_root(warm_up_script(layout, slot))} && {go_live(layout, slot, release_id)}"
+    """A rollback's app node: the warm slot's workers back, then `go_live`; prints `warm N`, or `cold` (the
+    slot stopped meanwhile: nothing is switched, the caller boots it)."""
+    return (f"w=$({as_root(warm_up_script(layout, slot))}) && echo \"$w\" && "
+            f"if [ \"$w\" != cold ]; then {go_live(layout, slot, release_id)}; fi")
 
 
 def proxy_switch_script(layout: Layout) -> str:

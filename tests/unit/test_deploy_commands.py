@@ -14,7 +14,6 @@ import pytest
 from fabfile.deploy import commands as c
 from fabfile.deploy import manage as dj
 from fabfile.deploy import lock as lk
-from fabfile.deploy import supervisor as sv
 from fabfile.deploy.lock import LockInfo, format_lock, parse_lock
 from fabfile.deploy.releases import parse_state
 from fabfile.layout import Layout
