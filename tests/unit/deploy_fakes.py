@@ -45,6 +45,7 @@ class FakeHost:
         self.calls: list[tuple[str, str | None, bool]] = []  # (stage, the release it concerns, did it work)
         self.migrations_answer = {"missing": [], "leaves": {}}
         self.pip_output = ""    # what `pip install` prints here
+        self.expire: str | None = None   # a slot whose keep_warm timer stops it just after the next state read
         world.hosts[self.host] = self
 
     def fail(self, stage: str, release: str | None = None, message: str | None = None) -> None:
@@ -130,6 +131,8 @@ class FakeHost:
             lines += [f"migration={rid} {path}" for rid, r in sorted(self.releases.items()) for path in r.migrations]
         if "getProcessInfo" in command:
             lines += self._programs()
+        if self.expire:
+            self.slots[self.expire].running, self.expire = False, None
         return Result(0, "\n".join(lines) + "\n")
 
     def _programs(self) -> list[str]:
