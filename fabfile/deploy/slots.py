@@ -45,8 +45,9 @@ def relink(link: str, target: str) -> str:
 
 def boot_script(layout: Layout, slot: str, release_id: str, address: str, path: str, timeout: float) -> str:
     """Stop slot `slot`, point it at the release, apply its program file, start it, and ask its health path
-    on its own port until it answers 200, dies (BACKOFF, FATAL, EXITED) or `timeout` passes. Prints the
-    last answer's body, then `@@ <status code> <supervisor state> <redirect target>`; exits 0 on a 200, 1 otherwise."""
+    on its own port until it answers 200 and supervisord says RUNNING, it dies (BACKOFF, FATAL, EXITED) or
+    `timeout` passes. Prints the last answer's body, then `@@ <status code> <supervisor state> <redirect
+    target>`; exits 0 on a 200, 1 otherwise."""
     program, link = layout.slot_program(slot), layout.slot(slot)
     url = f"http://{address}:{slot_port(slot)}{path}"
     start = supervisor_rpc("supervisor.startProcess", program, False)
@@ -67,8 +68,9 @@ def boot_script(layout: Layout, slot: str, release_id: str, address: str, path: 
         f"end=$(($(date +%s) + {max(1, math.ceil(timeout))}))",
         "while :; do",
         f"  r=$(curl -s -m 2 -o \"$body\" -w '%{{http_code}} %{{redirect_url}}' {q(url)}); code=${{r%% *}}",
-        '  [ "$code" = 200 ] && break',
         "  " + supervisor_status(program).replace("\n", "\n  "),
+        # up once supervisord says so too (startsecs): a slot still STARTING is not running to a drain or warm-up
+        '  [ "$code" = 200 ] && [ "$w" = RUNNING ] && break',
         '  case "$w" in BACKOFF|FATAL|EXITED|STOPPED|ERROR) break;; esac',
         '  [ "$(date +%s)" -lt "$end" ] || break',
         f"  sleep {BOOT_POLL}",

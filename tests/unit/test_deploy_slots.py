@@ -120,8 +120,8 @@ def test_the_boot_script_starts_the_slot_and_asks_its_health_path_on_its_own_por
         "while :; do",
         "  r=$(curl -s -m 2 -o \"$body\" -w '%{http_code} %{redirect_url}' http://10.0.0.10:8001/-/health); "
         "code=${r%% *}",
-        '  [ "$code" = 200 ] && break',
         "  " + status.replace("\n", "\n  "),
+        '  [ "$code" = 200 ] && [ "$w" = RUNNING ] && break',     # supervisord's startsecs passed too
         '  case "$w" in BACKOFF|FATAL|EXITED|STOPPED|ERROR) break;; esac',
         '  [ "$(date +%s)" -lt "$end" ] || break',
         "  sleep 0.1",
