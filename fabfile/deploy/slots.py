@@ -75,7 +75,6 @@ def boot_script(layout: Layout, slot: str, release_id: str, address: str, path: 
         '  [ "$(date +%s)" -lt "$end" ] || break',
         f"  sleep {BOOT_POLL}",
         "done",
-        supervisor_status(program),
         'cat "$body"; echo',
         'echo "@@ ${code:-000} $w ${r#* }"',
         '[ "$code" = 200 ]',

@@ -125,8 +125,7 @@ def test_the_boot_script_starts_the_slot_and_asks_its_health_path_on_its_own_por
         '  case "$w" in BACKOFF|FATAL|EXITED|STOPPED|ERROR) break;; esac',
         '  [ "$(date +%s)" -lt "$end" ] || break',
         "  sleep 0.1",
-        "done",
-        status,
+        "done",                                   # $w: the state the loop last saw (read again, it may move on)
         'cat "$body"; echo',
         'echo "@@ ${code:-000} $w ${r#* }"',
         '[ "$code" = 200 ]',
