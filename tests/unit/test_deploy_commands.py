@@ -386,4 +386,4 @@ def test_python_stdin_passes_each_argument_as_one_word():
     assert dj.python_stdin(L, R, ["10.0.0.5:8000", "x; whoami"]) == (
         "sudo -n -u demo -- sh -c 'exec /bin/sh /srv/demo/shared/whipup-exec /srv/demo/releases/20240131120000-1a2b3c4 "
         "python - 10.0.0.5:8000 '\"'\"'x; whoami'\"'\"''")
-    assert dj.script("health_check").startswith('"""The health check of a release')
+    assert dj.script("django_facts").startswith('"""What Django itself makes of the settings')

@@ -209,6 +209,9 @@ def test_a_failure_after_the_switch_sends_the_traffic_back_to_the_old_slot_with_
     message = str(info.value)
     assert message.startswith(f"deploy of {NEW} failed: ") and f"{stage} broke on t-{role}-0" in message
     assert message.endswith(f"rolled back to {R2}; it serves again")
+    if stage == "gate":          # through the new slot's port, with that slot's log
+        assert "/health on 10.0.0.10:8001 not healthy within 0.3 s; last answered 500" in message
+        assert "last lines of the demo-web-b log:" in message
     app, proxy, worker = hosts["app"], hosts["proxy"], hosts["worker"]
     for h in hosts.values():
         assert h.current == R2 and NEW not in h.releases
