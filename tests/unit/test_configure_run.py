@@ -130,6 +130,8 @@ def cluster(monkeypatch, shipped, anchor):
     monkeypatch.setattr(configure_run, "find_nodes", lambda ec2, name: list(NODES))
     monkeypatch.setattr(configure_run, "connect", lambda cfg, n: hosts[n.name])
     monkeypatch.setattr(slotsync, "connect", lambda cfg, n: hosts[n.name])     # the live slots: none here
+    # the slot switch of app nodes whose web program changed (test_configure_slotsync runs it): recorded
+    monkeypatch.setattr(configure_run, "refresh_changed", lambda cfg, ec2, names, out: go.refreshed.append(names))
 
     def go(*, role=None, dry_run=False, **lock):
         out = io.StringIO()
@@ -138,6 +140,7 @@ def cluster(monkeypatch, shipped, anchor):
                     out.getvalue())
         finally:
             go.output = out.getvalue()
+    go.refreshed = []
     return hosts, go
 
 

@@ -16,6 +16,9 @@ from fabfile.configure.report import HostResult
 from fabfile.configure.want import DesiredFile
 from fabfile.layout import Layout
 from fabfile.nodes import Node
+import test_configure_run as run_tests
+
+anchor, cluster = run_tests.anchor, run_tests.cluster      # their fixtures, used here
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM = "/etc/nginx/whipup/demo-upstream.conf"
@@ -118,15 +121,24 @@ def test_no_upstream_file_where_nothing_includes_it_or_one_is_already_there(ship
     assert lone[1].content == "server 127.0.0.1:9 down;  # no app node\n"
 
 
-def test_configure_writes_the_upstream_deploy_left(shipped, hosts):
-    lives, asked = hosts
-    lives["t-app-0"] = "b\n"
-    wanted = configure_run.desired_for(shipped, [NODES[0]], NODES, dry_run=True)[NODES[0].instance_id]
-    upstream = next(f for f in wanted.files if f.path == UPSTREAM)
+def test_configure_renders_the_upstream_deploy_left(shipped):
+    wanted = configure_run.desired_for(shipped, [NODES[0]], NODES, dry_run=True, live={"t-app-0": "b"})
+    upstream = next(f for f in wanted[NODES[0].instance_id].files if f.path == UPSTREAM)
     assert "server 10.0.0.10:8001 " in upstream.content and "server 10.0.0.11:8000 " in upstream.content
-    asked.clear()
-    configure_run.desired_for(shipped, [NODES[2]], NODES, dry_run=True)     # an app node: no upstream, no ask
-    assert asked == []
+    first = configure_run.desired_for(shipped, [NODES[0]], NODES, dry_run=True)      # none read: slot a's
+    assert "server 10.0.0.10:8000 " in next(f for f in first[NODES[0].instance_id].files if f.path == UPSTREAM).content
+    app = configure_run.desired_for(shipped, [NODES[2]], NODES, dry_run=True, live={"t-app-0": "b"})
+    assert all(f.path != UPSTREAM for f in app[NODES[2].instance_id].files)
+
+
+def test_a_configure_run_reads_the_live_slots_under_the_lock_for_the_proxies_upstream(shipped, cluster):
+    fakes, go = cluster
+    for n in run_tests.NODES:
+        fakes[n.name] = run_tests.FakeHost(n, [run_tests.facts_text(run_tests.wants(shipped)[n.name], ok=False)],
+                                           answers={"slots/live": run_tests.Result(0, "b\n")})
+    go(role="proxy", dry_run=True)
+    assert [c for c, _ in fakes["t-app-0"].calls] == ["readlink /srv/demo/slots/live 2>/dev/null; true"]
+    assert "+server 10.0.0.10:8001 max_fails=1 fail_timeout=10s;  # t-app-0" in go.output
 
 
 def result(name, role, paths, error=None):
@@ -164,3 +176,23 @@ def test_nothing_changed_opens_no_cluster(shipped, monkeypatch):
 
     monkeypatch.setattr(deploy_cluster, "open_cluster", lambda *a, **k: pytest.fail("a cluster was opened"))
     slotsync.refresh_changed(shipped, None, [], io.StringIO())
+
+
+def test_a_configure_run_asks_the_slot_switch_where_it_wrote_the_web_program(shipped, cluster):
+    from fabfile.vault import secret
+
+    fakes, go = cluster
+    password = secret(shipped, "db_password")
+    for n in run_tests.NODES:
+        want = run_tests.wants(shipped)[n.name]
+        text = run_tests.facts_text(want, password=password)
+        if n.name == "t-app-0":                       # its web program file differs from the template's
+            web = next(f for f in want.files if f.path == "/etc/supervisor/conf.d/demo-web.conf")
+            text = text.replace(web.sha256, "f" * 64)
+        fakes[n.name] = run_tests.FakeHost(n, [text])
+    go(dry_run=True)
+    assert go.refreshed == []                         # a dry run switches nothing
+    go()
+    assert go.refreshed == [["t-app-0"]]
+    updates = [c for c, _ in fakes["t-app-0"].calls if "supervisorctl reread" in c]
+    assert len(updates) == 1 and "grep -Ev -- '\"'\"'-web-[ab]$'\"'\"'" in updates[0]   # never the slots themselves
