@@ -9,7 +9,7 @@ import re
 import pytest
 from deploy_fakes import SCRIPTS, WORKERS, classify, make_cluster
 from deploy_scenarios import (APP, NEW, PROXY, R1, R2, REQS, SERVES, SHA, WORKER, audit, count, deploy, did, gitcfg,
-                              labeled, last, reached, site, world)
+                              labeled, last, reached, site, warm_site, world)
 
 from fabfile.deploy import commands as c
 from fabfile.deploy import lock as lk
@@ -20,7 +20,7 @@ from fabfile.deploy.lock import LockInfo, format_lock
 from fabfile.deploy.releases import requirements_hash
 from fabfile.layout import Layout
 
-__all__ = ["gitcfg", "site", "world"]        # fixtures
+__all__ = ["gitcfg", "site", "warm_site", "world"]        # fixtures
 
 
 def test_the_fake_hosts_classify_each_real_builders_command():
@@ -111,6 +111,17 @@ def test_a_new_venv_goes_through_the_same_slot_switch_with_no_restart(site, worl
     log = labeled(world.log)
     assert log.index((APP, "boot")) < log.index((PROXY, "upstream")) < log.index((PROXY, "gate"))
     assert app.releases[NEW].venv == NEW
+
+
+def test_a_deploy_boots_over_the_warm_slot_and_prunes_the_release_it_ran(warm_site, world):
+    """Slot a was warm on R1, slot b serves R2: the new release boots in slot a, R2's slot is drained warm,
+    and R1 (its process gone) is pruned like any old release."""
+    cl, hosts, out = warm_site
+    assert deploy(cl) == NEW
+    app = hosts["app"]
+    assert did(app, "boot", NEW) and app.live == "a" and app.slots["a"].release == NEW
+    assert app.slots["b"].release == R2 and app.slots["b"].workers == 1
+    assert set(app.releases) == {R2, NEW} and did(app, "remove", R1)
 
 
 def test_a_first_deploy_boots_slot_a_and_writes_the_upstream(gitcfg, world):
