@@ -13,8 +13,9 @@ from ..remote import sudo, sudo_sh
 from ..deploy.commands import tied
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# the supervisor programs' log files (templates/etc/supervisor/conf.d/app-*.conf.j2: stdout_logfile)
-PROGRAM_LOGS = {"web": "web.log", "worker": "worker.log"}
+# the supervisor programs' log files (templates/etc/supervisor/conf.d/app-*.conf.j2: stdout_logfile); gunicorn's
+# two slots have one each (a slot never started has none yet)
+PROGRAM_LOGS = {"web": ("web-a.log", "web-b.log"), "worker": ("worker.log",)}
 PROGRAM_ROLES = {"web": "app", "worker": "worker"}
 NGINX_LOGS = ("/var/log/nginx/access.log", "/var/log/nginx/error.log")
 LOG_ROLES = ("proxy", "app", "worker")
@@ -84,7 +85,7 @@ def log_files(layout: Layout, role: str, program: str | None = None) -> tuple[st
     if role == "proxy":
         return () if program else NGINX_LOGS
     wanted = [p for p, r in PROGRAM_ROLES.items() if r == role and program in (None, p)]
-    return tuple(f"{layout.logs}/{PROGRAM_LOGS[p]}" for p in wanted)
+    return tuple(f"{layout.logs}/{name}" for p in wanted for name in PROGRAM_LOGS[p])
 
 
 def log_roles(role: str | None, program: str | None) -> tuple[str, ...]:
@@ -109,10 +110,18 @@ def tail_argv(files: Sequence[str], lines: int, follow: bool) -> list[str]:
 
 
 def logs_command(files: Sequence[str], lines: int, follow: bool) -> str:
-    """The tail as root (nginx's logs are root:adm 0640); a followed tail ends with the SSH session that
-    started it (`tied`), so Ctrl-C here leaves no tail running on the node."""
+    """The tail as root (nginx's logs are root:adm 0640) of those of `files` that exist (a gunicorn slot
+    never started has no log yet); a followed tail (-F: it picks up a file that appears) ends with the SSH
+    session that started it (`tied`), so Ctrl-C here leaves no tail running on the node."""
     argv = tail_argv(files, lines, follow)
-    return sudo_sh(tied(shlex.join(argv))) if follow else sudo(argv)
+    if follow:
+        return sudo_sh(tied(shlex.join(argv)))
+    if len(files) == 1:
+        return sudo(argv)
+    head = argv[:argv.index("--") + 1]
+    return sudo_sh(f"set --; for f in {' '.join(shlex.quote(f) for f in files)}; do "
+                   '[ ! -e "$f" ] || set -- "$@" "$f"; done; '
+                   f'[ "$#" -eq 0 ] || exec {shlex.join(head)} "$@"')
 
 
 def prefixed(name: str, text: str) -> list[str]:

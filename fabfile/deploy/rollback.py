@@ -210,10 +210,10 @@ def roll_back(cl: Cluster, opts: RollbackOptions) -> str | None:
             return choice.target
         if note:
             cl.out(note)
-        later, live = switch_back(cl, choice, opts, timer)
-        switched_at = timer.total
-        result, detail, healthy_at = "ok", note or "", None
-        try:
+        result, detail, switched_at, healthy_at = "ok", note or "", None, None
+        try:        # audited whatever fails, a cold slot's boot included
+            later, live = switch_back(cl, choice, opts, timer)
+            switched_at = timer.total
             if choice.apps:
                 timer.step("health", lambda: health.gate(cl, choice.target, opts.health_timeout, choice.apps, live))
             healthy_at = timer.total

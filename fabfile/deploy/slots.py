@@ -14,6 +14,7 @@ Every value is quoted; the scripts run as root (supervisord's socket is root's) 
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 from ..layout import Layout, check_slot, slot_port
@@ -44,12 +45,12 @@ def relink(link: str, target: str) -> str:
 
 def boot_script(layout: Layout, slot: str, release_id: str, address: str, path: str, timeout: float) -> str:
     """Stop slot `slot`, point it at the release, apply its program file, start it, and ask its health path
-    on its own port until it answers 200, dies (BACKOFF, FATAL, EXITED) or `timeout` passes. Prints the
-    last answer's body, then `@@ <status code> <supervisor state> <redirect target>`; exits 0 on a 200, 1 otherwise."""
+    on its own port until it answers 200 and supervisord says RUNNING, it dies (BACKOFF, FATAL, EXITED) or
+    `timeout` passes. Prints the last answer's body, then `@@ <status code> <supervisor state> <redirect
+    target>`; exits 0 on a 200, 1 otherwise."""
     program, link = layout.slot_program(slot), layout.slot(slot)
     url = f"http://{address}:{slot_port(slot)}{path}"
     start = supervisor_rpc("supervisor.startProcess", program, False)
-    polls = max(1, int(timeout / BOOT_POLL))
     return "\n".join([
         "set -e",
         f"supervisorctl stop {q(program)} >/dev/null 2>&1 || true",
@@ -63,14 +64,17 @@ def boot_script(layout: Layout, slot: str, release_id: str, address: str, path: 
         "body=$(mktemp)",
         "trap 'rm -f \"$body\"' EXIT",
         "set +e",
-        f"i=0; while [ $i -lt {polls} ]; do",
+        # bounded by the clock, not a count of polls: each one may wait for curl's -m
+        f"end=$(($(date +%s) + {max(1, math.ceil(timeout))}))",
+        "while :; do",
         f"  r=$(curl -s -m 2 -o \"$body\" -w '%{{http_code}} %{{redirect_url}}' {q(url)}); code=${{r%% *}}",
-        '  [ "$code" = 200 ] && break',
         "  " + supervisor_status(program).replace("\n", "\n  "),
+        # up once supervisord says so too (startsecs): a slot still STARTING is not running to a drain or warm-up
+        '  [ "$code" = 200 ] && [ "$w" = RUNNING ] && break',
         '  case "$w" in BACKOFF|FATAL|EXITED|STOPPED|ERROR) break;; esac',
-        f"  i=$((i + 1)); sleep {BOOT_POLL}",
+        '  [ "$(date +%s)" -lt "$end" ] || break',
+        f"  sleep {BOOT_POLL}",
         "done",
-        supervisor_status(program),
         'cat "$body"; echo',
         'echo "@@ ${code:-000} $w ${r#* }"',
         '[ "$code" = 200 ]',
@@ -113,8 +117,10 @@ def go_live(layout: Layout, slot: str, release_id: str) -> str:
 
 
 def warm_and_go_live(layout: Layout, slot: str, release_id: str) -> str:
-    """A rollback's app node: the warm slot's workers back, then `go_live` (prints `warm N` or `cold`)."""
-    return f"{as_root(warm_up_script(layout, slot))} && {go_live(layout, slot, release_id)}"
+    """A rollback's app node: the warm slot's workers back, then `go_live`; prints `warm N`, or `cold` (the
+    slot stopped meanwhile: nothing is switched, the caller boots it)."""
+    return (f"w=$({as_root(warm_up_script(layout, slot))}) && echo \"$w\" && "
+            f"if [ \"$w\" != cold ]; then {go_live(layout, slot, release_id)}; fi")
 
 
 def proxy_switch_script(layout: Layout) -> str:

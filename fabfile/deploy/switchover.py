@@ -36,8 +36,12 @@ def boot(cl: Cluster, m: Member, slot: str, release: str, timeout: float = BOOT_
     code, state, location = (last.split(" ", 2) + ["", "", ""])[:3] if last else ("000", "?", "")
     p = health.Probe(code, body or (r.stderr or "").strip(), location.strip(), path)
     if r.exited == 0 and p.healthy(release):
-        if cl.proxies:
-            reach(cl, m, slot, release)
+        try:
+            if cl.proxies:
+                reach(cl, m, slot, release)
+        except Exception:
+            run(m.conn, slots.stop(layout, slot), step=f"stop slot {slot}", check=False)   # it gets no traffic
+            raise
         return time.monotonic() - start
     program = layout.slot_program(slot)
     tail = health.app_log_tail(cl, m, program)

@@ -1,107 +1,26 @@
 """A scripted cluster for the deploy/rollback sequencing tests: one FakeHost per node, no SSH.
 
 A FakeHost answers each remote command by what it is (a distinctive piece of the real builders' output:
-see `classify`), keeps its node's state (releases, `current`, the release gunicorn or celery runs, the lock,
-the audit log) and changes it as the command would, so a re-read of the state sees the truth.  Every host
-logs (node name, stage) to the World's one log; `fail` makes a stage answer as a broken one would.
-Not a test module (no test_ prefix): the test files import it (tests/unit is on sys.path, rootless).
+see `classify`), keeps its node's state (releases, `current`, the lock, the audit log; on an app node its two
+gunicorn slots: the release each links to, whether it runs, its workers, the live one; on a proxy its upstream
+file; on a worker the release celery runs) and changes it as the command would, so a re-read of the state
+sees the truth. Every host logs (node name, stage) to the World's one log; `fail` makes a stage answer as a
+broken one would. Not a test module (no test_ prefix): the test files import it (tests/unit is on sys.path).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import re
-import threading
-from dataclasses import dataclass
 
-from fabfile.deploy import manage
+from fake_commands import NODES, RID, SCRIPTS, WORKERS, Rel, Result, Slot, World, classify, mark, slot_of
 from fabfile.deploy.cluster import Cluster, Member
-from fabfile.layout import PREVIOUS_MARK, REQUIREMENTS_MARK, VENV_MARK, Layout
+from fabfile.deploy.slots import upstream_text
+from fabfile.layout import PREVIOUS_MARK, REQUIREMENTS_MARK, SLOTS, VENV_MARK, Layout, slot_port
 from fabfile.nodes import Node
 from fabfile.remote import Progress
 
-RID = re.compile(r"\b\d{14}-[0-9a-f]{7,40}\b")
-SCRIPTS = {manage.script("health_check"): "health before traffic",
-           manage.script("migrations_missing"): "migrations missing",
-           manage.script("migrate_back"): "migrate back",
-           manage.script("django_facts"): "django facts"}
-NODES = {"proxy": Node("proxy", 0, "t-proxy-0", "i-p0", "running", "10.0.0.5", None, None),
-         "app": Node("app", 0, "t-app-0", "i-a0", "running", "10.0.0.10", None, None),
-         "db": Node("db", 0, "t-db-0", "i-d0", "running", "10.0.0.20", None, None),
-         "worker": Node("worker", 0, "t-worker-0", "i-w0", "running", "10.0.0.30", None, None)}
-
-
-class Result:
-    def __init__(self, exited=0, stdout="", stderr=""):
-        self.exited, self.stdout, self.stderr = exited, stdout, stderr
-
-
-@dataclass
-class Rel:
-    """A release on a host: what the state command prints of it."""
-    sha: str
-    req: str = "-"
-    venv: str = "-"
-    previous: str = "-"
-    migrations: tuple[str, ...] = ()     # e.g. notes/migrations/0002_x.py
-
-
-class World:
-    """What the hosts share: the (node, stage) log, the branch head a fetch finds, the hosts by address."""
-
-    def __init__(self, head: str):
-        self.head = head
-        self.log: list[tuple[str, str]] = []
-        self.unclassified: list[str] = []
-        self.hosts: dict[str, FakeHost] = {}
-        self._lock = threading.Lock()
-
-    def add(self, name: str, stage: str) -> None:
-        with self._lock:
-            self.log.append((name, stage))
-
-    def stages(self, name: str | None = None) -> list[str]:
-        return [s for n, s in self.log if name in (None, n)]
-
-
-def classify(command: str, stdin: str | None, layout: Layout) -> list[str]:
-    """The stages a command is (two for the rollback's switch-and-reload), [] when it is none of them."""
-    web, worker = layout.web_program, layout.worker_program
-    simple = [("deploy.lock.new", "lock"), ("echo held", "lock read"), ("echo layout=ok", "state"),
-              ("fetch --quiet", "fetch"), ("archive --format=tar", "extract"), (".env.tmp", ".env"),
-              ("cp -al", "venv reuse"), ("pip install --progress-bar off --disable-pip-version-check --no-input -r", "pip install"),
-              ("collectstatic", "collectstatic"), ("migrate --check", "migrate check"),
-              ("migrate --noinput", "migrate"), ("base64 -w 0", "static pack"),
-              ("tar -x --no-same-owner", "release files"), ("-type f 2>/dev/null | wc -l", "count static"), ("base64 -d", "static unpack"),
-              (".trash.", "remove"), ("supervisorctl tail", "log")]
-    if f"cat >> {layout.audit_log}" in command:
-        return ["audit", "unlock"] if "grep -qF" in command else ["audit"]
-    if "grep -qF" in command:
-        return ["unlock"]
-    for mark, stage in simple:
-        if mark in command:
-            return [stage]
-    if re.search(r"(?:/bin/| )python -(?=[\s']|$)", command):
-        return [SCRIPTS[stdin]] if stdin in SCRIPTS else []
-    if command.startswith("curl ") and "/health" in command:
-        return ["probe"]
-    stages = ["switch"] if "&& mv -T current.tmp-" in command else []
-    if "signalProcess" in command and f"<string>{web}</string>" in command:
-        stages.append("hup")
-    elif f"supervisorctl restart {web}" in command:
-        stages.append("restart")
-    elif f"supervisorctl start {web}" in command:
-        stages.append("start")
-    elif f"supervisorctl start {worker}" in command or ("signalProcess" in command and f"<string>{worker}</string>"
-                                                        in command):
-        stages.append("celery restart")
-    return stages
-
-
-def _mark(command: str, path_end: str) -> str | None:
-    """The value a builder writes with `printf '%s\\n' VALUE > <path ending in path_end>`."""
-    found = re.search(r"(\S+) > \S+/" + re.escape(path_end) + r"(?=[\s']|$)", command)
-    return found.group(1) if found else None
+__all__ = ["NODES", "SCRIPTS", "FakeHost", "Rel", "Result", "World", "classify", "make_cluster"]
 
 
 class FakeHost:
@@ -110,24 +29,45 @@ class FakeHost:
     transport = None
 
     def __init__(self, world: World, node: Node, layout: Layout, releases: dict[str, Rel], current: str | None):
-        self.world, self.node, self.layout = world, node, layout
+        self.world, self.node, self.layout, self.role = world, node, layout, node.role
         self.name, self.host = node.name, node.private_ip
         self.releases = {k: dataclasses.replace(v) for k, v in releases.items()}
         self.current = current
-        self.program = {"app": layout.web_program, "worker": layout.worker_program}.get(node.role)
-        self.serving = current if self.program else None     # the release gunicorn/celery runs (None: not running)
+        self.slots = {s: Slot() for s in SLOTS}
+        self.live: str | None = None
+        if node.role == "app" and current:          # deployed before: slot a serves `current`
+            self.slots["a"], self.live = Slot(current, True, WORKERS), "a"
+        self.celery = current if node.role == "worker" else None   # the release celery runs (None: down)
+        self.upstream = ""                            # a proxy's upstream file
         self.lock: str | None = None
         self.audit: list[str] = []
         self.failures: dict[str, tuple[str | None, str]] = {}
         self.calls: list[tuple[str, str | None, bool]] = []  # (stage, the release it concerns, did it work)
         self.migrations_answer = {"missing": [], "leaves": {}}
         self.pip_output = ""    # what `pip install` prints here
+        self.expire: str | None = None   # a slot whose keep_warm timer stops it just after the next state read
         world.hosts[self.host] = self
 
     def fail(self, stage: str, release: str | None = None, message: str | None = None) -> None:
-        """Make `stage` fail here (only for `release`, when given): exit 1 with a message, or for the probe
-        (whose target is this node) a 500, for /health before traffic a {"code": 500} answer."""
+        """Make `stage` fail here (only for `release`, when given): exit 1 with a message; a boot answers 500;
+        for "probe" (whose target is this node) a 500 to any probe, for "gate" only to a proxy whose upstream
+        already sends requests to the probed slot (the gate after the switch, not the check before it)."""
         self.failures[stage] = (release, message or f"{stage} broke on {self.name}")
+
+    def warm(self, slot: str, release: str, workers: int = 1, cold_at: int = 1717000000) -> None:
+        """Slot `slot` kept warm on `release` since a drain (it had WORKERS workers)."""
+        self.slots[slot] = Slot(release, True, workers, WORKERS, cold_at)
+
+    @property
+    def serving(self) -> str | None:
+        """What runs: celery's release on a worker; on an app node, the release the proxies' upstream reaches."""
+        if self.role != "app":
+            return self.celery
+        for proxy in (h for h in self.world.hosts.values() if h.role == "proxy"):
+            for name, _, release in self.world.reached(proxy.upstream):
+                if name == self.name:
+                    return release
+        return None
 
     def close(self) -> None:
         pass
@@ -138,10 +78,13 @@ class FakeHost:
         if not stages:
             self.world.unclassified.append(command)
             raise AssertionError(f"{self.name}: unclassified command: {command[:400]}")
+        out, err = "", ""
         for stage in stages:
             result = self._one(stage, command, stdin)
-            if result.exited != 0:
+            out, err = out + result.stdout, err + result.stderr
+            if result.exited != 0 or result.halt:
                 break
+        result = Result(result.exited, out, err)
         if not kw.get("hide", True):   # streamed (remote.run's on_line): invoke echoes what it does not hide
             kw["out_stream"].write(result.stdout)
             kw["err_stream"].write(result.stderr)
@@ -150,37 +93,58 @@ class FakeHost:
     def _one(self, stage: str, command: str, stdin: str | None) -> Result:
         found = RID.search(command)
         rel = found.group(0) if found else self.current
-        target = self.world.hosts[re.search(r"http://([0-9.]+):", command).group(1)] if stage == "probe" else self
-        concerned = target.serving if stage == "probe" else rel
+        failing, concerned = self.failures.get(stage), rel
+        if stage == "probe":
+            target, port = re.search(r"http://([0-9.]+):([0-9]+)/", command).groups()
+            target, slot = self.world.hosts[target], SLOTS[int(port) - slot_port(SLOTS[0])]
+            concerned = target.slots[slot].release if target.slots[slot].running else None
+            live = (target.name, slot, concerned) in self.world.reached(self.upstream)
+            failing = target.failures.get("probe") or (target.failures.get("gate") if live else None)
+        elif stage in ("drain", "stop slot", "warm up"):
+            concerned = self.slots[slot_of(command)].release
         self.world.add(self.name, stage)
-        failing = target.failures.get(stage)
         broken = failing is not None and failing[0] in (None, concerned)
         if broken:
-            result = self._failure(stage, failing[1], concerned)
+            result = self._failure(stage, failing[1], concerned, command)
         else:
             result = getattr(self, "_" + re.sub(r"\W+", "_", stage).strip("_"))(command, stdin, rel)
         self.calls.append((stage, concerned, not broken and result.exited == 0))
         return result
 
-    @staticmethod
-    def _failure(stage: str, message: str, release: str | None) -> Result:
+    def _failure(self, stage: str, message: str, release: str | None, command: str) -> Result:
         if stage == "probe":
-            return Result(0, json.dumps({"error": message, "release": release}) + "\n500")
-        if stage == "health before traffic":
-            return Result(0, json.dumps({"code": 500, "body": message}) + "\n")
+            return Result(0, json.dumps({"error": message, "release": release}) + "\n500 ")
+        if stage == "boot":            # the slot started, but its health path answers 500
+            self.slots[slot_of(command)] = Slot(release, True, WORKERS)
+            return Result(1, json.dumps({"error": message}) + "\n@@ 500 RUNNING \n")
         return Result(1, "", f"E: {message}\n")
 
     # --- what each stage does on the node, and what it prints ---------------------------------------
 
     def _state(self, command, stdin, rel):
-        lines = ["layout=ok", "current=" + (f"releases/{self.current}" if self.current else "")]
+        lines = ["layout=ok", "current=" + (f"releases/{self.current}" if self.current else ""),
+                 f"live={self.live or ''}"]
+        lines += [f"slot={s} {self.layout.release(x.release) if x.release else '-'} {x.cold_at or '-'}"
+                  for s, x in self.slots.items()]
         lines += [f"release={rid} {r.sha} {r.req} {r.venv} - {r.previous}" for rid, r in sorted(self.releases.items())]
         if "/migrations/" in command:
             lines += [f"migration={rid} {path}" for rid, r in sorted(self.releases.items()) for path in r.migrations]
-        if self.program and "getProcessInfo" in command:
-            lines.append(f"program={self.program} RUNNING 4242 {self.layout.release(self.serving)} "
-                         f"{self.layout.current}/.venv/bin/python" if self.serving else f"program={self.program} FATAL 0 - -")
+        if "getProcessInfo" in command:
+            lines += self._programs()
+        if self.expire:
+            self.slots[self.expire].running, self.expire = False, None
         return Result(0, "\n".join(lines) + "\n")
+
+    def _programs(self) -> list[str]:
+        if self.role == "worker":
+            program = self.layout.worker_program
+            return [f"program={program} RUNNING 4343 {self.layout.release(self.celery)} "
+                    f"{self.layout.current}/.venv/bin/python" if self.celery else f"program={program} FATAL 0 - -"]
+        if self.role != "app":
+            return []
+        return [f"program={self.layout.slot_program(s)} RUNNING {4240 + i} {self.layout.release(x.release)} "
+                f"{self.layout.slot(s)}/.venv/bin/python" if x.running else
+                f"program={self.layout.slot_program(s)} STOPPED 0 - -" for i, (s, x) in enumerate(self.slots.items())]
 
     def _lock(self, command, stdin, rel):
         if self.lock is not None:
@@ -205,7 +169,7 @@ class FakeHost:
         return Result(0, self.world.head + "\n")
 
     def _extract(self, command, stdin, rel):
-        self.releases[rel] = Rel(_mark(command, "REVISION"), previous=_mark(command, PREVIOUS_MARK) or "-")
+        self.releases[rel] = Rel(mark(command, "REVISION"), previous=mark(command, PREVIOUS_MARK) or "-")
         return Result()
 
     _static_unpack = _extract
@@ -230,8 +194,8 @@ class FakeHost:
         return Result()
 
     def _pip_install(self, command, stdin, rel):
-        self.releases[rel].req = _mark(command, f".venv/{REQUIREMENTS_MARK}")
-        self.releases[rel].venv = _mark(command, f".venv/{VENV_MARK}")
+        self.releases[rel].req = mark(command, f".venv/{REQUIREMENTS_MARK}")
+        self.releases[rel].venv = mark(command, f".venv/{VENV_MARK}")
         return Result(0, self.pip_output)
 
     def _collectstatic(self, command, stdin, rel):
@@ -247,9 +211,6 @@ class FakeHost:
     def _static_pack(self, command, stdin, rel):
         return Result(0, "H4sIAAAAAAAAA+3BAQ0AAADCoPdPbQ8HAAAAAAAAAAAAAAA=\n")
 
-    def _health_before_traffic(self, command, stdin, rel):
-        return Result(0, json.dumps({"code": 200, "body": json.dumps({"release": rel})}) + "\n")
-
     def _migrations_missing(self, command, stdin, rel):
         return Result(0, json.dumps(self.migrations_answer) + "\n")
 
@@ -262,23 +223,57 @@ class FakeHost:
         self.current = rel
         return Result()
 
-    def _hup(self, command, stdin, rel):
-        if self.serving is None:
-            return Result(1, "ERROR (NOT_RUNNING)\n")
-        self.serving = self.current
-        return Result(0, f"{self.program}: signalled\n")
+    def _boot(self, command, stdin, rel):
+        """slots/<s> -> the release, its gunicorn started and asked for /health until it answers."""
+        if rel not in self.releases:
+            return Result(1, "\n@@ 000 FATAL \n", "can't chdir\n")
+        self.slots[slot_of(command)] = Slot(rel, True, WORKERS)
+        return Result(0, json.dumps({"status": "ok", "release": rel}) + "\n@@ 200 RUNNING \n")
 
-    def _restart(self, command, stdin, rel):
-        self.serving = self.current
-        return Result(0, f"{self.program}: started\n")
+    def _stop_slot(self, command, stdin, rel):
+        self.slots[slot_of(command)].running = False
+        return Result()
 
-    _start = _celery_restart = _restart
+    def _go_live(self, command, stdin, rel):
+        self.live = re.search(r"ln -sfn ([ab]) \S+/slots/live\.tmp", command).group(1)
+        return Result()
+
+    def _upstream(self, command, stdin, rel):
+        if stdin == self.upstream:
+            return Result(0, "unchanged\n")
+        self.upstream = stdin
+        return Result(0, "reloaded\n")
+
+    def _drain(self, command, stdin, rel):
+        s = self.slots[slot_of(command)]
+        if not s.running:
+            return Result(0, "not running\n")
+        if "echo stopped" in command:
+            s.running = False
+            return Result(0, "stopped\n")
+        keep = int(re.search(r'while \[ "\$have" -gt ([0-9]+) \]', command).group(1))
+        s.kept = s.workers if s.kept is None else s.kept
+        s.workers = min(s.workers, keep)
+        s.cold_at = int(re.search(r"echo ([0-9]+) > \S+\.cold-at", command).group(1))
+        return Result(0, f"warm with {s.workers} worker(s) for 30 min\n")
+
+    def _warm_up(self, command, stdin, rel):
+        s = self.slots[slot_of(command)]
+        if not s.running:
+            return Result(0, "cold\n", halt=True)      # warm_and_go_live switches nothing then
+        s.workers, s.kept, s.cold_at = max(s.workers, s.kept or 0), None, None
+        return Result(0, f"warm {s.workers}\n")
+
+    def _celery_restart(self, command, stdin, rel):
+        self.celery = self.current
+        return Result(0, f"{self.layout.worker_program}: started\n")
 
     def _probe(self, command, stdin, rel):
-        target = self.world.hosts[re.search(r"http://([0-9.]+):", command).group(1)]
-        if target.serving is None:
-            return Result(7, "\n000", "curl: (7) Failed to connect\n")
-        return Result(0, json.dumps({"status": "ok", "release": target.serving}) + "\n200")
+        target, port = re.search(r"http://([0-9.]+):([0-9]+)/", command).groups()
+        s = self.world.hosts[target].slots[SLOTS[int(port) - slot_port(SLOTS[0])]]
+        if not s.running:
+            return Result(7, "\n000 ", "curl: (7) Failed to connect\n")
+        return Result(0, json.dumps({"status": "ok", "release": s.release}) + "\n200 ")
 
     def _remove(self, command, stdin, rel):
         doomed = re.search(r'mv -- (.*?) "\$t"/', command).group(1).split()
@@ -292,12 +287,19 @@ class FakeHost:
         return Result(0, "[2024-06-01 12:00:00 +0000] [42] [ERROR] Exception in worker process\n")
 
 
-def make_cluster(cfg, world: World, releases: dict[str, Rel], current: str | None,
+def make_cluster(cfg, world: World, releases: dict[str, Rel], current: str | None, warm: str | None = None,
                  ) -> tuple[Cluster, dict[str, FakeHost], list[str]]:
     """A proxy, an app and a worker node (db node, broker on the worker), each a FakeHost holding
-    `releases` with `current`; (cluster, hosts by role, the lines the cluster printed)."""
+    `releases` with `current`; the app node serves `current` in slot a (in slot b, with slot a kept warm on
+    `warm`, when given), the proxy's upstream sends requests there. (cluster, hosts by role, what it printed)"""
     layout, out = Layout.of(cfg), []
     hosts = {role: FakeHost(world, NODES[role], layout, releases, current) for role in ("proxy", "app", "worker")}
+    app = hosts["app"]
+    if warm is not None:
+        app.slots["b"], app.live = app.slots["a"], "b"
+        app.warm("a", warm)
+    if app.live:
+        hosts["proxy"].upstream = upstream_text([(app.name, app.host, slot_port(app.live))])
     members = {role: [Member(NODES[role], host)] for role, host in hosts.items()}
     cl = Cluster(cfg, layout, members["proxy"], members["app"], members["worker"], NODES["db"], NODES["worker"],
                  Progress(quiet=True), out=out.append)

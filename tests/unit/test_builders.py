@@ -96,12 +96,29 @@ def test_desired_grants_of_the_shipped_roles():
     ssh = Grant("tcp", 22, 22, "cidr", ADMIN)
     expected = {
         "proxy": {ssh, Grant("tcp", 80, 80, "cidr", "0.0.0.0/0"), Grant("tcp", 443, 443, "cidr", "0.0.0.0/0")},
-        "app": {ssh, Grant("tcp", 8000, 8000, "group", "sg-proxy")},
+        "app": {ssh, Grant("tcp", 8000, 8001, "group", "sg-proxy")},      # both gunicorn slots
         "db": {ssh, Grant("tcp", 5432, 5432, "group", "sg-app"), Grant("tcp", 5432, 5432, "group", "sg-worker")},
         "worker": {ssh, Grant("tcp", 6379, 6379, "group", "sg-app"), Grant("tcp", 6379, 6379, "group", "sg-worker")},
     }
     for role in SHIPPED.roles:
         assert builders.desired_grants(role, ADMIN, IDS) == expected[role.name]
+
+
+def test_port_span_opens_both_gunicorn_slots_only_on_the_app_roles_web_port():
+    assert builders.port_span("app", 8000) == (8000, 8001)
+    assert builders.port_span("app", 9000) == (9000, 9000)
+    assert builders.port_span("proxy", 8000) == (8000, 8000)
+
+
+def test_a_cidr_rule_on_the_app_web_port_opens_the_slot_range():
+    role = RoleConfig("app", 1, "t3.micro", 8, False, False, (PortRule(8000, ("10.1.0.0/16",), ("proxy",)),), (),
+                      (), (), AmiSpec())
+    grants = builders.desired_grants(role, ADMIN, IDS)
+    assert grants == {Grant("tcp", 22, 22, "cidr", ADMIN), Grant("tcp", 8000, 8001, "cidr", "10.1.0.0/16"),
+                      Grant("tcp", 8000, 8001, "group", "sg-proxy")}
+    assert builders.permissions_from_grants(grants)[1] == {
+        "IpProtocol": "tcp", "FromPort": 8000, "ToPort": 8001, "IpRanges": [{"CidrIp": "10.1.0.0/16"}],
+        "UserIdGroupPairs": [{"GroupId": "sg-proxy"}]}
 
 
 def test_ipv6_cidr_goes_to_ipv6_ranges():
@@ -145,7 +162,7 @@ def test_diff_grants_adds_missing_and_revokes_extra():
         {"IpProtocol": "tcp", "FromPort": 8000, "ToPort": 8000, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
     ])
     add, revoke = builders.diff_grants(desired, current)
-    assert add == {Grant("tcp", 8000, 8000, "group", "sg-proxy")}
+    assert add == {Grant("tcp", 8000, 8001, "group", "sg-proxy")}
     assert revoke == {Grant("tcp", 8000, 8000, "cidr", "0.0.0.0/0")}
     assert builders.diff_grants(desired, desired) == (frozenset(), frozenset())
 

@@ -148,7 +148,7 @@ def test_pip_itself_failing_to_compile_without_a_compiler_is_diagnosed(tmp_path)
 def test_a_deploy_whose_pip_cannot_build_says_so_and_keeps_the_previous_release(cfg):
     from fabfile.deploy import engine
     from fabfile.deploy.planning import DeployOptions
-    from test_deploy_sequence import DEPLOYED, NOW, R2, SHA, SOURCE
+    from deploy_scenarios import DEPLOYED, NOW, R2, SHA, SOURCE
 
     gitcfg = replace(cfg, app=replace(cfg.app, strategy="git", repo="https://example.com/demo.git"))
     cl, hosts, _ = make_cluster(gitcfg, World(SHA), DEPLOYED, R2)

@@ -135,9 +135,71 @@ def test_the_enabled_test_runs_in_a_shell(tmp_path):
     assert enabled(EVIL) and not enabled("x")
 
 
-def test_supervisor_reload_rereads_and_updates_only_changed_programs():
-    assert cmd.service("sysv", "supervisor", "reload") == "supervisorctl reread && supervisorctl update"
+SUPERVISOR_UPDATE = (
+    "out=$(supervisorctl reread) || { echo \"$out\" >&2; exit 1; }\n"
+    "names=$(printf '%s\\n' \"$out\" | sed -n 's/^\\([^: ]*\\): \\(available\\|changed\\|disappeared\\)$/\\1/p' "
+    "| grep -Ev -- '-web-[ab]$' || true)\n"
+    '[ -z "$names" ] || supervisorctl update $names')
+
+
+def test_supervisor_reload_rereads_and_updates_only_changed_programs_but_the_web_slots():
+    assert cmd.service("sysv", "supervisor", "reload") == SUPERVISOR_UPDATE
+    assert cmd.service("systemd", "supervisor", "reload") == SUPERVISOR_UPDATE
     assert cmd.service("systemd", "supervisor", "restart") == "systemctl restart supervisor"
+
+
+def _fake_supervisorctl(tmp_path, reread: str, rc: int = 0):
+    """A supervisorctl that prints `reread` for `reread` (exit `rc`) and logs any other call's argv."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    (tmp_path / "reread.out").write_text(reread)
+    tool = bindir / "supervisorctl"
+    tool.write_text('#!/bin/sh\nif [ "$1" = reread ]; then cat "$REREAD"; exit "$RC"; fi\n'
+                    'echo "$*" >> "$LOG"\n')
+    tool.chmod(0o755)
+    log = tmp_path / "calls.log"
+    return {"PATH": f"{bindir}:/usr/bin:/bin", "REREAD": str(tmp_path / "reread.out"), "RC": str(rc),
+            "LOG": str(log)}, log
+
+
+# what supervisord 4.2's `supervisorctl reread` prints: one line per group (a [program:x] is group x)
+REREAD = ("demo-web-a: changed\ndemo-web-b: changed\ndemo-web-boot: changed\ndemo-worker: available\n"
+          "demo-web: disappeared\nother-web-b: changed\n")
+
+
+def test_supervisor_update_applies_every_changed_program_but_the_gunicorn_slots(tmp_path):
+    import subprocess
+    env, log = _fake_supervisorctl(tmp_path, REREAD)
+    subprocess.run(["sh", "-ec", SUPERVISOR_UPDATE], env=env, check=True, timeout=30)
+    assert log.read_text() == "update demo-web-boot demo-worker demo-web\n"   # the old single program goes too
+
+
+def test_supervisor_update_with_nothing_changed_or_only_the_slots_updates_nothing(tmp_path):
+    import subprocess
+    for reread in ("No config updates to processes\n", "demo-web-a: changed\ndemo-web-b: available\n"):
+        env, log = _fake_supervisorctl(tmp_path, reread)
+        log.unlink(missing_ok=True)
+        subprocess.run(["sh", "-ec", SUPERVISOR_UPDATE], env=env, check=True, timeout=30)
+        assert not log.exists(), reread
+
+
+def test_supervisor_update_fails_with_supervisors_words_when_reread_fails(tmp_path):
+    import subprocess
+    env, log = _fake_supervisorctl(tmp_path, "ERROR: CANT_REREAD: File contains no section headers.\n", rc=2)
+    r = subprocess.run(["sh", "-ec", SUPERVISOR_UPDATE], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stderr == "ERROR: CANT_REREAD: File contains no section headers.\n"
+    assert not log.exists()
+
+
+def test_the_converged_supervisor_reload_runs_as_one_script(tmp_path):
+    import subprocess
+    env, log = _fake_supervisorctl(tmp_path, REREAD)
+    service = tmp_path / "bin" / "service"
+    service.write_text('#!/bin/sh\necho "service $*" >> "$LOG"\n')
+    service.chmod(0o755)
+    subprocess.run(["sh", "-ec", cmd.converge_service("sysv", "supervisor", "reload")], env=env, check=True,
+                   timeout=30)
+    assert log.read_text() == "service supervisor status\nupdate demo-web-boot demo-worker demo-web\n"
 
 
 def test_converge_service_starts_a_stopped_service_instead_of_reloading_it():
@@ -150,8 +212,7 @@ def test_converge_service_starts_a_stopped_service_instead_of_reloading_it():
         "if service postgresql status >/dev/null 2>&1; then service postgresql restart; "
         "else service postgresql start; fi")
     assert cmd.converge_service("sysv", "supervisor", "reload") == (
-        "if service supervisor status >/dev/null 2>&1; then supervisorctl reread && supervisorctl update; "
-        "else service supervisor start; fi")
+        f"if service supervisor status >/dev/null 2>&1; then {SUPERVISOR_UPDATE}; else service supervisor start; fi")
 
 
 def test_pending_handler_marks():

@@ -10,6 +10,7 @@ from invoke import Context, Exit
 
 from fabfile.configure import lock as configure_lock
 from fabfile.configure import run as configure_run
+from fabfile.configure import slotsync
 from fabfile.configure import tasks as configure_tasks
 from fabfile.configure.commands import psql_command, read_files_script
 from fabfile.configure.facts import MAGIC, facts_command
@@ -128,6 +129,9 @@ def cluster(monkeypatch, shipped, anchor):
     hosts: dict[str, FakeHost] = {}
     monkeypatch.setattr(configure_run, "find_nodes", lambda ec2, name: list(NODES))
     monkeypatch.setattr(configure_run, "connect", lambda cfg, n: hosts[n.name])
+    monkeypatch.setattr(slotsync, "connect", lambda cfg, n: hosts[n.name])     # the live slots: none here
+    # the slot switch of app nodes whose web program changed (test_configure_slotsync runs it): recorded
+    monkeypatch.setattr(configure_run, "refresh_changed", lambda cfg, ec2, names, out: go.refreshed.append(names))
 
     def go(*, role=None, dry_run=False, **lock):
         out = io.StringIO()
@@ -136,6 +140,7 @@ def cluster(monkeypatch, shipped, anchor):
                     out.getvalue())
         finally:
             go.output = out.getvalue()
+    go.refreshed = []
     return hosts, go
 
 

@@ -35,7 +35,10 @@ def rendered(cfg, role: str, index: int = 0) -> dict[str, str]:
 def test_nginx_balances_over_every_app_node(shipped):
     files = rendered(shipped, "proxy")
     site = files["/etc/nginx/sites-available/whipup.conf"]
-    assert "server 10.0.0.10:8000 " in site and "server 10.0.0.11:8000 " in site
+    # the servers are in their own file (each app node's live slot: configure.slotsync, deploy.switchover)
+    assert "upstream demo_web {\n" in site and "    include /etc/nginx/whipup/demo-upstream.conf;\n" in site
+    assert "(t-app-0, t-app-1)" in site and "server 10.0.0.10" not in site
+    assert "/etc/nginx/whipup/demo-upstream.conf" not in files       # added by configure with the live slots
     assert "proxy_pass http://demo_web;" in site
     assert "proxy_next_upstream error timeout http_502 http_503;" in site
     assert "alias /srv/demo/current/static/;" in site
@@ -61,11 +64,22 @@ def test_postgres_listens_privately_and_lets_in_only_app_and_worker_nodes(shippe
 
 def test_supervisor_programs_follow_the_remote_layout(shipped):
     web = rendered(shipped, "app", 1)["/etc/supervisor/conf.d/demo-web.conf"]
-    assert "[program:demo-web]\n" in web
-    # the launcher loads the environment; the settings module and WSGI callable are the release's, not here
-    assert "command=/bin/sh /srv/demo/shared/whipup-exec /srv/demo/current web --bind 10.0.0.11:8000\n" in web
-    assert "user=demo\n" in web and "stopsignal=TERM\n" in web and "directory=/srv/demo\n" in web
-    assert "DJANGO_SETTINGS_MODULE" not in web and "wsgi" not in web.split("[program")[1]
+    programs = {p.split("]\n", 1)[0]: p.split("]\n", 1)[1] for p in web.split("\n[program:")[1:]}
+    assert list(programs) == ["demo-web-a", "demo-web-b", "demo-web-boot"]
+    # one gunicorn per slot, on the slot's link and port; the launcher loads the environment; the settings
+    # module and WSGI callable are the release's, not here; supervisord never starts a slot by itself
+    for slot, port in (("a", 8000), ("b", 8001)):
+        p = programs[f"demo-web-{slot}"]
+        assert f"command=/bin/sh /srv/demo/shared/whipup-exec /srv/demo/slots/{slot} web --bind 10.0.0.11:{port}\n" in p
+        assert "user=demo\n" in p and "stopsignal=TERM\n" in p and "directory=/srv/demo\n" in p
+        assert "autostart=false\n" in p and "stopwaitsecs=30\n" in p
+        assert f"stdout_logfile=/var/log/demo/web-{slot}.log\n" in p
+        assert "DJANGO_SETTINGS_MODULE" not in p and "wsgi" not in p
+    # at a boot supervisord starts the slot slots/live names, nothing when there is none
+    boot = programs["demo-web-boot"]
+    assert ("command=/bin/sh -c 'slot=$(readlink /srv/demo/slots/live) || exit 0; "
+            "supervisorctl start demo-web-\"$slot\"; exit 0'\n") in boot
+    assert "user=root\n" in boot and "autostart=true\n" in boot and "autorestart=false\n" in boot
     worker = rendered(shipped, "worker")
     program = worker["/etc/supervisor/conf.d/demo-worker.conf"]
     assert "[program:demo-worker]\n" in program

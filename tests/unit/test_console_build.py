@@ -104,7 +104,7 @@ def test_a_terminal_only_when_stdin_is_one_and_nothing_is_forwarded(terminal, fo
 # --- fab logs ---------------------------------------------------------------------------------
 
 def test_log_files_per_role_and_program():
-    assert build.log_files(LAYOUT, "app") == ("/var/log/demo/web.log",)
+    assert build.log_files(LAYOUT, "app") == ("/var/log/demo/web-a.log", "/var/log/demo/web-b.log")  # two slots
     assert build.log_files(LAYOUT, "worker") == ("/var/log/demo/worker.log",)
     assert build.log_files(LAYOUT, "proxy") == ("/var/log/nginx/access.log", "/var/log/nginx/error.log")
     assert build.log_files(LAYOUT, "app", "worker") == ()
@@ -117,7 +117,9 @@ def test_log_files_per_role_and_program():
 def test_the_log_files_are_the_ones_supervisor_writes():
     for program, role in build.PROGRAM_ROLES.items():
         text = (TEMPLATES / f"app-{program}.conf.j2").read_text()
-        assert re.search(rf"^stdout_logfile={{{{ app.logs }}}}/{build.PROGRAM_LOGS[program]}$", text, re.M)
+        written = re.findall(r"^stdout_logfile={{ app.logs }}/(.*)$", text, re.M)
+        assert [w.replace("{{ slot.name }}", s) for w in written if "slot.name" in w for s in "ab"] + [
+            w for w in written if "slot.name" not in w and "boot" not in w] == list(build.PROGRAM_LOGS[program])
 
 
 def test_log_roles():
@@ -133,6 +135,10 @@ def test_log_roles():
 def test_logs_commands_by_exact_string():
     assert build.logs_command(("/var/log/demo/web.log",), 5, False) == \
         "sudo -n -- tail -n 5 -- /var/log/demo/web.log"
+    # several files: only those that exist (a gunicorn slot never started has no log yet)
+    assert build.logs_command(("/var/log/demo/web-a.log", "/x; whoami"), 5, False) == (
+        "sudo -n -- sh -c 'set --; for f in /var/log/demo/web-a.log '\"'\"'/x; whoami'\"'\"'; do "
+        "[ ! -e \"$f\" ] || set -- \"$@\" \"$f\"; done; [ \"$#\" -eq 0 ] || exec tail -n 5 -- \"$@\"'")
     followed = build.logs_command(("/var/log/a b.log", "/x; whoami"), 0, True)
     assert followed.startswith("sudo -n -- sh -c ")
     script = shlex.split(followed)[-1]
@@ -141,6 +147,23 @@ def test_logs_commands_by_exact_string():
     assert inner == ["tail", "-n", "0", "-F", "--", "/var/log/a b.log", "/x; whoami"]
     with pytest.raises(ValueError):
         build.tail_argv((), 5, False)
+
+
+def test_the_tail_of_several_logs_skips_those_not_written_yet(tmp_path):
+    a, b, evil = tmp_path / "web-a.log", tmp_path / "web-b.log", tmp_path / "x; whoami"
+    a.write_text("1\n2\n3\n")
+    evil.write_text("e\n")
+    cmd = build.logs_command((str(a), str(b)), 2, False)
+    assert shlex.split(cmd)[:5] == ["sudo", "-n", "--", "sh", "-c"]
+    script = shlex.split(cmd)[5]
+    r = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "2\n3\n", "")
+    both = shlex.split(build.logs_command((str(a), str(evil)), 1, False))[5]
+    r = subprocess.run(["sh", "-c", both], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == f"==> {a} <==\n3\n\n==> {evil} <==\ne\n"
+    none = shlex.split(build.logs_command((str(b), str(tmp_path / "c.log")), 5, False))[5]
+    r = subprocess.run(["sh", "-c", none], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert (r.returncode, r.stdout) == (0, "")
 
 
 def test_prefixed_lines():

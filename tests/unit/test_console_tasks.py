@@ -13,7 +13,7 @@ from fabric import Config as FabConfig
 from fabric.main import Fab
 from invoke import Collection, Config, Context, Exit, task
 
-from fabfile.console import streams, tasks
+from fabfile.console import build, streams, tasks
 from fabfile.console.executor import Executor, remainder, takes_remainder
 from fabfile.nodes import Node
 
@@ -248,8 +248,11 @@ def test_logs_prefix_every_line_by_node_and_a_failed_node_is_named(roles_file, m
                                 "[c-app-0] boot", "[c-app-0] ok"]
     assert err.splitlines() == ["[c-app-1] error: stopped, not running",
                                 "[c-worker-0] tail: cannot open '/var/log/demo/worker.log'"]
-    assert conns["c-app-0"].runs == ["sudo -n -- tail -n 5 -- /var/log/demo/web.log"]
-    assert conns["c-proxy-0"].runs == ["sudo -n -- tail -n 5 -- /var/log/nginx/access.log /var/log/nginx/error.log"]
+    assert conns["c-app-0"].runs == [build.logs_command(("/var/log/demo/web-a.log", "/var/log/demo/web-b.log"), 5,
+                                                        False)]
+    assert conns["c-proxy-0"].runs == [build.logs_command(("/var/log/nginx/access.log", "/var/log/nginx/error.log"),
+                                                          5, False)]
+    assert conns["c-worker-0"].runs == ["sudo -n -- tail -n 5 -- /var/log/demo/worker.log"]
 
 
 def test_logs_of_one_program(roles_file, monkeypatch, capsys):

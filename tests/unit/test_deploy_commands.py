@@ -14,7 +14,6 @@ import pytest
 from fabfile.deploy import commands as c
 from fabfile.deploy import manage as dj
 from fabfile.deploy import lock as lk
-from fabfile.deploy import supervisor as sv
 from fabfile.deploy.lock import LockInfo, format_lock, parse_lock
 from fabfile.deploy.releases import parse_state
 from fabfile.layout import Layout
@@ -87,16 +86,10 @@ def test_release_ids_and_shas_are_checked_before_they_reach_a_command():
         c.fetch(L, "https://example.org/app.git", "main; whoami")
 
 
-def test_reload_commands():
-    assert c.web(L, "hup") == c.as_root(sv.supervisor_signal("demo-web", "HUP"))   # run in test_deploy_supervisor
-    assert c.web(L, "restart") == "sudo -n -- sh -c 'supervisorctl restart demo-web'"
-    assert c.web(L, "start") == ("sudo -n -- sh -c 'supervisorctl stop demo-web >/dev/null 2>&1; "
-                                 "supervisorctl start demo-web'")
+def test_worker_commands():
     assert c.worker_restart(L) == ("sudo -n -- sh -c 'supervisorctl stop demo-worker >/dev/null 2>&1; "
                                    "supervisorctl start demo-worker'")
-    assert c.switch_and_web(L, R, "hup") == c.switch(L, R) + " && " + c.web(L, "hup")
-    with pytest.raises(ValueError, match="unknown web action 'reload'"):
-        c.web(L, "reload")
+    assert c.switch_and_worker(L, R) == c.switch(L, R) + " && " + c.worker_warm_restart(L)   # run in test_deploy_supervisor
 
 
 def test_other_exact_strings():
@@ -393,4 +386,4 @@ def test_python_stdin_passes_each_argument_as_one_word():
     assert dj.python_stdin(L, R, ["10.0.0.5:8000", "x; whoami"]) == (
         "sudo -n -u demo -- sh -c 'exec /bin/sh /srv/demo/shared/whipup-exec /srv/demo/releases/20240131120000-1a2b3c4 "
         "python - 10.0.0.5:8000 '\"'\"'x; whoami'\"'\"''")
-    assert dj.script("health_check").startswith('"""The health check of a release')
+    assert dj.script("django_facts").startswith('"""What Django itself makes of the settings')

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from fabfile.deploy.errors import DeployError
-from fabfile.deploy.releases import (ProgramState, ReleaseInfo, check_release_id, same_code, django_requirement, in_use,
-                                     master_venv, migration_files_missing, parse_state, previous_release,
+from fabfile.deploy.releases import (ReleaseInfo, check_release_id, same_code, django_requirement, in_use,
+                                     migration_files_missing, parse_state, previous_release,
                                      release_id, release_of_interpreter, releases_to_delete, requirements_change,
-                                     requirements_hash, upgrade_spec, venv_plan, web_reload_action)
+                                     requirements_hash, upgrade_spec, venv_plan)
 from fabfile.layout import Layout, env_file_text, env_text, parse_env_text
 
 SHA = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
@@ -69,10 +69,14 @@ def test_requirements_hash_and_django_line():
 
 STATE = """layout=ok
 current=releases/20240102120000-bbbbbbb
+live=b
+slot=a /srv/demo/releases/20240101120000-aaaaaaa 1717000000
+slot=b /srv/demo/releases/20240102120000-bbbbbbb -
 release=20240101120000-aaaaaaa 1111111111111111111111111111111111111111 hash1 20240101120000-aaaaaaa
 release=20240102120000-bbbbbbb 2222222222222222222222222222222222222222 hash1 20240101120000-aaaaaaa
 release=20240103120000-ccccccc - - -
-program=demo-web RUNNING 4242 /srv/demo/releases/20240102120000-bbbbbbb /srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3
+program=demo-web-a RUNNING 4141 /srv/demo/releases/20240101120000-aaaaaaa /srv/demo/slots/a/.venv/bin/python
+program=demo-web-b RUNNING 4242 /srv/demo/releases/20240102120000-bbbbbbb/src /srv/demo/slots/b/.venv/bin/python
 program=demo-worker FATAL 0 - -
 """
 
@@ -83,27 +87,34 @@ def test_parse_state():
     assert st.current_info == ReleaseInfo("20240102120000-bbbbbbb", "2" * 40, "hash1", "20240101120000-aaaaaaa")
     assert st.releases["20240103120000-ccccccc"] == ReleaseInfo("20240103120000-ccccccc", None, None, None)
     assert st.previous == "20240101120000-aaaaaaa"
-    web = st.programs["demo-web"]
+    web = st.programs["demo-web-b"]
     assert web.running and web.pid == 4242
     assert not st.programs["demo-worker"].running and st.programs["demo-worker"].pid is None
-    assert web.cwd == "/srv/demo/releases/20240102120000-bbbbbbb"
+    assert web.cwd == "/srv/demo/releases/20240102120000-bbbbbbb/src"
+    # a slot's python is named through its link: the release it runs is the one its master is in (chdir)
     assert in_use(L, st) == {"20240101120000-aaaaaaa", "20240102120000-bbbbbbb"}
-    assert master_venv(L, st, "demo-web") == "20240101120000-aaaaaaa"
-    assert master_venv(L, st, "demo-worker") is None
     assert parse_state("layout=missing\n").configured is False
     assert parse_state("layout=ok\ncurrent=\n").current is None
 
 
-def test_a_python_named_through_current_has_the_current_releases_venv():
-    st = parse_state(STATE.replace("/srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3",
-                                   "/srv/demo/current/.venv/bin/python"))
-    assert master_venv(L, st, "demo-web") == "20240101120000-aaaaaaa"     # the venv id of current's venv
-    assert in_use(L, st) == {"20240102120000-bbbbbbb"}                      # only the directory it is in
-    other = parse_state(STATE.replace("hash1 20240101120000-aaaaaaa\nrelease=20240103",
-                                      "hash2 v-other\nrelease=20240103")
-                        .replace("/srv/demo/releases/20240101120000-aaaaaaa/.venv/bin/python3",
-                                 "/srv/demo/current/.venv/bin/python"))
-    assert master_venv(L, other, "demo-web") == "v-other"
+def test_parse_state_reads_the_slots_and_the_live_one():
+    st = parse_state(STATE)
+    assert st.live == "b"
+    assert st.slots == {"a": "20240101120000-aaaaaaa", "b": "20240102120000-bbbbbbb"}
+    assert st.cold_at == {"a": 1717000000}                   # slot a was drained: it stops then
+    fresh = parse_state("layout=ok\ncurrent=\nlive=\nslot=a - -\nslot=b - -\n")
+    assert (fresh.live, fresh.slots, fresh.cold_at) == (None, {"a": None, "b": None}, {})
+    odd = parse_state("layout=ok\nlive=c\nslot=c /srv/demo/releases/20240101120000-aaaaaaa -\n"
+                      "slot=a /srv/demo/releases/not-a-release x\nslot=b releases/20240101120000-aaaaaaa/ -\n")
+    assert odd.live is None and odd.slots == {"a": None, "b": "20240101120000-aaaaaaa"} and odd.cold_at == {}
+    assert parse_state("layout=ok\n").live is None and parse_state("layout=ok\n").slots == {}
+
+
+def test_a_program_run_through_a_link_protects_only_the_release_it_is_in():
+    st = parse_state(STATE.replace("/srv/demo/releases/20240101120000-aaaaaaa /srv/demo/slots/a", "/srv/demo /srv/demo/slots/a"))
+    assert in_use(L, st) == {"20240102120000-bbbbbbb"}
+    stopped = parse_state(STATE.replace("demo-web-a RUNNING 4141", "demo-web-a STOPPED 0"))
+    assert in_use(L, stopped) == {"20240102120000-bbbbbbb"}                 # a cold slot protects nothing
 
 
 def test_release_of_interpreter():
@@ -138,16 +149,7 @@ def test_venv_plan():
     first = venv_plan(None, "h1", new, deps=False)
     assert first.action == "install" and first.reason == "no release is deployed yet"
     upgraded = venv_plan(cur, "h1", new, deps=None, upgrade_django=True)
-    assert (upgraded.action, upgraded.venv_id) == ("reuse", new)   # new content: a restart, not a HUP
-
-
-def test_web_reload_action():
-    running = ProgramState("demo-web", "RUNNING", 10, "/srv/demo/releases/x/.venv/bin/python")
-    assert web_reload_action(running, "v1", "v1") == "hup"
-    assert web_reload_action(running, "v1", "v2") == "restart"
-    assert web_reload_action(running, None, "v1") == "restart"       # unknown venv: the safe way
-    assert web_reload_action(ProgramState("demo-web", "FATAL", None, None), None, "v1") == "start"
-    assert web_reload_action(None, None, "v1") == "start"
+    assert (upgraded.action, upgraded.venv_id) == ("reuse", new)   # new content: a venv id of its own
 
 
 def test_migration_files_missing():

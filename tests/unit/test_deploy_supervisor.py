@@ -120,9 +120,9 @@ def test_state_says_error_when_supervisord_is_down(sup):
     assert (got.state, got.pid) == ("ERROR", None)
 
 
-def test_hup_signals_the_running_program_and_fails_clearly_otherwise(sup):
+def test_a_signal_reaches_the_running_program_and_fails_clearly_otherwise(sup):
     pid = sup.pids("demo-web")[-1]
-    r = local(c.web(L, "hup"))
+    r = local(c.as_root(sv.supervisor_signal("demo-web", "HUP")))
     assert r.stdout == "demo-web: signalled\n"
     sup.wait(lambda: f"HUP {pid}" in sup.marks("demo-web"))
     assert sup.pids("demo-web") == [pid]                         # the same master: a graceful reload

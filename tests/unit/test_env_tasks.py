@@ -77,9 +77,15 @@ def everything(out, hosts, cfg) -> str:
 def test_env_set_writes_every_app_and_worker_node_reloads_and_audits(ecfg, site, world):
     cl, hosts, out = site
     envchange.apply(cl, set_change(ecfg, [("API_KEY", SECRET)], True), EnvOptions(health_timeout=5))
-    assert world.stages(APP) == ["lock", "state", ".env", "hup", "audit", "unlock"]
+    # gunicorn: the same release booted again in the other slot (the new .env), switched to, the old one drained
+    assert world.stages(APP) == ["lock", "state", ".env", "boot", "switch", "go live", "drain", "audit", "unlock"]
     assert world.stages(WORKER) == ["state", ".env", "celery restart"]
-    assert set(world.stages(PROXY)) == {"probe"}           # the health gate, the path nginx takes
+    assert world.stages(PROXY) == ["probe", "upstream", "probe"]     # reached before any traffic; the gate
+    app = hosts["app"]
+    assert ("boot", R2, True) in app.calls and app.live == "b" and app.current == R2
+    assert (app.slots["a"].release, app.slots["a"].running, app.slots["a"].workers) == (R2, True, 1)
+    assert world.reached(hosts["proxy"].upstream) == [(APP, "b", R2)]
+    assert world.log.index((PROXY, "upstream")) < world.log.index((WORKER, "celery restart"))
     for role in ("app", "worker"):
         text = hosts[role].env_texts[-1]
         assert text.endswith("FOO=1\nAPI_KEY=" + SECRET + "\n") and "DATABASE_URL=postgres://" in text and "@10.0.0.20:5432/" in text
@@ -96,7 +102,7 @@ def test_env_set_writes_every_app_and_worker_node_reloads_and_audits(ecfg, site,
 
 def test_the_app_unhealthy_after_the_change_gets_the_previous_environment_back(ecfg, site, world):
     cl, hosts, out = site
-    hosts["app"].fail("probe", message="500 on the new env")
+    hosts["app"].fail("gate", message="500 on the new env")      # it boots, then fails through the proxy
     proxy_env = hosts["app"]._env
 
     def env_then_heal(command, stdin, rel):     # the previous .env heals the app
@@ -107,8 +113,11 @@ def test_the_app_unhealthy_after_the_change_gets_the_previous_environment_back(e
     with pytest.raises(DeployError) as info:
         envchange.apply(cl, set_change(ecfg, [("API_KEY", SECRET)], True), EnvOptions(health_timeout=0.3))
     assert "env.set failed: " in str(info.value) and str(info.value).endswith("the previous environment is back")
-    assert world.stages(APP).count(".env") == 2 and world.stages(APP).count("hup") == 2
-    assert world.stages(WORKER) == ["state", ".env", "celery restart", ".env", "celery restart"]
+    assert world.stages(APP).count(".env") == 2 and world.stages(APP).count("boot") == 2
+    assert world.stages(WORKER) == ["state", ".env", ".env", "state", "celery restart"]   # only once healthy
+    app = hosts["app"]            # the previous .env in a slot booted again, switched to: b, then a again
+    assert [r for s, r, ok in app.calls if s == "boot" and ok] == [R2, R2] and app.live == "a"
+    assert world.reached(hosts["proxy"].upstream) == [(APP, "a", R2)] and app.current == R2
     assert "API_KEY=old-key\n" in hosts["worker"].env_texts[-1]
     assert appenv.load_store(ecfg).secrets == {"API_KEY": "old-key"}
     (record,) = parse_audit("".join(hosts["app"].audit))
@@ -122,14 +131,14 @@ def test_dry_run_changes_nothing_and_masks(ecfg, site, world):
     assert set(world.stages()) == {"state", "lock read"}
     assert appenv.load_store(ecfg).secrets == {"API_KEY": "old-key"}
     assert out[0] == "dry run: nothing is changed. env.set would change the app's environment:"
-    assert out[-1] == ("  then: gunicorn HUP on t-app-0 (graceful), then the health gate; celery restart on "
-                       "t-worker-0")
+    assert out[-1] == ("  then: gunicorn booted again in the other slot on t-app-0, the health gate, then the "
+                       "switch; celery restart on t-worker-0")
     assert SECRET not in "\n".join(out)
 
 
 def test_programs_not_running_are_left_alone(ecfg, site, world):
     cl, hosts, out = site
-    hosts["worker"].serving = None                 # celery not running
+    hosts["worker"].celery = None                  # celery not running
     envchange.apply(cl, set_change(ecfg, [("NEW", "v")], False), EnvOptions(health_timeout=5))
     assert world.stages(WORKER) == ["state", ".env"]
     assert "NEW=v\n" in hosts["worker"].env_texts[-1]

@@ -169,7 +169,7 @@ def test_a_deploy_that_installs_a_venv_prints_pip_progress(cfg):
 
     from fabfile.deploy import engine
     from fabfile.deploy.planning import DeployOptions
-    from test_deploy_sequence import DEPLOYED, NOW, R2, SHA, SOURCE
+    from deploy_scenarios import DEPLOYED, NOW, R2, SHA, SOURCE
 
     gitcfg = replace(cfg, app=replace(cfg.app, strategy="git", repo="https://example.com/demo.git"))
     cl, hosts, _ = make_cluster(gitcfg, World(SHA), DEPLOYED, R2)

@@ -109,5 +109,36 @@ def test_the_launcher_loads_both_env_files_the_venv_and_the_django_root(tmp_path
                           'printf "%s|%s|%s|%s\\n" "$A" "$B" "$PWD" "${PATH%%:*}"'],
                          capture_output=True, text=True, check=True).stdout
     assert out == f"x; whoami|release's|{rel}/src|{rel}/.venv/bin\n"
-    conf = runtime.gunicorn_conf_text(layout)
-    assert "wsgi_app = _env['WHIPUP_WSGI']" in conf and f"{layout.current}/.whipup/env" in conf
+
+
+GUNICORN_PROBE = """import os, sys
+conf = {}
+exec(open(sys.argv[2]).read(), conf)
+print(json.dumps({'argv': sys.argv[3:], 'cwd': os.getcwd(), 'wsgi': conf['wsgi_app'], 'chdir': conf['chdir'],
+                  'B': os.environ['B'], 'workers': conf['workers']}))
+"""
+
+
+def test_a_slot_runs_gunicorn_on_the_release_its_link_names_with_that_releases_env(tmp_path):
+    """whipup-exec slots/a web: gunicorn's settings read the slot's release (WHIPUP_RELEASE_DIR), not `current`."""
+    layout = Layout("demo", "demo.settings", "requirements.txt", base=str(tmp_path))
+    Path(layout.shared).mkdir(parents=True)
+    Path(layout.env_file).write_text(env_file_text({"B": "shared", "WEB_CONCURRENCY": "2"}))
+    for rid, wsgi in ((RID, "new.wsgi:application"), ("20261101120000-1234567", "old.wsgi:application")):
+        rel = Path(layout.release(rid))
+        (rel / ".whipup").mkdir(parents=True)
+        (rel / ".venv" / "bin").mkdir(parents=True)
+        (rel / ".venv" / "bin" / "python").symlink_to(sys.executable)
+        (rel / ".venv" / "bin" / "gunicorn").write_text("import json\n" + GUNICORN_PROBE)
+        (rel / runtime.RELEASE_ENV).write_text(env_file_text({"WHIPUP_DJANGO_ROOT": "src", "WHIPUP_WSGI": wsgi,
+                                                              "B": f"release {rid}"}))
+    for name, (text, mode) in runtime.runtime_files(layout).items():
+        Path(layout.shared, name).write_text(text)
+        Path(layout.shared, name).chmod(mode)
+    Path(layout.slots_dir).mkdir()
+    Path(layout.slot("a")).symlink_to(layout.release(RID))
+    Path(layout.current).symlink_to(layout.release("20261101120000-1234567"))     # `current` is another one
+    out = subprocess.run(["/bin/sh", layout.launcher, layout.slot("a"), "web", "--bind", "10.0.0.10:8000"],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == {"argv": ["--bind", "10.0.0.10:8000"], "cwd": layout.root, "wsgi": "new.wsgi:application",
+                               "chdir": f"{layout.slot('a')}/src", "B": f"release {RID}", "workers": 2}

@@ -130,7 +130,7 @@ def test_reconcile_authorizes_missing_and_revokes_extra_rules(ec2, cfg, fast, lo
     proxy_id = ec2.describe_security_groups(
         Filters=[{"Name": "group-name", "Values": ["whipup-demo-proxy"]}])["SecurityGroups"][0]["GroupId"]
     ec2.revoke_security_group_ingress(GroupId=app_group["GroupId"], IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 8000, "ToPort": 8000, "UserIdGroupPairs": [{"GroupId": proxy_id}]}])
+        {"IpProtocol": "tcp", "FromPort": 8000, "ToPort": 8001, "UserIdGroupPairs": [{"GroupId": proxy_id}]}])
     ec2.authorize_security_group_ingress(GroupId=app_group["GroupId"], IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 9999, "ToPort": 9999, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
     repair = run(ec2, cfg, fast, log)
