@@ -179,7 +179,8 @@ def _back_to_previous(cl: Cluster, plan: Plan, back: list[Member]) -> str:
         apps = [m for m in back if m.role == "app"]
         previous = {m.name: plan.before[m.name].live for m in apps if plan.before[m.name].live}
         for m in apps:
-            switchover.switch_apps(cl, [m], previous, plan.current(m.name) or "")
+            if m.name in previous:     # else no slot served before (a node deployed before the slots)
+                switchover.switch_apps(cl, [m], previous, plan.current(m.name) or "")
         if plan.web:
             switchover.switch_proxies(cl, plan.before, previous, _common(plan, plan.static), plan.static)
         workers = [m for m in back if m.role == "worker"]

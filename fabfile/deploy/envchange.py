@@ -82,8 +82,8 @@ def describe(cl: Cluster, ch: EnvChange, states: dict[str, NodeState]) -> list[s
     nodes = cl.apps + cl.workers
     lines = [f"  {line}" for line in ch.lines]
     lines.append(f"  shared/.env (0600) on {', '.join(m.name for m in nodes)}")
-    then = [f"gunicorn booted again in the other slot on {', '.join(m.name for m in apps)}, the health gate, "
-            f"then the switch"] if apps else []
+    then = [f"gunicorn booted again in the other slot on {', '.join(m.name for m in apps)}, the switch to it, "
+            f"then the health gate"] if apps else []
     then += [f"celery restart on {', '.join(m.name for m in workers)}"] if workers else []
     then += [f"{', '.join(idle)}: not running, takes the new .env when it starts"] if idle else []
     lines.append("  then: " + ("; ".join(then) or "nothing runs yet"))

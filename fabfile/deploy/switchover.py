@@ -47,7 +47,7 @@ def boot(cl: Cluster, m: Member, slot: str, release: str, timeout: float = BOOT_
     tail = health.app_log_tail(cl, m, program)
     run(m.conn, slots.stop(layout, slot), step=f"stop slot {slot}", check=False)
     why = p.why(release) if code != "000" or not r.stderr else (r.stderr or "").strip()
-    raise PreviousServes(f"{m.name}: release {release} in gunicorn slot {slot} (:{port}, {state or '?'}): {path} "
+    raise PreviousServes(f"release {release} in gunicorn slot {slot} (:{port}, {state or '?'}): {path} "
                          f"{why}\n  last lines of the {program} log:\n    " + tail.replace("\n", "\n    ")
                          + "\nit never received traffic: the previous release keeps serving")
 
@@ -56,7 +56,7 @@ def reach(cl: Cluster, m: Member, slot: str, release: str) -> None:
     """The proxies reach the booted slot (the security group lets them in on its port)."""
     p = health.probe(cl, m, port=slot_port(slot))
     if not p.healthy(release):
-        raise PreviousServes(f"{m.name}: slot {slot} answers on the node, but from {cl.proxies[0].name} "
+        raise PreviousServes(f"slot {slot} answers on {m.name}, but from {cl.proxies[0].name} "
                              f"{m.node.private_ip}:{slot_port(slot)}{p.path} {p.why(release)} (is port "
                              f"{slot_port(slot)} open to the proxies? fab provision)\n"
                              "it never received traffic: the previous release keeps serving")
@@ -140,7 +140,7 @@ def drain_all(cl: Cluster, apps: list[Member], slots_of: dict[str, str]) -> None
 def refresh(cl: Cluster, apps: list[Member], states: dict[str, NodeState], timeout: float, why: str) -> None:
     """The release each app node serves, booted again in its idle slot (a changed environment or program
     file), then the switch, the gate and the drain: no request sees a restart."""
-    moving = [m for m in apps if slotstate.serving(cl.layout, states[m.name])]
+    moving = [m for m in apps if slotstate.serving(cl.layout, states[m.name]) or _unslotted(states[m.name])]
     for m in apps:
         if m not in moving:
             cl.progress(m.name, "gunicorn", f"not serving: takes the {why} when it starts")
@@ -163,8 +163,15 @@ def refresh(cl: Cluster, apps: list[Member], states: dict[str, NodeState], timeo
     drain_all(cl, moving, {m.name: states[m.name].live for m in moving if states[m.name].live})
 
 
+def _unslotted(state: NodeState) -> bool:
+    """A node deployed before the slots: a release is current, no slot is live (configure just replaced its
+    single gunicorn program by the slots' file): its release is booted in slot a."""
+    return state.current is not None and state.live is None
+
+
 def _reboot(cl: Cluster, m: Member, state: NodeState, booted: dict[str, str], why: str) -> None:
-    slot, release = slotstate.idle(state), slotstate.serving(cl.layout, state)
+    slot = slotstate.idle(state)
+    release = slotstate.serving(cl.layout, state) or state.current
     assert release is not None
     secs = boot(cl, m, slot, release)
     booted[m.name] = slot

@@ -131,8 +131,8 @@ def test_dry_run_changes_nothing_and_masks(ecfg, site, world):
     assert set(world.stages()) == {"state", "lock read"}
     assert appenv.load_store(ecfg).secrets == {"API_KEY": "old-key"}
     assert out[0] == "dry run: nothing is changed. env.set would change the app's environment:"
-    assert out[-1] == ("  then: gunicorn booted again in the other slot on t-app-0, the health gate, then the "
-                       "switch; celery restart on t-worker-0")
+    assert out[-1] == ("  then: gunicorn booted again in the other slot on t-app-0, the switch to it, then the "
+                       "health gate; celery restart on t-worker-0")
     assert SECRET not in "\n".join(out)
 
 
