@@ -269,17 +269,19 @@ def test_a_release_failing_its_health_check_never_receives_traffic(site):
     good = site.current()
     site.commit("break /health", site.edit("notes/views.py", "    return JsonResponse(body)\n",
                                            "    return JsonResponse(dict(body, status='broken'), status=500)\n"))
-    p = site.fab("quick-update", "--yes", "--component", "web", "--health-timeout", "5", check=False)
+    try:
+        p = site.fab("quick-update", "--yes", "--component", "web", "--health-timeout", "5", check=False)
+    finally:
+        git(site.repo, "revert", "--no-edit", "HEAD")
     assert p.returncode == 1
     assert "answered 500" in p.stderr and "broken" in p.stderr
-    assert "last lines of its output" in p.stderr and "Internal Server Error: /health" in p.stderr
+    assert "last lines of the demo-web-" in p.stderr and "Internal Server Error: /health" in p.stderr
     assert "it never received traffic: the previous release keeps serving" in p.stderr
     assert "current ->" not in p.stdout                                   # nothing was switched
     assert site.current() == good and site.page()[0] == good
     assert site.get("/health")[0] == 200
     failed = re.search(r"^release (\S+) \(push ", p.stdout, re.M).group(1)
     assert failed not in site.releases("app-0") and failed not in site.releases("proxy-0")
-    git(site.repo, "revert", "--no-edit", "HEAD")
 
 
 BROKEN_MIGRATION = '''from django.db import migrations
