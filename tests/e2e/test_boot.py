@@ -39,7 +39,7 @@ def cl(tmp_path_factory):
             data = yaml.safe_load(roles.read_text())
             data["roles"]["worker"]["count"] = 0    # the db and the app node are what boots again
             roles.write_text(yaml.safe_dump(data, sort_keys=False))
-            c = Cluster(env, roles, tmp)
+            c = Cluster(env, roles, tmp, "boot")
             start = time.monotonic()
             c.fab("whip-up-full-system", timeout=1800)
             print(f"\nboot: cold whip-up-full-system {time.monotonic() - start:.0f} s")
