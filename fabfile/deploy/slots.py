@@ -18,7 +18,7 @@ import math
 from typing import Iterable
 
 from ..layout import Layout, check_slot, slot_port
-from .commands import as_app, as_root, q, release_arg
+from .commands import as_app, as_root, q, release_arg, switch
 from .supervisor import supervisor_rpc, supervisor_signal, supervisor_status
 
 BOOT_POLL = 0.1          # seconds between two health probes of a booting slot
@@ -111,8 +111,6 @@ def go_live_script(layout: Layout, slot: str) -> str:
 
 def go_live(layout: Layout, slot: str, release_id: str) -> str:
     """On an app node: `current` -> the release and slots/live -> the slot, in one round trip."""
-    from .commands import switch
-
     return f"{switch(layout, release_id)} && {as_app(layout, go_live_script(layout, slot))}"
 
 
@@ -147,8 +145,6 @@ def proxy_switch_script(layout: Layout) -> str:
 
 def proxy_switch(layout: Layout, release_id: str | None) -> str:
     """On a proxy: `current` -> the release (its static files; None: left as it is), then the upstream."""
-    from .commands import switch
-
     upstream = as_root(proxy_switch_script(layout))
     return f"{switch(layout, release_id)} && {upstream}" if release_id else upstream
 

@@ -278,8 +278,9 @@ def test_configure_with_a_changed_nginx_site_fails_no_request(zd):
     assert_zero_failures(load)
 
 
-def broken_release_is_kept_from_traffic(zd, name: str, files: dict[str, str]) -> None:
-    """Commit `files`, deploy under load: refused before any traffic, the previous release serving all along."""
+def broken_release_is_kept_from_traffic(zd, name: str, files: dict[str, str]) -> str:
+    """Commit `files`, deploy under load: refused before any traffic, the previous release serving all along;
+    what the deploy printed on stderr."""
     before = zd.current()
     zd.commit(name, files)
     try:
@@ -295,6 +296,7 @@ def broken_release_is_kept_from_traffic(zd, name: str, files: dict[str, str]) ->
         assert zd.current() == before and zd.served() == before
         failed = re.search(r"^release (\S+) \(push ", p.stdout, re.M)
         assert failed and failed.group(1) not in zd.releases(), p.stdout
+        return p.stderr
     finally:
         git(zd.repo, "revert", "--no-edit", "HEAD")
 
@@ -303,7 +305,8 @@ def test_a_release_whose_wsgi_module_fails_at_import_never_takes_traffic(zd):
     """demo/wsgi.py raises at import: manage.py, migrate, collectstatic and Django's test client never import
     it; only gunicorn does."""
     broken = (zd.repo / "demo" / "wsgi.py").read_text() + '\nraise RuntimeError("zdt: this WSGI module fails at import")\n'
-    broken_release_is_kept_from_traffic(zd, "a WSGI module that fails at import", {"demo/wsgi.py": broken})
+    err = broken_release_is_kept_from_traffic(zd, "a WSGI module that fails at import", {"demo/wsgi.py": broken})
+    assert "in gunicorn slot" in err, err          # caught where it booted, in its own gunicorn
 
 
 def test_a_release_whose_wsgi_callable_is_missing_never_takes_traffic(zd):
@@ -311,4 +314,5 @@ def test_a_release_whose_wsgi_callable_is_missing_never_takes_traffic(zd):
     (`fab inspect` reads it from the settings), and gunicorn cannot load it."""
     edited = zd.edit("demo/settings.py", 'WSGI_APPLICATION = "demo.wsgi.application"',
                      'WSGI_APPLICATION = "demo.wsgi.application_not_here"')
-    broken_release_is_kept_from_traffic(zd, "a WSGI_APPLICATION gunicorn cannot load", edited)
+    err = broken_release_is_kept_from_traffic(zd, "a WSGI_APPLICATION gunicorn cannot load", edited)
+    assert "in gunicorn slot" in err, err          # caught where it booted, in its own gunicorn
