@@ -258,10 +258,14 @@ def venv_reuse_script(layout: Layout, release_id: str, from_release: str) -> str
 
 def shebang_rewrite(old_venv: str, new_venv: str) -> str:
     """The sed program turning a first line `#!<old_venv>/bin/...` into `#!<new_venv>/bin/...`, both paths
-    taken literally (a regex or replacement metacharacter, or the `|` delimiter, in a path is escaped)."""
+    taken literally (a regex or replacement metacharacter, or the `|` delimiter, in a path is escaped).
+    For a venv path too long for a shebang (over 127 bytes), pip writes `#!/bin/sh` and a second line
+    `'''exec' <venv>/bin/python "$0" "$@"` (the path quoted by newer pip): that line is rewritten too."""
     pattern = re.sub(r"([\\.*\[\]^$|])", r"\\\1", old_venv)
     replacement = re.sub(r"([\\&|])", r"\\\1", new_venv)
-    return f"1s|^#!{pattern}/bin/|#!{replacement}/bin/|"
+    launcher = "'''exec' "
+    return (f"1s|^#!{pattern}/bin/|#!{replacement}/bin/|;"
+            f'2s|^{launcher}\\("\\{{0,1\\}}\\){pattern}/bin/|{launcher}\\1{replacement}/bin/|')
 
 
 def venv_reuse(layout: Layout, release_id: str, from_release: str) -> str:

@@ -91,10 +91,13 @@ def allow_ssh_from_this_machine(cloud: Cloud) -> None:
                         "IpRanges": [{"CidrIp": f"{cloud.env['WHIPUP_SANDBOX_BRIDGE_ADDRESS']}/32"}]}])
 
 
+SANDBOX = 1
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("localcloud")
-    env = sandbox_env(tmp, 1)
+    env = sandbox_env(tmp, SANDBOX)
     fab("sandbox.up", env=env)
     exports = fab("sandbox.env", env=env).stdout
     for line in exports.splitlines():

@@ -12,12 +12,15 @@ from .conftest import cluster_roles, fab, make_network, sandbox_env
 pytestmark = pytest.mark.e2e
 
 
+SANDBOX = 3
+
+
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("provision")
-    env = sandbox_env(tmp, 3)
+    env = sandbox_env(tmp, SANDBOX)
     fab("sandbox.up", env=env)
-    roles = cluster_roles(tmp, "e2e-prov", make_network(env, 3))
+    roles = cluster_roles(tmp, "e2e-prov", make_network(env, SANDBOX))
     ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{env['WHIPUP_SANDBOX_PORT']}",
                        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
     yield env, roles, ec2

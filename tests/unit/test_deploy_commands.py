@@ -331,6 +331,23 @@ def test_venv_shebangs_are_rewritten_with_both_paths_taken_literally(tmp_path):
                           check=True).stdout == decoy.read_text()
 
 
+@pytest.mark.parametrize("quote", ["", '"'])
+def test_long_venv_paths_launcher_line_is_rewritten_too(tmp_path, quote):
+    """pip's launcher for a venv path over a shebang's 127 bytes: `#!/bin/sh` then an exec line naming the
+    venv's python (bare, or quoted by newer pip); that line moves to the new venv, a later line naming the
+    old path is left alone."""
+    old, new = "/srv/" + "a.b" * 40 + "/R/.venv", "/srv/" + "x&y" * 40 + "/R2/.venv"
+    script = tmp_path / "pip"
+    body = (f"#!/bin/sh\n'''exec' {quote}{old}/bin/python{quote} \"$0\" \"$@\"\n' '''\n"
+            f"# {old}/bin/python\n")
+    script.write_text(body)
+    sed = f"sed {c.q(c.shebang_rewrite(old, new))}"
+    out = subprocess.run(["sh", "-c", f"{sed} {c.q(str(script))}"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == body.replace(f"exec' {quote}{old}", f"exec' {quote}{new}", 1)
+    assert out.splitlines()[3] == f"# {old}/bin/python"
+
+
 def test_git_ssh_command_survives_both_shell_parses(tmp_path):
     """GIT_SSH_COMMAND is parsed by the script's shell, then by git's: a key path with `x; whoami` in it
     stays one argument of ssh."""
