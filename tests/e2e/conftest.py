@@ -22,22 +22,7 @@ def _why_not() -> str | None:
     return None
 
 
-def _sandbox_group(item) -> str | None:
-    """The private sandbox an e2e test runs on: modules sharing a number (or the shared cluster of
-    sandbox #2) must never run side by side, so pytest-xdist keeps each number's tests on one worker."""
-    if "/e2e/" not in str(item.fspath):
-        return None
-    if "e2e_sandbox" in item.fixturenames:
-        return "sandbox-2"
-    number = getattr(item.module, "SANDBOX", None)
-    return f"sandbox-{number}" if number is not None else f"module-{item.module.__name__}"
-
-
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = _sandbox_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
     reason = _why_not()
     if reason is None:
         return
