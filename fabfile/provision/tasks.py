@@ -17,6 +17,7 @@ from ..nodes import find_nodes
 from . import converge
 from .accounting import MutationCounter
 from .destroy import describe_plan, plan_destroy
+from .dns import SiteRecords, proxy_addresses
 from .destroy import destroy as destroy_plan
 from .ec2 import resolve_subnet
 from .iam import AppProfile, wants_profile
@@ -59,7 +60,8 @@ def open_profile(cfg: Config, counter: MutationCounter, media: MediaBucket | Non
 def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: bool, python: str | None = None) -> list:
     """converge.provision, and the media bucket: checked before the first change (a bucket or IAM role name
     held by someone else stops the run with nothing created), made once the nodes are; on aws the app nodes'
-    instance profile (before they launch) and the VPC's S3 gateway endpoint; the cluster's nodes."""
+    instance profile (before they launch) and the VPC's S3 gateway endpoint; with cluster.domain, the site's
+    Route53 records to the proxies' elastic IPs (dns.py); the cluster's nodes."""
     media = open_media(cfg, counter)
     profile = open_profile(cfg, counter, media)
     if media is not None:
@@ -72,6 +74,9 @@ def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: b
         if profile is not None:
             S3Endpoint(ec2, cfg.cluster.name, cfg.cluster.region).ensure(subnet.vpc_id, subnet.id)
         media.ensure(cfg, subnet.vpc_id)
+    if cfg.cluster.site.domain:
+        route53 = counter.attach(open_cloud(cfg.cluster.target, cfg.cluster.region).client("route53"))
+        SiteRecords(route53, cfg.cluster.name).ensure(cfg.cluster.site, proxy_addresses(nodes))
     return nodes
 
 

@@ -1,0 +1,125 @@
+"""The local cloud's DNS: the hosted zones that moto's Route53 serves, answered by dnsmasq on the bridge.
+
+Two processes, both started by `sandbox.up`:
+  dnsmasq   (Debian's dnsmasq-base) on <bridge address>:53 only, no upstream server (--no-resolv, no
+            --server: a name outside the zones is refused, never asked of anyone else), its records read
+            from one hosts file in a directory it watches (--hostsdir: changes are picked up by inotify);
+  dns sync  (`python -m fabfile.sandbox.dns`) polls Route53 and EC2 every second and rewrites that file
+            only when it changes.
+An A record holding an elastic (public) IP is answered with the private IP of the instance it is
+associated with, as the VPC's resolver answers a public name inside the VPC: on the bridge that is the
+address that reaches the host. The hosts use it as their resolver (/etc/resolv.conf, guest_boot.py), and
+this machine can ask it (`dig @<bridge address> shop.test`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .settings import SandboxSettings, load_settings
+
+log = logging.getLogger("whipup.dns")
+HOSTS_FILE = "route53"
+
+
+def hosts_dir(settings: SandboxSettings) -> Path:
+    return settings.run_dir / "dns"
+
+
+def dnsmasq_argv(settings: SandboxSettings) -> list[str]:
+    return ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+            "--no-poll", "--bind-interfaces", f"--listen-address={settings.bridge_address}",
+            f"--port={settings.dns_port}", f"--hostsdir={hosts_dir(settings)}", "--local-ttl=5",
+            "--user=root", "--pid-file=", "--log-facility=-"]
+
+
+def address_map(instances: list[dict]) -> dict[str, str]:
+    """Public (elastic) IP -> private IP of the pending and running instances."""
+    return {i["PublicIpAddress"]: i["PrivateIpAddress"] for i in instances
+            if i.get("PublicIpAddress") and i.get("PrivateIpAddress")
+            and i.get("State", {}).get("Name") in ("pending", "running")}
+
+
+def hosts_text(records: list[dict], addresses: dict[str, str]) -> str:
+    """The A records of every zone as a hosts file (`address name`, sorted), elastic IPs translated."""
+    lines = set()
+    for r in records:
+        if r.get("Type") != "A":
+            continue
+        name = r["Name"].rstrip(".").lower().replace("\\052", "*")
+        if "*" in name:
+            continue          # a wildcard has no hosts-file form
+        for v in r.get("ResourceRecords") or []:
+            lines.add((addresses.get(v["Value"], v["Value"]), name))
+    return "".join(f"{ip} {name}\n" for ip, name in sorted(lines, key=lambda x: (x[1], x[0])))
+
+
+def all_records(route53) -> list[dict]:
+    out = []
+    for page in route53.get_paginator("list_hosted_zones").paginate():
+        for zone in page["HostedZones"]:
+            for rpage in route53.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone["Id"]):
+                out.extend(rpage["ResourceRecordSets"])
+    return out
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name("." + path.name + ".tmp")     # a dot file: dnsmasq skips it
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+class Sync:
+    def __init__(self, settings: SandboxSettings, route53, ec2):
+        self.settings, self.route53, self.ec2 = settings, route53, ec2
+        self.stopping = threading.Event()
+
+    def step(self) -> bool:
+        from .materializer import list_instances
+
+        text = hosts_text(all_records(self.route53), address_map(list_instances(self.ec2)))
+        changed = write_if_changed(hosts_dir(self.settings) / HOSTS_FILE, text)
+        if changed:
+            log.info("records: %s", "; ".join(text.strip().splitlines()) or "none")
+        return changed
+
+    def run(self, interval: float = 1.0) -> None:
+        hosts_dir(self.settings).mkdir(parents=True, exist_ok=True)
+        while not self.stopping.is_set():
+            try:
+                self.step()
+            except Exception as exc:  # the API may be restarting: keep trying
+                log.warning("sync failed: %s", exc)
+            self.stopping.wait(interval)
+
+
+def clients(settings: SandboxSettings):
+    import boto3
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name=settings.region)
+    return (session.client("route53", endpoint_url=settings.endpoint),
+            session.client("ec2", endpoint_url=settings.endpoint))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    settings = load_settings()
+    sync = Sync(settings, *clients(settings))
+    signal.signal(signal.SIGTERM, lambda *_: sync.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: sync.stopping.set())
+    sync.run()
+
+
+if __name__ == "__main__":
+    main()
