@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exposure, names
-from .tls.config import NO_SITE, SiteConfig, parse_site
+from .tls.config import NO_SITE, SiteConfig, parse_site, with_site_packages
 from .appconfig import STRATEGIES, AppConfig, parse_app  # noqa: F401  (AppConfig, STRATEGIES: re-exported)
 from .validate import (AMI_ID, AMI_OWNER, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
                        SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
@@ -185,7 +185,7 @@ def _config(data: Any, path: Path) -> Config:
     cluster = _cluster(top["cluster"], "cluster", root)
     app = parse_app(top["app"], "app", root)
     packages = list_of(top.get("packages", []), "packages", _package)
-    roles = _roles(top["roles"], "roles", cluster.ami)
+    roles = with_site_packages(_roles(top["roles"], "roles", cluster.ami), cluster.site)
     configure = _configure(top.get("configure", {}), "configure", root)
     names.check_app_name(app.name, "app.name", cluster.ssh.user)
     names.check_cluster_names(cluster.name, (r.name for r in roles))

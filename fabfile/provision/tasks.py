@@ -112,10 +112,18 @@ def create_node(c, role, cfg: Config, wait_ssh=True, python=None):
 
 @cluster_task(help={"json": "print JSON instead of a table"})
 def status(c, cfg: Config, json=False):
-    """Show the cluster's nodes with their state, IPs and group."""
+    """Show the cluster's nodes (state, IPs, group), the site's names and each proxy's certificate."""
     ec2, _ = connect_ec2(cfg)
     nodes = find_nodes(ec2, cfg.cluster.name)
     print(status_json(nodes) if json else status_text(cfg.cluster.name, nodes))
+    if not json:
+        from ..remote import HostFailures
+        from ..tls.stage import status_lines
+
+        try:
+            print("\n".join(status_lines(cfg, nodes)))
+        except HostFailures as exc:
+            print(f"certificate: not read ({exc})")
 
 
 @cluster_task(help={"yes": "do not ask for confirmation"})

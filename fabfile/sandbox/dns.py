@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
+import struct
 import sys
 import threading
 from pathlib import Path
@@ -56,6 +58,47 @@ def hosts_text(records: list[dict], addresses: dict[str, str]) -> str:
         for v in r.get("ResourceRecords") or []:
             lines.add((addresses.get(v["Value"], v["Value"]), name))
     return "".join(f"{ip} {name}\n" for ip, name in sorted(lines, key=lambda x: (x[1], x[0])))
+
+
+def a_query(name: str, ident: int = 0x5A5A) -> bytes:
+    """A DNS query (RFC 1035) for `name`'s A records, recursion desired."""
+    labels = b"".join(bytes([len(p)]) + p.encode("ascii") for p in name.rstrip(".").split("."))
+    return struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + b"\x00" + struct.pack(">HH", 1, 1)
+
+
+def _skip_name(msg: bytes, i: int) -> int:
+    while msg[i]:
+        if msg[i] & 0xC0 == 0xC0:
+            return i + 2
+        i += msg[i] + 1
+    return i + 1
+
+
+def parse_a_answer(msg: bytes, ident: int = 0x5A5A) -> tuple[int, list[str]]:
+    """(rcode, the A records' addresses) of an answer to `a_query`."""
+    got, flags, qd, an = struct.unpack(">HHHH", msg[:8])
+    if got != ident or not flags & 0x8000:
+        raise ValueError("not an answer to our query")
+    i = 12
+    for _ in range(qd):
+        i = _skip_name(msg, i) + 4
+    out = []
+    for _ in range(an):
+        i = _skip_name(msg, i)
+        rtype, _cls, _ttl, length = struct.unpack(">HHIH", msg[i:i + 10])
+        i += 10
+        if rtype == 1 and length == 4:
+            out.append(socket.inet_ntoa(msg[i:i + 4]))
+        i += length
+    return flags & 0x000F, out
+
+
+def resolve(settings: SandboxSettings, name: str, timeout: float = 2.0) -> list[str]:
+    """`name`'s addresses as the local cloud's DNS answers them (what its hosts see); [] for none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(a_query(name), (settings.bridge_address, settings.dns_port))
+        return parse_a_answer(s.recvfrom(4096)[0])[1]
 
 
 def all_records(route53) -> list[dict]:

@@ -12,7 +12,7 @@ Errors carry the key path (`cluster.tls.key: ...`), raised by config.py's loader
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +111,20 @@ def _hsts(value: Any, path: str) -> int:
     if isinstance(value, bool):
         return HSTS_YEAR if value else 0
     return integer(value, path, 0, 2 * HSTS_YEAR)
+
+
+ACME_PACKAGES = ("certbot", "cron")    # cron: certbot's renewal job on a host without systemd (its timer on one)
+
+
+def with_site_packages(roles: tuple, site: SiteConfig, proxy_role: str = "proxy") -> tuple:
+    """The roles as configure sees them: with tls acme, the proxy role also installs certbot and keeps cron
+    running (the certbot package's renewal schedule); else unchanged."""
+    if site.mode != "acme":
+        return roles
+    out = []
+    for role in roles:
+        if role.name == proxy_role:
+            role = replace(role, packages=tuple(dict.fromkeys(role.packages + ACME_PACKAGES)),
+                           services=tuple(dict.fromkeys(role.services + ("cron",))))
+        out.append(role)
+    return tuple(out)
