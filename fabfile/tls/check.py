@@ -19,7 +19,7 @@ class SiteCheckError(ProvisionError):
     """The site does not answer by its name over HTTPS as it should."""
 
 
-class _To(http.client.HTTPSConnection):
+class SiteConnection(http.client.HTTPSConnection):
     """HTTPS to `address`, with the site's name as SNI, Host and the name the certificate must hold."""
 
     def __init__(self, name: str, address: str, context: ssl.SSLContext, timeout: float = 10):
@@ -33,7 +33,7 @@ class _To(http.client.HTTPSConnection):
 
 def get(name: str, address: str, path: str, context: ssl.SSLContext | None, *, https: bool = True):
     """(status, Location header, body, peer certificate DER) of GET `path` at `address` as `name`."""
-    conn = (_To(name, address, context) if https else http.client.HTTPConnection(address, 80, timeout=10))
+    conn = (SiteConnection(name, address, context) if https else http.client.HTTPConnection(address, 80, timeout=10))
     try:
         conn.request("GET", path, headers={"Host": name})
         r = conn.getresponse()
@@ -49,7 +49,7 @@ def proxy_curl(cfg) -> tuple[str, str]:
     site = cfg.cluster.site
     if not site.tls:
         return "http://127.0.0.1", ""
-    return f"https://{site.domain}", f"-k --resolve {shlex.quote(f'{site.domain}:443:127.0.0.1')} "
+    return f"https://{site.domain}", f"-k --noproxy '*' --resolve {shlex.quote(f'{site.domain}:443:127.0.0.1')} "
 
 
 def sandbox_context(cfg) -> tuple[ssl.SSLContext, str]:

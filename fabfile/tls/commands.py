@@ -127,7 +127,8 @@ def local_ca() -> str:
 
 
 def hook_text() -> str:
-    return "#!/bin/sh\n# whipup: a renewed certificate reaches nginx by a graceful reload\nnginx -t -q && nginx -s reload\n"
+    return ("#!/bin/sh\n# whipup: a renewed certificate reaches nginx by a graceful reload\n"
+            "nginx -t -q && nginx -s reload 2>&1\n")
 
 
 def certbot_argv(site: SiteConfig, directory: str) -> list[str]:
@@ -163,7 +164,7 @@ def acme(site: SiteConfig, directory: str) -> str:
 
 
 def show() -> str:
-    """What the proxy serves: subject, issuer, end date, serial (status)."""
+    """What the proxy serves: subject, issuer, end date, serial (status; as root: certbot's files are 0700)."""
     return (f"openssl x509 -in {q(SITE_CERT)} -noout -subject -issuer -enddate -serial -nameopt RFC2253 "
             f"2>/dev/null || echo none")
 

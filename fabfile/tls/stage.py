@@ -75,7 +75,7 @@ def certify(cfg, node: Node, conn) -> str:
         out = run(conn, sudo_sh(cmd.self_signed(site)), step="self-signed certificate").stdout
     else:
         out = _files(conn, site)
-    shown = cmd.parse_show(run(conn, cmd.show(), step="read the certificate").stdout)
+    shown = cmd.parse_show(run(conn, sudo_sh(cmd.show()), step="read the certificate").stdout)
     how = (f"issued in {time.monotonic() - start:.1f} s" if "issued" in out.split()
            else "linked" if "linked" in out.split() else "already ok")
     return f"{node.name}: {describe(shown)} ({how})"
@@ -106,5 +106,5 @@ def status_lines(cfg, nodes: list[Node]) -> list[str]:
     lines = [f"site: {', '.join(site.names)} ({'tls ' + site.mode if site.tls else 'plain HTTP'})"]
     if site.tls:
         lines += _on_proxies(cfg, nodes, "status", lambda conn, node: f"{node.name}: " + describe(
-            cmd.parse_show(run(conn, cmd.show(), step="read the certificate", check=False).stdout)))
+            cmd.parse_show(run(conn, sudo_sh(cmd.show()), step="read the certificate", check=False).stdout)))
     return lines
