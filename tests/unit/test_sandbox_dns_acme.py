@@ -68,3 +68,19 @@ def test_listener_certificate_is_for_the_bridge_address_and_made_once(tmp_path):
     ctx.load_cert_chain(d / "listener.pem", d / "listener.key")      # key and certificate match
     moved = load_settings({"WHIPUP_SANDBOX_STATE": str(tmp_path), "WHIPUP_SANDBOX_BRIDGE_ADDRESS": "10.255.241.254"})
     assert acme.ensure_listener_cert(moved)                          # another address: made again
+
+
+def test_a_query_and_its_answer():
+    q = dns.a_query("shop.test")
+    assert q[12:] == b"\x04shop\x04test\x00\x00\x01\x00\x01"
+    # an answer: the question echoed, one A record by a compression pointer, one CNAME skipped
+    answer = (b"\x5a\x5a\x81\x80\x00\x01\x00\x02\x00\x00\x00\x00" + q[12:]
+              + b"\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x05\x00\x02\xc0\x0c"
+              + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x05\x00\x04\x0a\x71\x01\x05")
+    assert dns.parse_a_answer(answer) == (0, ["10.113.1.5"])
+    refused = b"\x5a\x5a\x81\x85\x00\x01\x00\x00\x00\x00\x00\x00" + q[12:]
+    assert dns.parse_a_answer(refused) == (5, [])
+    import pytest
+
+    with pytest.raises(ValueError):
+        dns.parse_a_answer(b"\x00\x01" + answer[2:])

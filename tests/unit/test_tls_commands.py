@@ -132,3 +132,21 @@ def test_nginx_site_without_tls_has_no_443():
     text = render(SiteConfig())
     assert "443" not in text and "ssl_" not in text and "return 301" not in text
     assert text.count("server {") == 1 and "listen 80 default_server;" in text and "server_name _;" in text
+
+
+def test_proxy_curl_and_site_lines():
+    from types import SimpleNamespace
+
+    from fabfile.tls.check import proxy_curl, site_lines
+
+    def cfg(site):
+        return SimpleNamespace(cluster=SimpleNamespace(site=site))
+
+    assert proxy_curl(cfg(SiteConfig())) == ("http://127.0.0.1", "")
+    base, opts = proxy_curl(cfg(SITE))
+    assert base == "https://shop.test" and shlex.split(opts) == [
+        "-k", "--noproxy", "*", "--resolve", "shop.test:443:127.0.0.1"]
+    assert site_lines(cfg(SITE), "10.0.0.5") == ["site: https://shop.test/"]
+    assert site_lines(cfg(SiteConfig()), "10.0.0.5")[-1] == "site: http://10.0.0.5/"
+    assert "plain HTTP" in site_lines(cfg(SiteConfig()), "10.0.0.5")[0]
+    assert site_lines(cfg(SiteConfig(domain="shop.test")), "10.0.0.5")[-1] == "site: http://shop.test/"

@@ -123,3 +123,21 @@ def test_without_a_domain_no_group_opens_443_and_a_domain_opens_it(ec2, tmp_path
     assert 443 in _ports(ec2, "whipup-demo")
     run(ec2, plain, fast)           # the domain removed: 443 is revoked again
     assert 443 not in _ports(ec2, "whipup-demo")
+
+
+def test_acme_gives_the_proxy_certbot_and_cron(tmp_path):
+    cfg = load_config(roles_with(tmp_path, domain="shop.test"))
+    proxy = cfg.role("proxy")
+    assert proxy.packages == ("nginx", "certbot", "cron") and proxy.services == ("nginx", "cron")
+    assert cfg.role("app").packages == load_config(SHIPPED_ROLES).role("app").packages
+    plain = load_config(roles_with(tmp_path, domain="shop.test", tls="self-signed")).role("proxy")
+    assert (plain.packages, plain.services) == (("nginx",), ("nginx",))
+
+
+def test_status_lines_without_ssh(tmp_path):
+    from fabfile.tls.stage import status_lines
+
+    assert status_lines(load_config(SHIPPED_ROLES), []) == [
+        "site: no domain (plain HTTP on the proxy's address; set cluster.domain for HTTPS)"]
+    cfg = load_config(roles_with(tmp_path, domain="shop.test", aliases=["www.shop.test"]))
+    assert status_lines(cfg, []) == ["site: shop.test, www.shop.test (tls acme)"]     # no proxy running: no cert
