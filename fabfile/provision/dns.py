@@ -114,6 +114,23 @@ class SiteRecords:
         return changed
 
 
+    def remove(self, site: SiteConfig) -> int:
+        """Delete the site's A records (the zone stays: it may hold the user's other records); the number
+        deleted. A name left pointing at a released elastic IP could be taken over by whoever gets it next."""
+        zones, deleted = self.zones(), 0
+        for name in site.names:
+            zone = zone_for(name, zones)
+            if zone is None:
+                continue
+            for r in self.records(zone["Id"]):
+                if r.get("Type") == "A" and fqdn(r["Name"]) == fqdn(name):
+                    self.route53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch={
+                        "Comment": f"whipup {self.cluster}", "Changes": [{"Action": "DELETE", "ResourceRecordSet": r}]})
+                    self.log(f"dns: {name} A record deleted")
+                    deleted += 1
+        return deleted
+
+
 def proxy_addresses(nodes) -> list[str]:
     """The public (elastic) addresses of the running proxy nodes, in index order."""
     return [n.public_ip for n in sorted(nodes, key=lambda n: n.index)

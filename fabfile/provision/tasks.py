@@ -138,7 +138,9 @@ def destroy(c, cfg: Config, yes=False):
     lines = describe_plan(plan)
     if plan.empty and (media_plan is not None or profile_plan is not None):
         lines = [f"cluster {cfg.cluster.name}: will remove"]
-    print("\n".join(lines + describe_media(media_plan) + describe_profile(profile_plan)))
+    names = cfg.cluster.site.names
+    dns_lines = [f"  the A records of {', '.join(names)} (their hosted zone stays)"] if names and not plan.empty else []
+    print("\n".join(lines + describe_media(media_plan) + describe_profile(profile_plan) + dns_lines))
     if plan.empty and media_plan is None and profile_plan is None:
         return
     if not yes:
@@ -150,6 +152,9 @@ def destroy(c, cfg: Config, yes=False):
             profile.destroy()           # after the instances: none holds it any more
         if media is not None and media_plan is not None:
             media.destroy(cfg, media_plan)
+        if cfg.cluster.site.domain and not plan.empty:
+            route53 = counter.attach(open_cloud(cfg.cluster.target, cfg.cluster.region).client("route53"))
+            SiteRecords(route53, cfg.cluster.name).remove(cfg.cluster.site)
     finally:
         print(counter.summary())
 

@@ -242,31 +242,16 @@ def start_git(settings: SandboxSettings, log) -> None:
     log(f"git: started at {settings.git_url('NAME')} (fab sandbox.git-publish PATH)")
 
 
-def dns_answers(settings: SandboxSettings) -> bool:
-    """dnsmasq answers on the bridge address (a DNS query for the root's NS: refused or answered, either is
-    an answer)."""
-    if net.routed_via(settings.bridge_address) != "lo":
-        return False
-    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x01"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.sendto(query, (settings.bridge_address, settings.dns_port))
-            return s.recvfrom(512)[0][:2] == b"\x12\x34"
-        except OSError:
-            return False
-
-
 def start_dns(settings: SandboxSettings, log) -> None:
     """dnsmasq on the bridge address and the sync that writes Route53's records for it (dns.py)."""
     dns.hosts_dir(settings).mkdir(parents=True, exist_ok=True)
-    if procs.read_pidfile(pidfile(settings, "dnsmasq")) and dns_answers(settings):
+    if procs.read_pidfile(pidfile(settings, "dnsmasq")) and dns.answers(settings):
         log(f"dns: already up at {settings.bridge_address}:{settings.dns_port}")
     else:
         procs.stop_pidfile(pidfile(settings, "dnsmasq"))
         procs.spawn(dns.dnsmasq_argv(settings), settings.state_dir / "logs" / "dnsmasq.log",
                     pidfile(settings, "dnsmasq"))
-        wait_until(lambda: dns_answers(settings), settings, "dnsmasq", "DNS server (dnsmasq)",
+        wait_until(lambda: dns.answers(settings), settings, "dnsmasq", "DNS server (dnsmasq)",
                    f"answer on {settings.bridge_address}:{settings.dns_port}", 10)
         log(f"dns: Route53's zones at {settings.bridge_address}:{settings.dns_port} (the hosts' resolver)")
     if not procs.read_pidfile(pidfile(settings, "dnssync")):

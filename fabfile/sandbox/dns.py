@@ -22,6 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
+from . import net
 from .settings import SandboxSettings, load_settings
 
 log = logging.getLogger("whipup.dns")
@@ -99,6 +100,17 @@ def resolve(settings: SandboxSettings, name: str, timeout: float = 2.0) -> list[
         s.settimeout(timeout)
         s.sendto(a_query(name), (settings.bridge_address, settings.dns_port))
         return parse_a_answer(s.recvfrom(4096)[0])[1]
+
+
+def answers(settings: SandboxSettings) -> bool:
+    """dnsmasq answers on the bridge address (asked only once that address is this machine's own)."""
+    if net.routed_via(settings.bridge_address) != "lo":
+        return False
+    try:
+        resolve(settings, "whipup-probe.invalid", timeout=0.5)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def all_records(route53) -> list[dict]:

@@ -97,3 +97,15 @@ def test_provision_points_the_domain_at_the_proxys_elastic_ip(ec2, tmp_path, fas
     proxy = find_nodes(ec2, "whipup-demo", role="proxy")[0]
     route53 = boto3.client("route53", region_name="us-east-1")
     assert a_records(route53) == {"shop.test.": [proxy.public_ip]}
+
+
+def test_remove_deletes_the_sites_a_records_and_keeps_the_zone(route53):
+    records = dns.SiteRecords(route53, "c", lambda _m: None)
+    records.ensure(SITE, ["203.0.113.7"])
+    zone = route53.list_hosted_zones()["HostedZones"][0]["Id"]
+    route53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT",
+        "ResourceRecordSet": {"Name": "mail.shop.test.", "Type": "A", "TTL": 60,
+                              "ResourceRecords": [{"Value": "203.0.113.99"}]}}]})
+    assert records.remove(SITE) == 2
+    assert a_records(route53) == {"mail.shop.test.": ["203.0.113.99"]}      # the user's own record stays
+    assert records.remove(SITE) == 0
