@@ -14,7 +14,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(python3 python3-venv python3-pip git openssh-client curl ca-certificates
-          debootstrap tinyproxy iproute2 util-linux mount nftables)
+          debootstrap tinyproxy iproute2 util-linux mount nftables dnsmasq-base pebble)
+# --test: the e2e tests' browser (headless Chromium) and its certificate store tool (certutil)
+[ -n "$extras" ] && packages+=(chromium libnss3-tools)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@ from .deploy import tasks as deploy_tasks
 from .project import tasks as project_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
+from .tls import tasks as tls_tasks
 from .whipup import whip_up_full_system
 
 ns = Collection(
@@ -20,6 +21,7 @@ ns = Collection(
     provision_tasks.status,
     provision_tasks.destroy,
     configure_tasks.configure,
+    tls_tasks.certificate,
     whip_up_full_system,
     deploy_tasks.deploy,
     deploy_tasks.quick_update,

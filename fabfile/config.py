@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exposure, names
+from .tls.config import NO_SITE, SiteConfig, parse_site, with_site_packages
 from .appconfig import STRATEGIES, AppConfig, parse_app  # noqa: F401  (AppConfig, STRATEGIES: re-exported)
 from .validate import (AMI_ID, AMI_OWNER, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
                        SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
@@ -69,6 +70,7 @@ class ClusterConfig:
     ami: AmiSpec
     state_dir: Path
     admin_public: bool = False     # SSH from admin_cidr 0.0.0.0/0 or ::/0 is meant
+    site: SiteConfig = NO_SITE     # domain, aliases, tls, acme, hsts (fabfile/tls/config.py)
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def with_target(cfg: Config, target: str | None) -> Config:
 
 _TOP_KEYS = ("cluster", "app", "packages", "roles", "configure")
 _CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "admin_public", "vpc", "subnet", "ami",
-                 "state_dir")
+                 "state_dir", "domain", "aliases", "tls", "acme", "hsts")
 _SSH_KEYS = ("user", "public_key", "private_key", "connect")
 _AMI_KEYS = ("id", "name", "owner")
 _ROLE_KEYS = ("count", "instance_type", "root_volume_gb", "elastic_ip", "termination_protection",
@@ -183,7 +185,7 @@ def _config(data: Any, path: Path) -> Config:
     cluster = _cluster(top["cluster"], "cluster", root)
     app = parse_app(top["app"], "app", root)
     packages = list_of(top.get("packages", []), "packages", _package)
-    roles = _roles(top["roles"], "roles", cluster.ami)
+    roles = with_site_packages(_roles(top["roles"], "roles", cluster.ami), cluster.site)
     configure = _configure(top.get("configure", {}), "configure", root)
     names.check_app_name(app.name, "app.name", cluster.ssh.user)
     names.check_cluster_names(cluster.name, (r.name for r in roles))
@@ -231,6 +233,7 @@ def _cluster(value: Any, path: str, root: Path) -> ClusterConfig:
         ami=_ami(m.get("ami", "auto"), f"{path}.ami"),
         state_dir=own_directory(local_path(m.get("state_dir", ".whipup"), f"{path}.state_dir", root,
                                            what="a directory path"), f"{path}.state_dir"),
+        site=parse_site(m, path, root),
     )
 
 

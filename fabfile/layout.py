@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from .config import Config
 
+PROXY_ROLE = "proxy"                      # nginx: the site, its names and certificate (fabfile/tls)
 DB_ROLE = "db"                            # its node 0 is DB_HOST; PostgreSQL is set up on its nodes
 BROKER_ROLE = "worker"                    # its node 0 runs redis, the celery broker
 APP_ROLES = ("proxy", "app", "worker")    # roles that get the app user and /srv/<app>

@@ -29,9 +29,12 @@ from .provision.tasks import connect_ec2, provision_cluster
 from .remote import HostFailures, RemoteError, run
 from .sandbox import control
 from .sandbox.settings import load_settings
+from .tls import check as tls_check
+from .tls import stage as tls_stage
 from .ssh import NotInSandbox, check_sandbox_route
 
-ERRORS = (DeployError, HostFailures, RemoteError, NotInSandbox, ConfigureError, TemplateError, FactsError)
+ERRORS = (DeployError, HostFailures, RemoteError, NotInSandbox, ConfigureError, TemplateError, FactsError,
+          tls_check.SiteCheckError)
 
 
 @cluster_task(name="whip-up-full-system", help={"dry-run": "show what provision, configure and deploy would do",
@@ -62,12 +65,16 @@ def whip_up_full_system(c, cfg: Config, dry_run=False, python: str | None = None
     print("== configure")
     configure_cluster(cfg, ec2)
     marks.append(("configure", time.monotonic() - start))
+    if cfg.cluster.site.tls:
+        print("== certificate")
+        tls_stage.certificates(cfg, ec2)
+        marks.append(("certificate", time.monotonic() - start))
     print("== deploy")
     deployed, address = _deploy_and_check(cfg, ec2, source)
     marks.append(("deploy", deployed - start))
     print(f"done in {time.monotonic() - start:.0f} s (" + ", ".join(
         f"{name} at {secs:.0f} s" for name, secs in marks) + ")")
-    print(f"site: http://{address}/")
+    print("\n".join(tls_check.site_lines(cfg, address)))
 
 
 def _start_local_cloud(dry_run: bool) -> None:
@@ -144,9 +151,10 @@ def check_site(cfg: Config, cl: Cluster, address: str) -> list[str]:
     path and the first /static/ file the page links to, through nginx on the proxy (or, with no proxy role,
     from gunicorn on app node 0, which serves no static files)."""
     via = cl.proxies[0] if cl.proxies else cl.apps[0]
-    base = "http://127.0.0.1" if cl.proxies else f"http://{via.node.private_ip}:{WEB_PORT}"
+    base, opts = tls_check.proxy_curl(cfg) if cl.proxies else (f"http://{via.node.private_ip}:{WEB_PORT}", "")
     served_by = "nginx" if cl.proxies else "gunicorn"
-    page = run(via.conn, f"curl -sS -m 10 -w '\\n%{{http_code}}' {shlex.quote(base + '/')}", step="GET /", check=False)
+    page = run(via.conn, f"curl {opts}-sS -m 10 -w '\\n%{{http_code}}' {shlex.quote(base + '/')}", step="GET /",
+               check=False)
     body, _, code = (page.stdout or "").rstrip("\n").rpartition("\n")
     if not code.isdigit() or int(code) >= 500 or int(code) < 200:
         raise DeployError(f"{via.name}: GET / through {served_by} answered {code or '(nothing)'}: "
@@ -155,13 +163,16 @@ def check_site(cfg: Config, cl: Cluster, address: str) -> list[str]:
     static = re.search(r'(?:href|src)="(/static/[^"]+)"', body) if cl.proxies else None
     urls = [cfg.app.health_path] + ([static.group(1)] if static else [])
     for url in urls:
-        r = run(via.conn, commands.http_code(f"{base}{url}"), step=f"GET {url}", check=False)
+        r = run(via.conn, commands.http_code(f"{base}{url}").replace("curl ", f"curl {opts}", 1), step=f"GET {url}",
+                check=False)
         if r.stdout.strip() != "200":
             raise DeployError(f"{via.name}: GET {url} through {served_by} answered {r.stdout.strip() or r.stderr}")
         lines.append(f"GET {url} -> 200")
     if not cl.proxies:
         lines.append("no proxy role: static files are not served (add a proxy role for nginx)")
-    if cfg.cluster.target == "sandbox":
+    if cfg.cluster.site.tls and cl.proxies:
+        lines += tls_check.from_here(cfg, address)
+    elif cfg.cluster.target == "sandbox":
         check_sandbox_route(address.split(":")[0])
         try:
             with urllib.request.urlopen(f"http://{address}/", timeout=10) as resp:  # noqa: S310 - sandbox host

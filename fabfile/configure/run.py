@@ -17,6 +17,7 @@ import time
 from ..layout import DB_ROLE
 from ..nodes import Node, find_nodes
 from ..remote import HostFailures, HostOutcome, Progress, RemoteError, on_hosts
+from ..tls import stage as tls_stage
 from ..vault import secret, stored
 from ..ssh import connect
 from .apply import Runner, StageFailed, apply_plan, read_files
@@ -172,6 +173,8 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
         raise ConfigureError(f"cluster {cfg.cluster.name} has no {role + ' ' if role else ''}nodes; "
                              "run `fab provision` first")
     wants = desired_for(cfg, targets, nodes, dry_run=dry_run)
+    if not dry_run:
+        tls_stage.prepare(cfg, targets)      # with TLS: the files nginx's check needs are on the proxies
     secrets = [v for v in stored(cfg).values() if v]
     progress = Progress(out=out, quiet=quiet)
     say = lambda line: print(line, file=out, flush=True)   # noqa: E731

@@ -28,6 +28,7 @@ if TYPE_CHECKING:     # jinja2 is imported where it renders: a deploy or rollbac
 
 from ..config import Config, TemplateSpec
 from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, SLOTS, WEB_PORT, Layout, slot_port
+from ..tls.commands import template_context as site_context
 from ..media import MediaSite, nginx_media, rehearsal_site, site_of
 from ..nodes import Node
 from .facts import HOST_VALUES
@@ -84,6 +85,7 @@ def context(cfg: Config, node: Node, nodes: list[Node], media: MediaSite | None 
         "broker": {"port": BROKER_PORT},
         "media": nginx_media(media or site_of(cfg), layout.shared),
         "host": {name: mark for name, (mark, _) in HOST_VALUES.items()},
+        "site": site_context(cfg.cluster.site),     # names and TLS (fabfile/tls)
     }
     ctx["db"]["clients"] = _port_clients(cfg, DB_ROLE, DB_PORT, by_role)
     ctx["broker"]["clients"] = _port_clients(cfg, BROKER_ROLE, BROKER_PORT, by_role)

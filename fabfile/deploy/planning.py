@@ -220,10 +220,11 @@ def site_address(cfg: Config, cl: Cluster) -> str:
 
 def site_hosts(cl: Cluster) -> list[str]:
     """The names and addresses the site answers to (ALLOWED_HOSTS): where users reach it first (media URLs
-    name it), the proxies' public and private addresses, the app nodes' (the proxy and the health checks
-    reach gunicorn there), localhost."""
+    name it: cluster.domain and its aliases when set, then the proxy's address), the proxies' public and
+    private addresses, the app nodes' (the proxy and the health checks reach gunicorn there), localhost."""
     nodes = _site_nodes(cl, "proxy") + _site_nodes(cl, "app")
-    hosts: list[str] = [site_address(cl.cfg, cl).split(":")[0]] if nodes else []
+    hosts: list[str] = list(cl.cfg.cluster.site.names)      # cluster.domain and aliases, when set
+    hosts += [site_address(cl.cfg, cl).split(":")[0]] if nodes else []
     for n in nodes:
         hosts += [a for a in (n.public_ip, n.private_ip) if a]
     return list(dict.fromkeys(hosts + ["localhost", "127.0.0.1"]))
@@ -235,7 +236,8 @@ def dotenv(cl: Cluster, extra: Mapping[str, str] | None = None) -> str:
     if extra is None:
         extra = appenv.values(appenv.resolve(cl.cfg))
     hosts = site_hosts(cl)
-    extra = {**media_env(site_of(cl.cfg), public_host=hosts[0]), **extra}
+    scheme = "https" if cl.cfg.cluster.site.tls else "http"     # media URLs as the pages are served
+    extra = {**media_env(site_of(cl.cfg), public_host=hosts[0], scheme=scheme), **extra}
     broker = cl.broker.private_ip if cl.broker else None
     common = dict(secret_key=secret(cl.cfg, "django_secret_key"), broker_host=broker, hosts=hosts,
                   extra=extra)

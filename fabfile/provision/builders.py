@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Mapping, NamedTuple
 
 import yaml
 
-from ..config import SSH_PORT, AmiSpec, ClusterConfig, RoleConfig
+from ..config import SSH_PORT, AmiSpec, ClusterConfig, PortRule, RoleConfig
 from ..errors import ProvisionError
-from ..layout import SLOTS, WEB_PORT, slot_port
+from ..layout import PROXY_ROLE, SLOTS, WEB_PORT, slot_port
 from ..naming import TAG_CLUSTER, TAG_ROLE, cluster_tags, key_pair_name, node_tags, tags
 from .keys import KeyText
 
@@ -185,10 +185,26 @@ def port_span(role: str, port: int) -> tuple[int, int]:
     return (port, slot_port(SLOTS[-1])) if role == "app" and port == WEB_PORT else (port, port)
 
 
-def desired_grants(role: RoleConfig, admin_cidr: str, group_ids: Mapping[str, str]) -> frozenset[Grant]:
-    """What the role's group must allow: its ports from CIDRs and role groups, plus SSH from admin_cidr."""
+HTTPS_PORT, HTTP_PORT = 443, 80
+
+
+def site_rules(role: RoleConfig, tls: bool) -> tuple[PortRule, ...]:
+    """The role's port rules as the site's TLS setting has them: without TLS (no cluster.domain, or tls: off)
+    port 443 is opened nowhere, nothing listens there; with it, the proxy role's port-80 sources also reach
+    443 when roles.yaml names no rule for it."""
+    if not tls:
+        return tuple(r for r in role.ports if r.port != HTTPS_PORT)
+    if role.name != PROXY_ROLE or any(r.port == HTTPS_PORT for r in role.ports):
+        return role.ports
+    return role.ports + tuple(replace(r, port=HTTPS_PORT) for r in role.ports if r.port == HTTP_PORT)
+
+
+def desired_grants(role: RoleConfig, admin_cidr: str, group_ids: Mapping[str, str], *,
+                   tls: bool = False) -> frozenset[Grant]:
+    """What the role's group must allow: its ports from CIDRs and role groups (443 only with `tls`: see
+    `site_rules`), plus SSH from admin_cidr."""
     grants = {_cidr_grant(SSH_PORT, admin_cidr)}
-    for rule in role.ports:
+    for rule in site_rules(role, tls):
         low, high = port_span(role.name, rule.port)
         grants.update(_cidr_grant(low, cidr, high) for cidr in rule.cidrs)
         grants.update(Grant("tcp", low, high, "group", group_ids[source]) for source in rule.roles)

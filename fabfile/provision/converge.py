@@ -61,7 +61,8 @@ def prepare(ec2, cfg: Config, timing: Timing, log: Log, profile=None) -> Shared:
     group_ids = {role: g["GroupId"] for role, g in groups.items()}
     for role in cfg.roles:
         added, revoked = ops.reconcile_group(
-            ec2, groups[role.name], builders.desired_grants(role, cluster.admin_cidr, group_ids))
+            ec2, groups[role.name], builders.desired_grants(role, cluster.admin_cidr, group_ids,
+                                                         tls=cluster.site.tls))
         if added or revoked:
             log(f"{role.name}: security group {group_ids[role.name]}: +{added} -{revoked} rules")
     profile_name = profile.ensure(log) if profile is not None else None

@@ -17,6 +17,7 @@ from ..nodes import find_nodes
 from . import converge
 from .accounting import MutationCounter
 from .destroy import describe_plan, plan_destroy
+from .dns import SiteRecords, proxy_addresses
 from .destroy import destroy as destroy_plan
 from .ec2 import resolve_subnet
 from .iam import AppProfile, wants_profile
@@ -59,7 +60,8 @@ def open_profile(cfg: Config, counter: MutationCounter, media: MediaBucket | Non
 def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: bool, python: str | None = None) -> list:
     """converge.provision, and the media bucket: checked before the first change (a bucket or IAM role name
     held by someone else stops the run with nothing created), made once the nodes are; on aws the app nodes'
-    instance profile (before they launch) and the VPC's S3 gateway endpoint; the cluster's nodes."""
+    instance profile (before they launch) and the VPC's S3 gateway endpoint; with cluster.domain, the site's
+    Route53 records to the proxies' elastic IPs (dns.py); the cluster's nodes."""
     media = open_media(cfg, counter)
     profile = open_profile(cfg, counter, media)
     if media is not None:
@@ -72,6 +74,9 @@ def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: b
         if profile is not None:
             S3Endpoint(ec2, cfg.cluster.name, cfg.cluster.region).ensure(subnet.vpc_id, subnet.id)
         media.ensure(cfg, subnet.vpc_id)
+    if cfg.cluster.site.domain:
+        route53 = counter.attach(open_cloud(cfg.cluster.target, cfg.cluster.region).client("route53"))
+        SiteRecords(route53, cfg.cluster.name).ensure(cfg.cluster.site, proxy_addresses(nodes))
     return nodes
 
 
@@ -107,10 +112,18 @@ def create_node(c, role, cfg: Config, wait_ssh=True, python=None):
 
 @cluster_task(help={"json": "print JSON instead of a table"})
 def status(c, cfg: Config, json=False):
-    """Show the cluster's nodes with their state, IPs and group."""
+    """Show the cluster's nodes (state, IPs, group), the site's names and each proxy's certificate."""
     ec2, _ = connect_ec2(cfg)
     nodes = find_nodes(ec2, cfg.cluster.name)
     print(status_json(nodes) if json else status_text(cfg.cluster.name, nodes))
+    if not json:
+        from ..remote import HostFailures
+        from ..tls.stage import status_lines
+
+        try:
+            print("\n".join(status_lines(cfg, nodes)))
+        except HostFailures as exc:
+            print(f"certificate: not read ({exc})")
 
 
 @cluster_task(help={"yes": "do not ask for confirmation"})
@@ -125,7 +138,9 @@ def destroy(c, cfg: Config, yes=False):
     lines = describe_plan(plan)
     if plan.empty and (media_plan is not None or profile_plan is not None):
         lines = [f"cluster {cfg.cluster.name}: will remove"]
-    print("\n".join(lines + describe_media(media_plan) + describe_profile(profile_plan)))
+    names = cfg.cluster.site.names
+    dns_lines = [f"  the A records of {', '.join(names)} (their hosted zone stays)"] if names and not plan.empty else []
+    print("\n".join(lines + describe_media(media_plan) + describe_profile(profile_plan) + dns_lines))
     if plan.empty and media_plan is None and profile_plan is None:
         return
     if not yes:
@@ -137,6 +152,9 @@ def destroy(c, cfg: Config, yes=False):
             profile.destroy()           # after the instances: none holds it any more
         if media is not None and media_plan is not None:
             media.destroy(cfg, media_plan)
+        if cfg.cluster.site.domain and not plan.empty:
+            route53 = counter.attach(open_cloud(cfg.cluster.target, cfg.cluster.region).client("route53"))
+            SiteRecords(route53, cfg.cluster.name).remove(cfg.cluster.site)
     finally:
         print(counter.summary())
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..debian import DEFAULT, RELEASES, DebianRelease, sandbox_image_name
-from . import firewall, hosts, image, net, procs
+from . import acme, dns, firewall, hosts, image, net, procs
 from .errors import SandboxError
 from .settings import ACCOUNT_ID, SandboxSettings
 
@@ -33,6 +33,8 @@ REQUIRED = {  # command -> Debian package
     "tinyproxy": "tinyproxy",
     "chroot": "coreutils",
     "nft": "nftables",       # security groups are enforced as an nftables table
+    "dnsmasq": "dnsmasq-base",   # the hosted zones on the bridge (dns.py)
+    "pebble": "pebble",      # the ACME server on the bridge (acme.py)
 }
 BRIDGE_SYSCTLS = Path("/proc/sys/net/bridge")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -240,6 +242,40 @@ def start_git(settings: SandboxSettings, log) -> None:
     log(f"git: started at {settings.git_url('NAME')} (fab sandbox.git-publish PATH)")
 
 
+def start_dns(settings: SandboxSettings, log) -> None:
+    """dnsmasq on the bridge address and the sync that writes Route53's records for it (dns.py)."""
+    dns.hosts_dir(settings).mkdir(parents=True, exist_ok=True)
+    if procs.read_pidfile(pidfile(settings, "dnsmasq")) and dns.answers(settings):
+        log(f"dns: already up at {settings.bridge_address}:{settings.dns_port}")
+    else:
+        procs.stop_pidfile(pidfile(settings, "dnsmasq"))
+        procs.spawn(dns.dnsmasq_argv(settings), settings.state_dir / "logs" / "dnsmasq.log",
+                    pidfile(settings, "dnsmasq"))
+        wait_until(lambda: dns.answers(settings), settings, "dnsmasq", "DNS server (dnsmasq)",
+                   f"answer on {settings.bridge_address}:{settings.dns_port}", 10)
+        log(f"dns: Route53's zones at {settings.bridge_address}:{settings.dns_port} (the hosts' resolver)")
+    if not procs.read_pidfile(pidfile(settings, "dnssync")):
+        procs.spawn([sys.executable, "-m", "fabfile.sandbox.dns"], settings.state_dir / "logs" / "dnssync.log",
+                    pidfile(settings, "dnssync"), env=_env(settings), cwd=str(PROJECT_ROOT))
+
+
+def start_acme(settings: SandboxSettings, log) -> None:
+    """pebble on the bridge address (after dns: it validates through it); its root saved (acme.py)."""
+    made = acme.ensure_listener_cert(settings)
+    config = acme.write_config(settings)
+    if not made and procs.read_pidfile(pidfile(settings, "pebble")) and acme.answers(settings):
+        if acme.save_root(settings):
+            log(f"acme: pebble's root changed: saved in {acme.root_path(settings)}")
+        return log(f"acme: already up at {settings.acme_directory}")
+    procs.stop_pidfile(pidfile(settings, "pebble"))
+    procs.spawn(acme.pebble_argv(settings, config), settings.state_dir / "logs" / "pebble.log",
+                pidfile(settings, "pebble"), env={**os.environ, **acme.ENV})
+    wait_until(lambda: acme.answers(settings), settings, "pebble", "ACME server (pebble)",
+               f"answer on {settings.acme_directory}", 20)
+    acme.save_root(settings)
+    log(f"acme: pebble at {settings.acme_directory}, its root in {acme.root_path(settings)}")
+
+
 def start_materializer(settings: SandboxSettings, log) -> None:
     if procs.read_pidfile(pidfile(settings, "materializer")):
         return log("materializer: already running")
@@ -263,6 +299,8 @@ def up(settings: SandboxSettings, log=print) -> None:
     start_proxy(settings, log)
     start_s3gate(settings, log)
     start_git(settings, log)
+    start_dns(settings, log)
+    start_acme(settings, log)
     start_materializer(settings, log)
 
 
@@ -289,6 +327,9 @@ def down(settings: SandboxSettings, log=print) -> None:
         log(f"security groups: table inet {firewall.table_name(settings.bridge)} removed")
     if procs.stop_pidfile(pidfile(settings, "git")):
         log("git: stopped")
+    for name, what in (("pebble", "acme"), ("dnssync", "dns sync"), ("dnsmasq", "dns")):
+        if procs.stop_pidfile(pidfile(settings, name)):
+            log(f"{what}: stopped")
     if procs.stop_pidfile(pidfile(settings, "proxy")):
         log("proxy: stopped")
     if procs.stop_pidfile(pidfile(settings, "moto")):
@@ -312,6 +353,10 @@ def status(settings: SandboxSettings) -> dict:
            "proxy": settings.proxy_url if procs.read_pidfile(pidfile(settings, "proxy")) else None,
            "s3": settings.s3_endpoint if procs.read_pidfile(pidfile(settings, "s3gate")) else None,
            "git": settings.git_url("NAME") if procs.read_pidfile(pidfile(settings, "git")) else None,
+           "dns": (f"{settings.bridge_address}:{settings.dns_port}"
+                   if procs.read_pidfile(pidfile(settings, "dnsmasq")) else None),
+           "acme": (f"{settings.acme_directory} (root: {acme.root_path(settings)})"
+                    if procs.read_pidfile(pidfile(settings, "pebble")) else None),
            "firewall": (f"table inet {firewall.table_name(settings.bridge)}"
                         if shutil.which("nft") and firewall.Firewall(settings.bridge).present() else None),
            "images": [], "hosts": []}

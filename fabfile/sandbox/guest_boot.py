@@ -72,6 +72,10 @@ def configure_surroundings(meta):
     short = hostname.split(".")[0]
     write("/etc/hosts", "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
           "%s %s %s\n" % (meta["private_ip"], hostname, short))
+    if meta.get("nameserver"):   # the local cloud's DNS: Route53's zones (a refusal for any other name)
+        if os.path.islink("/etc/resolv.conf"):
+            os.unlink("/etc/resolv.conf")
+        write("/etc/resolv.conf", "nameserver %s\noptions timeout:1 attempts:2\n" % meta["nameserver"])
     proxy = meta["proxy_url"]
     write("/etc/apt/apt.conf.d/80whipup-proxy",
           'Acquire::http::Proxy "%s";\nAcquire::https::Proxy "%s";\n' % (proxy, proxy))

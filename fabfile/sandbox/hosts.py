@@ -84,7 +84,8 @@ def write_seed(settings: SandboxSettings, spec: HostSpec, user_data: bytes | Non
             "proxy_url": settings.proxy_url, "default_user": DEFAULT_USER,
             # the bridge address by name too: Python's no_proxy matching knows no CIDR ranges, and the S3
             # gate there is reached directly, not through the proxy
-            "no_proxy": [*net.PRIVATE_RANGES, settings.bridge_address]}
+            "no_proxy": [*net.PRIVATE_RANGES, settings.bridge_address],
+            "nameserver": settings.bridge_address}   # dnsmasq with Route53's zones (dns.py)
     (seed / "meta.json").write_text(json.dumps(meta))
     (seed / "boot.py").write_bytes((HERE / "guest_boot.py").read_bytes())
     cfg, script = split_user_data(user_data, log)

@@ -27,6 +27,13 @@ class SandboxSettings:
     poll_interval: float     # materializer poll period, seconds
     s3_port: int = 8898      # the S3 gate (s3gate.py): moto's S3, for hosts, on the bridge address
     git_port: int = 8897     # the git server (smart HTTP, read-only) on the bridge address
+    dns_port: int = 53       # dnsmasq: the hosted zones (dns.py), the hosts' resolver, on the bridge address
+    acme_port: int = 14000   # pebble's ACME directory (acme.py) on the bridge address
+    acme_admin_port: int = 15000   # pebble's management endpoint (its root certificate)
+
+    @property
+    def acme_directory(self) -> str:
+        return f"https://{self.bridge_address}:{self.acme_port}/dir"
 
     @property
     def endpoint(self) -> str:
@@ -82,4 +89,7 @@ def load_settings(environ: dict[str, str] | None = None) -> SandboxSettings:
         poll_interval=float(env.get("WHIPUP_SANDBOX_POLL", "0.2")),
         s3_port=int(env.get("WHIPUP_SANDBOX_S3_PORT", "8898")),
         git_port=int(env.get("WHIPUP_SANDBOX_GIT_PORT", "8897")),
+        dns_port=int(env.get("WHIPUP_SANDBOX_DNS_PORT", "53")),
+        acme_port=int(env.get("WHIPUP_SANDBOX_ACME_PORT", "14000")),
+        acme_admin_port=int(env.get("WHIPUP_SANDBOX_ACME_ADMIN_PORT", "15000")),
     )

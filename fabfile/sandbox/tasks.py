@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from . import control, gitpublish
+from . import acme, control, gitpublish
 from .errors import SandboxError
 from .settings import load_settings
 
@@ -45,6 +45,8 @@ def status(c, json_=False):
     print(f"proxy:        {st['proxy'] or 'down'}")
     print(f"s3 for hosts: {st['s3'] or 'down'}")
     print(f"git:          {st['git'] or 'down'}")
+    print(f"dns:          {st['dns'] or 'down'}")
+    print(f"acme:         {st['acme'] or 'down'}")
     print(f"materializer: {'pid ' + str(st['materializer']) if st['materializer'] else 'down'}")
     print(f"firewall:     {(st['firewall'] + ' (the security groups)') if st['firewall'] else 'no table yet'}")
     if st["hosts"]:
@@ -57,9 +59,14 @@ def status(c, json_=False):
 
 @task
 def env(c):
-    """Print shell exports so plain boto3 and the aws CLI use the local cloud."""
-    for key, value in control.sandbox_environ(load_settings()).items():
+    """Print shell exports so plain boto3 and the aws CLI use the local cloud; its DNS server and the root
+    certificate of its ACME server (pebble), which the sites' certificates chain to."""
+    settings = load_settings()
+    for key, value in control.sandbox_environ(settings).items():
         print(f"export {key}={shlex.quote(value)}")
+    print(f"export WHIPUP_SANDBOX_DNS={shlex.quote(settings.bridge_address)}   # dig @$WHIPUP_SANDBOX_DNS NAME")
+    print(f"export WHIPUP_SANDBOX_ACME_ROOT={shlex.quote(str(acme.root_path(settings)))}   "
+          "# curl --cacert $WHIPUP_SANDBOX_ACME_ROOT")
 
 
 @task(name="git-publish", positional=["path"],

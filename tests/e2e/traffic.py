@@ -1,7 +1,7 @@
 """What the drills and the zero-downtime tests share: `fab` run in the background, and a bounded HTTP load on
 a cluster's proxy that counts every outcome.
 
-`Load(cl, ...)` sends GETs to `cl.proxy_ip` (port 80) only once `cl.routed` has shown that address on the
+`Load(cl, ...)` sends GETs to `cl.proxy_ip` (port 80, or 443 as a site name with `tls=`) only once `cl.routed` has shown that address on the
 test sandbox's bridge, and stops by itself after `max_seconds` or `max_requests`, whichever comes first.
 Two ways to drive it:
 
@@ -114,9 +114,10 @@ class Load:
 
     def __init__(self, cl, paths: tuple[str, ...] = ("/",), threads: int = 4, max_seconds: float = 300,
                  max_requests: int = 50_000, *, rate: float | None = None, timeout: float = 30.0,
-                 pause: float = 0.02, check: Check = status_200):
+                 pause: float = 0.02, check: Check = status_200, tls: tuple[str, object] | None = None):
         cl.routed(cl.proxy_ip)
         self.address, self.paths = cl.proxy_ip, paths
+        self.tls = tls          # (site name, ssl.SSLContext): HTTPS to the proxy as that name, else HTTP on 80
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.rate, self.timeout, self.pause, self.check = rate, timeout, pause, check
         self.ok: Counter = Counter()
@@ -141,7 +142,11 @@ class Load:
 
     def _one(self, path: str) -> tuple[str | None, str | None]:
         try:
-            conn = http.client.HTTPConnection(self.address, 80, timeout=self.timeout)
+            if self.tls is None:
+                conn = http.client.HTTPConnection(self.address, 80, timeout=self.timeout)
+            else:
+                from fabfile.tls.check import SiteConnection
+                conn = SiteConnection(self.tls[0], self.address, self.tls[1], timeout=self.timeout)
             try:
                 conn.request("GET", path, headers={"Connection": "close"})
                 r = conn.getresponse()

@@ -95,7 +95,7 @@ def test_client_tokens_start_with_the_nodes_token_then_fresh_ones():
 def test_desired_grants_of_the_shipped_roles():
     ssh = Grant("tcp", 22, 22, "cidr", ADMIN)
     expected = {
-        "proxy": {ssh, Grant("tcp", 80, 80, "cidr", "0.0.0.0/0"), Grant("tcp", 443, 443, "cidr", "0.0.0.0/0")},
+        "proxy": {ssh, Grant("tcp", 80, 80, "cidr", "0.0.0.0/0")},      # no domain: no TLS, no 443
         "app": {ssh, Grant("tcp", 8000, 8001, "group", "sg-proxy")},      # both gunicorn slots
         "db": {ssh, Grant("tcp", 5432, 5432, "group", "sg-app"), Grant("tcp", 5432, 5432, "group", "sg-worker")},
         "worker": {ssh, Grant("tcp", 6379, 6379, "group", "sg-app"), Grant("tcp", 6379, 6379, "group", "sg-worker")},
@@ -123,7 +123,7 @@ def test_a_cidr_rule_on_the_app_web_port_opens_the_slot_range():
 
 def test_ipv6_cidr_goes_to_ipv6_ranges():
     role = RoleConfig("web", 1, "t3.micro", 8, False, False, (PortRule(443, ("::/0",), ()),), (), (), (), AmiSpec())
-    grants = builders.desired_grants(role, ADMIN, {})
+    grants = builders.desired_grants(role, ADMIN, {}, tls=True)
     assert builders.permissions_from_grants(grants) == [
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": ADMIN}]},
         {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
