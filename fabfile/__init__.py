@@ -5,6 +5,7 @@ both to the modules that do the work.
 """
 from invoke import Collection
 
+from .backup import tasks as backup_tasks
 from .configure import tasks as configure_tasks
 from .console import tasks as console_tasks
 from .deploy import envtasks
@@ -29,6 +30,9 @@ ns = Collection(
     console_tasks.logs,
     console_tasks.ssh,
     project_tasks.inspect,
+    backup_tasks.backup,
+    backup_tasks.backups,
+    backup_tasks.restore,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
 ns.add_collection(Collection("env", envtasks.show, envtasks.set_, envtasks.unset))
