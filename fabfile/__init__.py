@@ -13,6 +13,7 @@ from .deploy import tasks as deploy_tasks
 from .project import tasks as project_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
+from .recover import recover_task
 from .whipup import whip_up_full_system
 
 ns = Collection(
@@ -33,6 +34,8 @@ ns = Collection(
     backup_tasks.backup,
     backup_tasks.backups,
     backup_tasks.restore,
+    backup_tasks.snapshot,
+    recover_task,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
 ns.add_collection(Collection("env", envtasks.show, envtasks.set_, envtasks.unset))

@@ -115,9 +115,10 @@ def reload_apps(cl: Cluster, timeout: float) -> None:
 
 
 def restore(cl: Cluster, store: BackupStore, wanted: str | None, *, to_release: bool, health_timeout: float,
-            out: Out = print, break_lock: bool = False) -> Backup:
+            out: Out = print, break_lock: bool = False, reload: bool = True) -> Backup:
     """Restore backup `wanted` (default: the latest); see the module's docstring. BackupError (the current
-    database as it was) when the restore fails."""
+    database as it was) when the restore fails. `reload` False: gunicorn is left to the caller (recover,
+    which points the app at a new db node next)."""
     backups = store.list()
     b = pick(backups, wanted)
     if b is None:
@@ -141,7 +142,8 @@ def restore(cl: Cluster, store: BackupStore, wanted: str | None, *, to_release: 
                 conn.close()
             out(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "swapped")
             restored = time.monotonic() - start
-            reload_apps(cl, health_timeout)
+            if reload:
+                reload_apps(cl, health_timeout)
         finally:
             if not to_release:
                 maintenance(cl, False)

@@ -59,3 +59,21 @@ def restore(c, cfg: Config, id=None, to_release=False, break_lock=False, health_
                        break_lock=break_lock)
     finally:
         cl.close()
+
+
+@cluster_task(errors=ERRORS)
+def snapshot(c, cfg: Config):
+    """Snapshot the db node's data volume (after a CHECKPOINT), tagged; waits until it is complete."""
+    from ..nodes import find_nodes
+    from ..provision.tasks import connect_ec2
+    from .snapshots import snapshot as take_snapshot
+
+    ec2, _ = connect_ec2(cfg)
+    db = [n for n in find_nodes(ec2, cfg.cluster.name, role="db") if n.state == "running"]
+    if not db:
+        raise BackupError(f"cluster {cfg.cluster.name} has no running db node (fab recover db)")
+    try:
+        take_snapshot(ec2, cfg, db[0])
+    except (ValueError, TimeoutError) as exc:
+        raise BackupError(str(exc)) from None
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from typing import Callable
 
-from ..config import Config, RoleConfig, VolumeConfig
+from ..config import PG_DATA, Config, RoleConfig, VolumeConfig
 from ..errors import ProvisionError
 from ..naming import TAG_CLUSTER, TAG_INDEX, TAG_ROLE, node_name, tag_filters, tags
 from ..nodes import Node
@@ -19,6 +19,7 @@ from ..remote import run, sudo_sh
 Log = Callable[[str], None]
 TAG_PURPOSE = "whipup:purpose"
 DATA = "data"
+PG_ETC = "whipup-etc"                # on the db role's volume: what /etc/postgresql links to
 FSTAB_MARK = "x-whipup.volume"      # the fstab option of whipup's volumes (the sandbox's boot mounts them)
 
 
@@ -81,6 +82,16 @@ def ensure_volume(ec2, cfg: Config, role: RoleConfig, node: Node, zone: str, log
     return volume["VolumeId"]
 
 
+def create_volume_for(ec2, cfg: Config, role: str, index: int, zone: str, snapshot_id: str) -> str:
+    """A volume for node `index` of `role` made from a snapshot (found by its tags by the next provision,
+    which attaches it to the node); its id, once available."""
+    vol = cfg.role(role).volume
+    assert vol is not None
+    made = ec2.create_volume(**create_volume_params(cfg.cluster.name, role, index, vol, zone, snapshot_id))
+    ec2.get_waiter("volume_available").wait(VolumeIds=[made["VolumeId"]], WaiterConfig={"Delay": 1})
+    return made["VolumeId"]
+
+
 def ensure_role(ec2, cfg: Config, role: RoleConfig, nodes: list[Node], log: Log, timing=None) -> None:
     """Every running node of a role with a volume has its own attached (converge_role calls it)."""
     if role.volume is None:
@@ -104,7 +115,7 @@ def mount_script(vol: VolumeConfig, volume_id: str) -> str:
     return "\n".join([
         "set -eu",
         f"mp={q(vol.mount)}; dev={q(vol.device)}; by_id={q(by_id)}",
-        'if mountpoint -q "$mp"; then echo "volume: $mp already ok"; exit 0; fi',
+        'if mountpoint -q "$mp"; then echo "volume: $mp already ok"; else',
         "n=0",
         'until [ -b "$dev" ]; do',
         '  if [ -b "$by_id" ]; then dev=$by_id; break; fi',
@@ -121,7 +132,23 @@ def mount_script(vol: VolumeConfig, volume_id: str) -> str:
         f'echo "$dev $mp ext4 defaults,nofail,{FSTAB_MARK} 0 2" >> /etc/fstab.whipup',
         "mv /etc/fstab.whipup /etc/fstab",
         'echo "volume: $dev mounted at $mp"',
-    ])
+        "fi",
+    ] + (_config_on_volume(vol.mount) if vol.mount == PG_DATA else []))
+
+
+def _config_on_volume(mount: str) -> list[str]:
+    """PostgreSQL's configuration (/etc/postgresql) kept on the volume beside its data (a link into it), so
+    a new node installing postgresql finds its cluster whole (Debian's packages create none then)."""
+    q = shlex.quote
+    etc = f"{mount}/{PG_ETC}"
+    return [
+        "if [ ! -L /etc/postgresql ]; then",
+        f"  mkdir -p {q(etc)}",
+        f"  if [ -d /etc/postgresql ]; then cp -a /etc/postgresql/. {q(etc)}/ && rm -rf /etc/postgresql; fi",
+        f"  ln -s {q(etc)} /etc/postgresql",
+        f'  echo "volume: /etc/postgresql -> {etc} (the cluster\'s configuration beside its data)"',
+        "fi",
+    ]
 
 
 def mount(cfg: Config, node: Node, vol: VolumeConfig, volume_id: str, log: Log) -> None:
