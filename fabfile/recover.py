@@ -20,6 +20,7 @@ from .backup.tasks import ERRORS as BACKUP_ERRORS
 from .boundary import cluster_task
 from .configure.run import ConfigureError
 from .backup.run import restore
+from .backup.nightly import ensure_all as ensure_nightly
 from .backup.store import BackupStore
 from .config import Config
 from .configure.run import configure_cluster
@@ -113,6 +114,7 @@ def recover_db(cfg: Config, out=print) -> str:
     if not healthy:
         provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING, log=out)     # the node, its volume mounted
         configure_cluster(cfg, ec2, quiet=True)                               # PostgreSQL on it; pg_hba, ...
+        ensure_nightly(cfg, find_nodes(ec2, cfg.cluster.name), out)
     cl = open_cluster(cfg, ec2)
     try:
         if source == "backup":

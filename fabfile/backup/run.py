@@ -92,7 +92,7 @@ def restore_point(cl: Cluster, plan) -> None:
     info = before.current_info
     b = take(cl, BackupStore.open(cl.cfg), "restore-point", before.current, info.sha if info else None,
              out=lambda line: cl.progress(cl.db.name, "restore point", line))
-    cl.out(f"restore point {b.id} (release {before.current}): fab restore {b.id} --to-release undoes this deploy")
+    cl.out(f"restore point {b.id} (release {before.current}): fab restore --id {b.id} --to-release undoes this deploy")
 
 
 # --- restore ------------------------------------------------------------------------------------------

@@ -187,10 +187,6 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
                 refresh_changed(cfg, ec2, web_program_changed(cfg, results), out)
         finally:
             lock.audit(results, role=role, seconds=time.monotonic() - start)
-    if not dry_run and not failed:
-        from ..backup.nightly import ensure_all   # here: the backup package sits above configure
-
-        ensure_all(cfg, targets, lambda line: print(line, file=out))
     if dry_run:
         for r in results:
             if r.report:
