@@ -5,6 +5,7 @@ both to the modules that do the work.
 """
 from invoke import Collection
 
+from .backup import tasks as backup_tasks
 from .configure import tasks as configure_tasks
 from .console import tasks as console_tasks
 from .deploy import envtasks
@@ -12,6 +13,7 @@ from .deploy import tasks as deploy_tasks
 from .project import tasks as project_tasks
 from .provision import tasks as provision_tasks
 from .sandbox import tasks as sandbox_tasks
+from .recover import recover_task
 from .tls import tasks as tls_tasks
 from .whipup import whip_up_full_system
 
@@ -31,6 +33,11 @@ ns = Collection(
     console_tasks.logs,
     console_tasks.ssh,
     project_tasks.inspect,
+    backup_tasks.backup,
+    backup_tasks.backups,
+    backup_tasks.restore,
+    backup_tasks.snapshot,
+    recover_task,
 )
 ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
 ns.add_collection(Collection("env", envtasks.show, envtasks.set_, envtasks.unset))

@@ -55,11 +55,11 @@ def valid_bucket_name(name: str) -> bool:
         and not name.startswith(RESERVED_BUCKET_PREFIXES) and not name.endswith(RESERVED_BUCKET_SUFFIXES)
 
 
-def bucket_name(cluster: str, account: str, region: str) -> str:
+def bucket_name(cluster: str, account: str, region: str, purpose: str = "media") -> str:
     """`<cluster>-media-<account>-<region>`: bucket names are global, so the account and region make the
     cluster's own. A name over 63 characters (or starting as S3 reserves) becomes `w<cut cluster>-<hash of
     the whole cluster name><suffix>`."""
-    suffix = f"-media-{account}-{region}"
+    suffix = f"-{purpose}-{account}-{region}"
     name = cluster + suffix
     if len(name) > 63 or name.startswith(RESERVED_BUCKET_PREFIXES):   # "w": never a reserved prefix
         digest = hashlib.sha256(cluster.encode()).hexdigest()[:8]

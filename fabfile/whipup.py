@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
+from .backup.nightly import ensure_all as ensure_nightly
 from .boundary import cluster_task
 from .config import Config, check_templates
 from .configure.facts import FactsError
@@ -64,6 +65,7 @@ def whip_up_full_system(c, cfg: Config, dry_run=False, python: str | None = None
     marks = [("provision", time.monotonic() - start)]
     print("== configure")
     configure_cluster(cfg, ec2)
+    ensure_nightly(cfg, find_nodes(ec2, cfg.cluster.name), print)          # the db node's nightly backup
     marks.append(("configure", time.monotonic() - start))
     if cfg.cluster.site.tls:
         print("== certificate")

@@ -32,4 +32,10 @@ def configure(c, role=None, dry_run=False, wait=False, wait_timeout=None, break_
         cfg.role(role)   # an unknown role exits before the cloud is contacted
     seconds = wait_seconds(wait, wait_timeout)   # a bad --wait-timeout too
     ec2, _ = connect_ec2(cfg)
-    configure_cluster(cfg, ec2, role=role, dry_run=dry_run, wait=seconds, break_lock=break_lock)
+    results = configure_cluster(cfg, ec2, role=role, dry_run=dry_run, wait=seconds, break_lock=break_lock)
+    db = {r.name for r in results or () if r.role == "db"}
+    if not dry_run and db:                            # the db node's nightly backup (roles.db.backup)
+        from ..backup.nightly import ensure_all     # the backup package sits above configure
+        from ..nodes import find_nodes
+
+        ensure_all(cfg, [n for n in find_nodes(ec2, cfg.cluster.name) if n.name in db], print)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable, NoReturn
 
+from ..backup.run import restore_point
 from ..remote import HostFailures
 from . import health, reload, stages, switchover, verify
 from .cluster import Cluster, Member, Timer, at_once, gather
@@ -98,6 +99,8 @@ def run_stages(cl: Cluster, plan: Plan, timer: Timer, guard: Guard) -> None:
     switched: list[Member] = []
     try:
         for name, stage in before_switch(plan):
+            if name == "collectstatic+migrate":     # a backup first when there are migrations to apply
+                timer.step("restore point", lambda: restore_point(cl, plan))
             timer.step(name, lambda: stage(cl, plan))
         timer.step("switch", lambda: switch(cl, plan, switched))
         timer.step("health+workers", lambda: publish(cl, plan))

@@ -5,9 +5,10 @@
 1. shared, serially: cluster key pair, subnet, every role's security group, then rules
    (groups first, since rules reference each other);
 2. per role, in parallel threads: AMI, launch what is missing, start what is stopped,
-   wait running, termination protection, elastic IPs;
+   wait running, termination protection, data volumes (volumes.py: found by tag or made, attached),
+   elastic IPs;
 3. known_hosts for every node, from the host keys in the state dir;
-4. per role, in parallel: wait for pinned SSH (skipped with wait_ssh=False).
+4. per role, in parallel: wait for pinned SSH (skipped with wait_ssh=False), then data volumes mounted.
 Per-role failures are collected and raised together as one ProvisionError.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
 from ..exposure import public_warnings
-from . import builders, preflight
+from . import builders, preflight, volumes
 from . import ec2 as ops
 from .iam import launch_profile
 from .keys import ensure_host_key, ensure_identity, known_hosts_line, read_host_public
@@ -105,6 +106,7 @@ def converge_role(ec2, cfg: Config, role: RoleConfig, shared: Shared, timing: Ti
     ids = [n.instance_id for n in nodes]
     if ops.ensure_termination_protection(ec2, ids, role.termination_protection):
         log(f"{role.name}: termination protection set to {role.termination_protection}")
+    volumes.ensure_role(ec2, cfg, role, nodes, log, timing)
     if role.elastic_ip and ops.ensure_elastic_ips(ec2, cluster, role.name, nodes):
         log(f"{role.name}: elastic IPs associated")
         nodes = find_nodes(ec2, cluster, role=role.name)
@@ -184,6 +186,8 @@ def provision(ec2, cfg: Config, *, wait_ssh: bool = True, timing: Timing = DEFAU
     if wait_ssh:
         ready = [n for n in nodes if n.role in cfg.role_names and n.role not in errors and n.name not in errors]
         errors.update(wait_nodes(cfg, ready, timing))
+        if not errors:
+            volumes.mount_all(ec2, cfg, ready, log)
     if errors:
         raise failure(errors)
     return nodes
@@ -216,4 +220,5 @@ def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timi
         raise ProvisionError(f"{node.name}: {problems[node.name]}")
     if wait_ssh:
         wait_for_ssh(cfg, node, timing)
+        volumes.mount_all(ec2, cfg, [node], log)
     return node

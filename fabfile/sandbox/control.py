@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..debian import DEFAULT, RELEASES, DebianRelease, sandbox_image_name
-from . import acme, dns, firewall, hosts, image, net, procs
+from . import acme, dns, firewall, hosts, image, net, procs, volumes
 from .errors import SandboxError
 from .settings import ACCOUNT_ID, SandboxSettings
 
@@ -314,6 +314,8 @@ def down(settings: SandboxSettings, log=print) -> None:
     for iid in hosts.known_hosts(settings):
         hosts.destroy(settings, iid)
         log(f"host {iid}: removed")
+    if volumes.remove_all(settings):
+        log("volumes and snapshots: removed")
     for ns in net.our_netns(settings.bridge):  # leftovers of a crash: namespaces without a host dir
         net.run(["ip", "netns", "del", ns], check=False)
         log(f"netns {ns}: removed")

@@ -261,6 +261,39 @@ def running_services(initd="/etc/init.d"):
     return found
 
 
+VOLUME_MARK = "x-whipup.volume"   # fstab option of the data volumes whipup mounted (provision/volumes.py)
+VOLUME_WAIT = 30                  # seconds a volume's device may take to appear (the cloud attaches it)
+
+
+def volume_mounts(fstab_text):
+    """[(device, mount point)] of fstab's whipup volumes."""
+    out = []
+    for line in fstab_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and not fields[0].startswith("#") and VOLUME_MARK in fields[3].split(","):
+            out.append((fields[0], fields[1]))
+    return out
+
+
+def mount_volumes():
+    """The data volumes mounted before any service starts (as systemd's local-fs.target would): the
+    cloud makes a volume's block device once the host runs, so each is waited for a little."""
+    try:
+        with open("/etc/fstab") as f:
+            wanted = volume_mounts(f.read())
+    except OSError:
+        return
+    for dev, mp in wanted:
+        if subprocess.run(["mountpoint", "-q", mp]).returncode == 0:
+            continue
+        deadline = time.monotonic() + VOLUME_WAIT
+        while not os.path.exists(dev) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        rc = subprocess.run(["mount", mp], capture_output=True, text=True)
+        log("volume %s at %s: %s" % (dev, mp, "mounted" if rc.returncode == 0 else
+                                      "NOT mounted: " + (rc.stderr.strip() or "no device")))
+
+
 def shutdown():
     """Stop every running service through its init script, the boot's in reverse order first."""
     os.environ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -299,6 +332,7 @@ def main():
             with open(src, "rb") as f:
                 write(script, f.read(), 0o700)
     ensure_host_keys()
+    mount_volumes()
     try:
         start_services()
     except Exception as exc:  # the host must still come up and answer SSH

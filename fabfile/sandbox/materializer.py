@@ -4,6 +4,7 @@ It polls the local cloud's DescribeInstances and reconciles:
   pending/running        -> host created (first time) and booted
   stopping/stopped       -> host's processes stopped, disk kept
   shutting-down/terminated, or unknown to the API -> host and disk removed
+  volumes and snapshots  -> disks of their own, attached as block devices (volumes.py)
 and, before any host is booted, turns the API's security groups into the sandbox's nftables table
 (firewall.py), applied only when it changed.
 State lives on disk (hosts/<id>/host.json, launcher.pid), so a restarted
@@ -24,7 +25,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from ..debian import RELEASES, sandbox_image_name
-from . import firewall, hosts, net
+from . import firewall, hosts, net, volumes
 from .errors import SandboxError
 from .settings import SandboxSettings, load_settings
 
@@ -180,6 +181,7 @@ class Materializer:
                 iid = target["InstanceId"] if isinstance(target, dict) else target
                 log.error("%s: %s failed: %s", iid, action, exc)
         self.children = [p for p in self.children if p.poll() is None]
+        volumes.reconcile(self.settings, self.ec2, instances)
         return running
 
     def run(self) -> None:

@@ -54,6 +54,7 @@ def test_the_fake_hosts_classify_each_real_builders_command():
 # --- a healthy deploy --------------------------------------------------------------------------
 
 PHASES = [{"lock"}, {"state"}, {"fetch", "extract", "release files", ".env", "venv reuse"}, {"django facts"},
+          {"migrate check"},                                    # the restore point's question: none to apply
           {"collectstatic", "count static", "migrate"},
           {"static pack", "static unpack", "boot", "reach"},   # the idle slot boots while the proxies get static
           {"switch", "go live", "upstream"},                    # app nodes, proxies (traffic moves), workers

@@ -23,6 +23,7 @@ FIRST_RUN = {
     "RunInstances": 4,
     # moto ignores DisableApiTermination at launch, so the db node's protection is set afterwards
     "ModifyInstanceAttribute": 1,
+    "CreateVolume": 1, "AttachVolume": 1,   # the db node's data volume (roles.db.volume)
     "AllocateAddress": 1,
     "AssociateAddress": 1,
 }
@@ -41,7 +42,7 @@ def instance(ec2, instance_id: str) -> dict:
 def test_first_run_then_rerun_makes_no_mutating_call(ec2, cfg, fast, log):
     first = run(ec2, cfg, fast, log)
     assert dict(first.operations) == FIRST_RUN
-    assert first.total == 16
+    assert first.total == 18
     nodes = find_nodes(ec2, cfg.cluster.name)
     assert [(n.role, n.index, n.name, n.state) for n in nodes] == [
         ("app", 0, "whipup-demo-app-0", "running"),

@@ -231,7 +231,10 @@ class FakeEc2:
         self.groups, self.duplicate, self.calls = groups, duplicate, []
 
     def get_paginator(self, name):
-        assert name in ("describe_security_groups", "describe_instances")
+        assert name in ("describe_security_groups", "describe_instances", "describe_volumes", "describe_snapshots")
+        if name in ("describe_volumes", "describe_snapshots"):     # the step's volumes (none here)
+            key = "Volumes" if name == "describe_volumes" else "Snapshots"
+            return SimpleNamespace(paginate=lambda **kw: [{key: []}])
         key = "SecurityGroups" if name == "describe_security_groups" else "Reservations"
         value = self.groups if key == "SecurityGroups" else [{"Instances": INSTANCES}]
         return SimpleNamespace(paginate=lambda: [{key: value}])

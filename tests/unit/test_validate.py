@@ -23,7 +23,7 @@ SAMPLES = {
     (appconfig, "ENV_NAME"): "FOO_BAR", (appconfig, "WSGI"): "mysite.wsgi:application",
     (appconfig, "URL_PATH"): "/-/health", (appconfig, "SSM_NAME"): "/whipup/demo/KEY",
     (appconfig, "PYTHON_SPEC"): ">=3.12,<3.14", (appconfig, "DURATION"): "30m",
-    (config, "_ROLE_NAME"): "app", (vault, "NAME"): "db_password", (releases, "SHA"): "a" * 40,
+    (config, "_ROLE_NAME"): "app", (config, "VOLUME_DEVICE"): "/dev/xvdf", (config, "NIGHTLY"): "03:00", (vault, "NAME"): "db_password", (releases, "SHA"): "a" * 40,
     (releases, "RELEASE_ID"): "20261126143113-b7c1d3a",
     (scram, "_VERIFIER"): "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy", (validate, "_PLAIN_KEY"): "cluster",
 }

@@ -1,0 +1,175 @@
+"""The nightly backup on the db node (roles.db.backup: nightly HH:MM UTC, keep N): cron runs a script
+whipup installs (`fab configure` does, on the db nodes), which takes a `pg_dump -Fc`, puts it in the
+backups bucket (kind nightly), deletes the nightly ones beyond the `keep` newest, and leaves its result
+in RESULT (JSON: ok, id, size, seconds, deleted, error) and a line in LOG: what a monitor reads.
+
+The node has no AWS credentials: it reaches the bucket unsigned, as through a VPC endpoint. The local
+cloud's S3 (moto) takes that; on AWS it needs the db node's own permission on the bucket (not made yet).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+
+from ..media import SANDBOX_KEYS
+from ..remote import run, sudo_sh
+from .names import SUFFIX
+
+SCRIPT = "/usr/local/sbin/whipup-nightly-backup"
+CONF = "/etc/whipup/backup.json"
+CRON = "/etc/cron.d/whipup-backup"
+RESULT = "/var/lib/whipup/backup-nightly.json"
+LOG = "/var/log/whipup-backup.log"
+
+NIGHTLY_PY = r'''#!/usr/bin/python3
+"""whipup's nightly backup (managed by `fab configure`): pg_dump -Fc to the backups bucket, retention, result."""
+import datetime, json, os, subprocess, sys, time, urllib.parse, urllib.request, xml.etree.ElementTree as ET
+
+CONF, WORK = "/etc/whipup/backup.json", "/var/lib/postgresql/whipup-backup"
+NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def request(method, url, body=None, headers=None):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # S3 is reached directly
+    with opener.open(urllib.request.Request(url, data=body, method=method, headers=headers or {}), timeout=3600) as r:
+        return r.read()
+
+
+def signed(c, method, url):
+    """SigV4 headers (payload unsigned) with the node's keys, if it has any (the local cloud's); else none."""
+    if not c.get("keys"):
+        return {}
+    import hashlib, hmac
+    u = urllib.parse.urlsplit(url)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    head = {"host": u.netloc, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "x-amz-date": stamp}
+    names = ";".join(sorted(head))
+    canon = "\n".join([method, u.path, u.query, "".join(k + ":" + head[k] + "\n" for k in sorted(head)), names,
+                       "UNSIGNED-PAYLOAD"])
+    scope = day + "/" + c["region"] + "/s3/aws4_request"
+    text = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canon.encode()).hexdigest()])
+    key = ("AWS4" + c["keys"][1]).encode()
+    for part in (day, c["region"], "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    sig = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    head["Authorization"] = ("AWS4-HMAC-SHA256 Credential=" + c["keys"][0] + "/" + scope + ", SignedHeaders=" +
+                             names + ", Signature=" + sig)
+    del head["host"]
+    return head
+
+
+def nightly_keys(base, app):
+    xml = request("GET", base + "?list-type=2&prefix=" + urllib.parse.quote(app + "/"))
+    keys = [e.text for e in ET.fromstring(xml).iter(NS + "Key")]
+    return sorted(k for k in keys if k.endswith("-nightly" + SUFFIX))
+
+
+def main():
+    c = json.load(open(CONF))
+    start, now = time.monotonic(), datetime.datetime.now(datetime.timezone.utc)
+    bid = now.strftime("%Y%m%dT%H%M%SZ") + "-nightly"
+    key, base = c["app"] + "/" + bid + SUFFIX, c["endpoint"].rstrip("/") + "/" + c["bucket"]
+    result = {"id": bid, "at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "ok": False}
+    path = os.path.join(WORK, bid + SUFFIX)
+    try:
+        os.makedirs(WORK, mode=0o700, exist_ok=True)
+        subprocess.run(["chown", "postgres:postgres", WORK], check=True)
+        subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-f", path, c["database"]], check=True)
+        size = os.path.getsize(path)
+        tags = "whipup:kind=nightly&whipup:time=" + urllib.parse.quote(result["at"]) + "&whipup:release=-&whipup:sha=-"
+        subprocess.run(["curl", "-sS", "--fail", "--noproxy", "*", "--retry", "3", "-m", "3600", "-o", "/dev/null",
+                        "-H", "x-amz-tagging: " + tags.replace(":", "%3A"), "-T", path,
+                        base + "/" + urllib.parse.quote(key)], check=True)
+        old = nightly_keys(base, c["app"])
+        gone = old[:-c["keep"]] if len(old) > c["keep"] else []
+        for k in gone:
+            request("DELETE", base + "/" + urllib.parse.quote(k), headers=signed(c, "DELETE", base + "/" + urllib.parse.quote(k)))
+        result.update(ok=True, key=key, size=size, deleted=gone)
+    except Exception as exc:   # the result file says why
+        result["error"] = str(exc)[:500]
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    result["seconds"] = round(time.monotonic() - start, 1)
+    os.makedirs(os.path.dirname(c["result"]), exist_ok=True)
+    with open(c["result"] + ".tmp", "w") as f:
+        json.dump(result, f)
+    os.replace(c["result"] + ".tmp", c["result"])
+    print(json.dumps(result), flush=True)
+    return 0 if result["ok"] else 1
+
+
+SUFFIX = "@SUFFIX@"
+if __name__ == "__main__":
+    sys.exit(main())
+'''.replace("@SUFFIX@", SUFFIX)
+
+
+def conf_json(app: str, database: str, bucket: str, endpoint: str, keep: int, region: str,
+              keys: tuple[str, str] | None) -> str:
+    """The job's settings (`keys`: the local cloud's, which are no secret; none on AWS)."""
+    return json.dumps({"app": app, "database": database, "bucket": bucket, "endpoint": endpoint, "keep": keep,
+                       "result": RESULT, "region": region, "keys": list(keys) if keys else None},
+                      sort_keys=True) + "\n"
+
+
+def cron_line(nightly: str) -> str:
+    hour, minute = nightly.split(":")
+    return (f"# whipup: the nightly backup (roles.db.backup); managed by fab configure\n"
+            f"CRON_TZ=UTC\n{int(minute)} {int(hour)} * * * root {SCRIPT} >> {LOG} 2>&1\n")
+
+
+def install_file(path: str, mode: str) -> str:
+    """stdin to `path` (mode) when it differs; prints changed or unchanged."""
+    q = shlex.quote
+    return sudo_sh(f"install -d -m 0755 $(dirname {q(path)}) && cat > {q(path)}.tmp && "
+                   f"if cmp -s {q(path)}.tmp {q(path)}; then rm -f {q(path)}.tmp; echo unchanged; "
+                   f"else chmod {q(mode)} {q(path)}.tmp && mv -f {q(path)}.tmp {q(path)} && echo changed; fi")
+
+
+def remove_cron() -> str:
+    return sudo_sh(f"if [ -e {shlex.quote(CRON)} ]; then rm -f {shlex.quote(CRON)}; echo changed; "
+                   f"else echo unchanged; fi")
+
+
+def hosts_s3(cfg) -> str:
+    from .store import hosts_endpoint
+
+    return hosts_endpoint(cfg) or f"https://s3.{cfg.cluster.region}.amazonaws.com"
+
+
+def ensure(conn, cfg, bucket: str) -> str:
+    """The nightly job on one db node as roles.db.backup says; "changed" or "already ok"."""
+    backup = cfg.role("db").backup
+    keys = SANDBOX_KEYS if cfg.cluster.target == "sandbox" else None
+    files = [(SCRIPT, "0755", NIGHTLY_PY), (CONF, "0644", conf_json(cfg.app.name, cfg.app.name, bucket, hosts_s3(cfg),
+                                                                        backup.keep, cfg.cluster.region, keys))]
+    if backup.nightly:
+        files.append((CRON, "0644", cron_line(backup.nightly)))
+    outs = [run(conn, install_file(p, m), step=f"install {p}", stdin=text).stdout.strip() for p, m, text in files]
+    if not backup.nightly:
+        outs.append(run(conn, remove_cron(), step="remove the nightly cron job").stdout.strip())
+    return "changed" if "changed" in outs else "already ok"
+
+
+
+def ensure_all(cfg, nodes, out) -> None:
+    """`fab configure`'s last step: the nightly job on every running db node (the bucket made if missing)."""
+    from ..ssh import connect
+    from .store import BackupStore
+
+    db = [n for n in nodes if n.role == "db" and n.state == "running"]
+    if not db or "db" not in cfg.role_names:
+        return
+    store = BackupStore.open(cfg)
+    store.ensure()
+    backup = cfg.role("db").backup
+    for node in db:
+        conn = connect(cfg, node)
+        try:
+            done = ensure(conn, cfg, store.bucket)
+        finally:
+            conn.close()
+        when = f"nightly at {backup.nightly} UTC, the {backup.keep} newest kept" if backup.nightly else "no nightly"
+        out(f"[{node.name}] backup: {when} (s3://{store.bucket}/{cfg.app.name}/): {done}")

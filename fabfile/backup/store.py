@@ -1,0 +1,106 @@
+"""The cluster's backups bucket: made on first use (tagged, private), listed, tagged; presigned URLs for the
+db node (it reaches S3 as through a VPC endpoint: on the local cloud the S3 gate on the bridge address).
+
+The bucket is `<cluster>-backups-<account>-<region>`, not the media one (which the proxy serves): dumps are
+never reachable from the site. `fab destroy` leaves it: backups outlive the cluster.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from ..cloud import open_cloud
+from ..config import Config
+from ..media import bucket_name
+from ..naming import TAG_CLUSTER, cluster_tags, tags
+from ..provision.media import PRIVATE, create_bucket_params
+from ..sandbox.settings import ACCOUNT_ID as SANDBOX_ACCOUNT
+from .names import PURPOSE, Backup, backups_from, tag_set
+
+URL_SECONDS = 3600
+
+
+def hosts_endpoint(cfg: Config) -> str | None:
+    """Where the nodes reach S3: the sandbox's gate; None on AWS (the regional endpoint)."""
+    if cfg.cluster.target != "sandbox":
+        return None
+    from ..sandbox.settings import load_settings
+
+    return load_settings().s3_endpoint
+
+
+@dataclass(frozen=True)
+class BackupStore:
+    s3: object          # API calls from this machine
+    signer: object      # presigns the URLs the nodes use (their endpoint)
+    bucket: str
+    app: str
+    cluster: str
+    endpoint: str | None
+
+    @classmethod
+    def open(cls, cfg: Config) -> "BackupStore":
+        cloud = open_cloud(cfg.cluster.target, cfg.cluster.region)
+        if cfg.cluster.target == "sandbox":
+            account = SANDBOX_ACCOUNT
+        else:
+            account = cloud.client("sts").get_caller_identity()["Account"]
+        endpoint = hosts_endpoint(cfg)
+        signer = cloud.session.client("s3", region_name=cfg.cluster.region, endpoint_url=endpoint,
+                                      config=BotoConfig(signature_version="s3v4",
+                                                        s3={"addressing_style": "path" if endpoint else "virtual"}))
+        return cls(cloud.client("s3"), signer, bucket_name(cfg.cluster.name, account, cfg.cluster.region, PURPOSE),
+                   cfg.app.name, cfg.cluster.name, endpoint)
+
+    def ensure(self) -> str:
+        """The bucket exists, tagged with the cluster, public access blocked; what was done."""
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+            return "already ok"
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+        region = self.s3.meta.region_name
+        self.s3.create_bucket(**create_bucket_params(self.bucket, region))
+        self.s3.put_bucket_tagging(Bucket=self.bucket, Tagging={"TagSet": tags(cluster_tags(self.cluster,
+                                                                                            Name=self.bucket))})
+        self.s3.put_public_access_block(Bucket=self.bucket, PublicAccessBlockConfiguration=PRIVATE)
+        return "created"
+
+    def put_url(self, key: str) -> str:
+        return self.signer.generate_presigned_url("put_object", Params={"Bucket": self.bucket, "Key": key},
+                                                  ExpiresIn=URL_SECONDS)
+
+    def get_url(self, key: str) -> str:
+        return self.signer.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                                  ExpiresIn=URL_SECONDS)
+
+    def tag(self, key: str, kind: str, when: datetime, release: str | None, sha: str | None) -> None:
+        self.s3.put_object_tagging(Bucket=self.bucket, Key=key,
+                                   Tagging={"TagSet": tag_set(kind, when, release, sha)})
+
+    def list(self) -> list[Backup]:
+        """The app's backups, oldest first (none when the bucket does not exist yet)."""
+        objects = []
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.app}/"):
+                objects.extend(page.get("Contents", []))
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket"):
+                return []
+            raise
+        found = {}
+        for obj in objects:
+            ts = self.s3.get_object_tagging(Bucket=self.bucket, Key=obj["Key"])["TagSet"]
+            found[obj["Key"]] = {t["Key"]: t["Value"] for t in ts}
+        return backups_from(self.app, objects, found)
+
+    def is_ours(self) -> bool:
+        try:
+            ts = self.s3.get_bucket_tagging(Bucket=self.bucket)["TagSet"]
+        except ClientError:
+            return False
+        return {t["Key"]: t["Value"] for t in ts}.get(TAG_CLUSTER) == self.cluster

@@ -1,0 +1,160 @@
+"""Backups: names and listing, the db node's and the proxy's scripts (quoting), the nightly job, the bucket."""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from datetime import datetime, timezone
+
+import boto3
+import pytest
+
+from fabfile.backup import commands, names, nightly
+from fabfile.backup.names import Backup
+from fabfile.backup.store import BackupStore
+
+T = datetime(2026, 12, 1, 21, 5, 9, tzinfo=timezone.utc)
+
+
+# --- names ------------------------------------------------------------------------------------------------
+
+def test_ids_keys_and_their_parse():
+    bid = names.backup_id(T, "restore-point")
+    assert bid == "20261201T210509Z-restore-point"
+    assert names.object_key("demo", bid) == "demo/20261201T210509Z-restore-point.dump"
+    assert names.parse_key("demo", "demo/20261201T210509Z-restore-point.dump") == (bid, T, "restore-point")
+    for other in ("demo/x.dump", "other/20261201T210509Z-manual.dump", "demo/20261201T210509Z-weekly.dump",
+                  "demo/20261201T210509Z-manual.sql"):
+        assert names.parse_key("demo", other) is None
+    with pytest.raises(ValueError):
+        names.backup_id(T, "weekly")
+
+
+def _b(bid, kind="manual"):
+    return Backup(bid, f"demo/{bid}.dump", 10, T, kind)
+
+
+def test_pick_the_latest_an_id_or_a_unique_start():
+    bs = [_b("20261201T000000Z-manual"), _b("20261202T000000Z-nightly", "nightly"), _b("20261202T010000Z-manual")]
+    assert names.pick(bs, None).id == "20261202T010000Z-manual"
+    assert names.pick(bs, "20261201").id == "20261201T000000Z-manual"
+    assert names.pick(bs, "20261202") is None             # two start so: ambiguous
+    assert names.pick(bs, "nope") is None and names.pick([], None) is None
+
+
+def test_retention_keeps_the_newest_of_a_kind():
+    bs = [_b(f"2026120{i}T000000Z-nightly", "nightly") for i in range(1, 6)] + [_b("20261201T010000Z-manual")]
+    assert [b.id for b in names.expired(bs, 2)] == [f"2026120{i}T000000Z-nightly" for i in (1, 2, 3)]
+    assert names.expired(bs, 7) == []
+
+
+def test_listing_from_objects_and_tags():
+    objs = [{"Key": "demo/20261201T210509Z-manual.dump", "Size": 4223}, {"Key": "demo/junk", "Size": 1}]
+    tags = {"demo/20261201T210509Z-manual.dump": {"whipup:release": "20261201210042-c354a60", "whipup:sha": "c" * 40}}
+    bs = names.backups_from("demo", objs, tags)
+    assert [(b.id, b.size, b.release, b.kind) for b in bs] == [
+        ("20261201T210509Z-manual", 4223, "20261201210042-c354a60", "manual")]
+    assert names.listing(bs)[1].split() == ["20261201T210509Z-manual", "2026-12-01", "21:05:09", "4.1", "KiB",
+                                            "manual", "20261201210042-c354a60"]
+    assert names.listing([]) == ["no backups yet (fab backup takes one)"]
+
+
+def test_tags_say_kind_time_release_and_sha():
+    assert names.tag_set("manual", T, None, None) == [
+        {"Key": "whipup:kind", "Value": "manual"}, {"Key": "whipup:time", "Value": "2026-12-01T21:05:09Z"},
+        {"Key": "whipup:release", "Value": "-"}, {"Key": "whipup:sha", "Value": "-"}]
+
+
+# --- the scripts ------------------------------------------------------------------------------------------
+
+def test_the_url_goes_on_stdin_as_curls_config_never_on_the_command_line():
+    url = 'http://10.0.0.1:8898/b/demo/x.dump?X-Amz-Signature=abc&a="b"'
+    script = commands.dump_script("demo", "20261201T210509Z-manual")
+    assert "X-Amz" not in script and "-K -" in script
+    assert commands.curl_config(url) == 'url = "http://10.0.0.1:8898/b/demo/x.dump?X-Amz-Signature=abc&a=\\"b\\""\n'
+
+
+def test_the_dump_script_quotes_the_database_name():
+    script = commands.dump_script("x; whoami", "id")
+    line = next(li for li in script.splitlines() if "pg_dump" in li)
+    assert shlex.split(line)[-1] == "x; whoami"
+    assert commands.parse_size("...\nsize=4223\n") == 4223
+
+
+def test_the_restore_goes_to_a_new_database_then_swaps_by_rename():
+    s = commands.restore_script("demo", "demo", "20261201T210509Z")
+    lines = s.splitlines()
+    create = next(i for i, li in enumerate(lines) if "CREATE DATABASE" in li)
+    restore = next(i for i, li in enumerate(lines) if "pg_restore" in li)
+    rename = next(i for i, li in enumerate(lines) if 'RENAME TO "demo_before_20261201T210509Z"' in li)
+    assert create < restore < rename
+    assert "--single-transaction" in lines[restore] and "--role=demo" in lines[restore]
+    assert 'DROP DATABASE IF EXISTS "demo_restore_20261201T210509Z"' in lines[restore + 1]
+    assert "the current database is unchanged" in lines[restore + 2]
+    assert subprocess.run(["sh", "-n", "-c", s]).returncode == 0
+
+
+def test_the_restore_script_quotes_an_odd_database_name():
+    s = commands.restore_script("d'x", "o", "1")
+    assert subprocess.run(["sh", "-n", "-c", s]).returncode == 0
+    assert "CREATE DATABASE \"d'x_restore_1\" OWNER \"o\"" in " ".join(shlex.split(
+        next(li for li in s.splitlines() if "CREATE DATABASE" in li)))
+
+
+def test_the_maintenance_page_is_a_503_with_retry_after_but_for_nginx_health():
+    conf = commands.maintenance_conf("demo", "a restore runs")
+    assert "add_header Retry-After 30 always;" in conf
+    assert "if ($uri != /nginx-health) {" in conf and "return 503 '" in conf
+    assert commands.maintenance_file("demo") == "/etc/nginx/whipup/demo-maintenance.conf"
+    on = commands.maintenance_on("demo")
+    assert "nginx -t -q" in on and "nginx -s reload" in on
+
+
+def test_the_site_includes_the_maintenance_file():
+    from pathlib import Path
+
+    site = (Path(__file__).resolve().parents[2] / "templates/etc/nginx/sites-available/whipup.conf.j2").read_text()
+    assert "include /etc/nginx/whipup/{{ app.name }}-maintenance*.conf;" in site
+
+
+# --- the nightly job --------------------------------------------------------------------------------------
+
+def test_the_cron_line_and_the_jobs_settings():
+    assert nightly.cron_line("03:05").splitlines()[1:] == [
+        "CRON_TZ=UTC", "5 3 * * * root /usr/local/sbin/whipup-nightly-backup >> /var/log/whipup-backup.log 2>&1"]
+    conf = json.loads(nightly.conf_json("demo", "demo", "b", "http://10.0.0.1:8898", 7, "us-east-1", None))
+    assert conf == {"app": "demo", "database": "demo", "bucket": "b", "endpoint": "http://10.0.0.1:8898", "keep": 7,
+                    "result": "/var/lib/whipup/backup-nightly.json", "region": "us-east-1", "keys": None}
+
+
+def test_the_nightly_script_compiles_and_signs_as_s3_wants():
+    code = compile(nightly.NIGHTLY_PY, "whipup-nightly-backup", "exec")
+    ns: dict = {"__name__": "not_main"}
+    exec(code, ns)   # noqa: S102 - our own script's functions, to test them
+    head = ns["signed"]({"keys": ["testing", "testing"], "region": "us-east-1"}, "DELETE",
+                        "http://10.0.0.1:8898/b/demo/x.dump")
+    assert head["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+    assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date" in head["Authorization"]
+    assert ns["signed"]({"keys": None}, "DELETE", "http://x/y") == {}
+
+
+def test_install_file_quotes_the_path():
+    cmd = nightly.install_file("/etc/x; whoami", "0644")
+    assert "'/etc/x; whoami'" in shlex.split(cmd)[-1]
+
+
+# --- the bucket (moto) ------------------------------------------------------------------------------------
+
+def test_the_bucket_is_made_private_and_tagged_once(aws, cfg):
+    from fabfile.sandbox.settings import ACCOUNT_ID
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    store = BackupStore(s3, s3, f"whipup-demo-backups-{ACCOUNT_ID}-us-east-1", "demo", "whipup-demo", None)
+    assert store.ensure() == "created" and store.ensure() == "already ok"
+    assert store.is_ours()
+    block = s3.get_public_access_block(Bucket=store.bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    s3.put_object(Bucket=store.bucket, Key="demo/20261201T210509Z-manual.dump", Body=b"x" * 5)
+    store.tag("demo/20261201T210509Z-manual.dump", "manual", T, "r1", "s1")
+    assert [(b.id, b.size, b.release, b.sha) for b in store.list()] == [("20261201T210509Z-manual", 5, "r1", "s1")]
+    assert "Signature=" in store.put_url("demo/x.dump")      # presigned (this test's client signs v2)
