@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exposure, names
+from .monitor.config import MonitorConfig, check_role, parse_monitor
 from .appconfig import STRATEGIES, AppConfig, parse_app  # noqa: F401  (AppConfig, STRATEGIES: re-exported)
 from .validate import (AMI_ID, AMI_OWNER, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
                        SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
@@ -119,6 +120,7 @@ class Config:
     packages: tuple[str, ...]
     roles: tuple[RoleConfig, ...]
     configure: ConfigureSettings
+    monitor: MonitorConfig = MonitorConfig()   # roles.yaml `monitor:` (fabfile/monitor/config.py)
 
     @property
     def role_names(self) -> tuple[str, ...]:
@@ -163,7 +165,7 @@ def with_target(cfg: Config, target: str | None) -> Config:
 
 # --- sections ----------------------------------------------------------------------------
 
-_TOP_KEYS = ("cluster", "app", "packages", "roles", "configure")
+_TOP_KEYS = ("cluster", "app", "packages", "roles", "configure", "monitor")
 _CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "admin_public", "vpc", "subnet", "ami",
                  "state_dir")
 _SSH_KEYS = ("user", "public_key", "private_key", "connect")
@@ -185,10 +187,12 @@ def _config(data: Any, path: Path) -> Config:
     packages = list_of(top.get("packages", []), "packages", _package)
     roles = _roles(top["roles"], "roles", cluster.ami)
     configure = _configure(top.get("configure", {}), "configure", root)
+    monitor = parse_monitor(top.get("monitor"), "monitor")
+    check_role(roles)
     names.check_app_name(app.name, "app.name", cluster.ssh.user)
     names.check_cluster_names(cluster.name, (r.name for r in roles))
     return Config(path=path, root=root, cluster=cluster, app=app, packages=packages, roles=roles,
-                  configure=configure)
+                  configure=configure, monitor=monitor)
 
 
 def check_templates(cfg: Config) -> None:

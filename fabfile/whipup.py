@@ -24,6 +24,7 @@ from .deploy.errors import DeployError
 from .deploy.source import Source, local_source, warnings
 from .deploy.tasks import resolve_source
 from .layout import WEB_PORT
+from .monitor.daemon import ensure_receiver
 from .nodes import find_nodes
 from .provision.tasks import connect_ec2, provision_cluster
 from .remote import HostFailures, RemoteError, run
@@ -61,6 +62,7 @@ def whip_up_full_system(c, cfg: Config, dry_run=False, python: str | None = None
     marks = [("provision", time.monotonic() - start)]
     print("== configure")
     configure_cluster(cfg, ec2)
+    ensure_receiver(cfg, print)        # monitor.recover: the monitor's alerts start `recover` from here
     marks.append(("configure", time.monotonic() - start))
     print("== deploy")
     deployed, address = _deploy_and_check(cfg, ec2, source)

@@ -22,6 +22,7 @@ from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
 from ..exposure import public_warnings
+from ..monitor.grants import monitor_grants
 from . import builders, preflight
 from . import ec2 as ops
 from .iam import launch_profile
@@ -61,7 +62,8 @@ def prepare(ec2, cfg: Config, timing: Timing, log: Log, profile=None) -> Shared:
     group_ids = {role: g["GroupId"] for role, g in groups.items()}
     for role in cfg.roles:
         added, revoked = ops.reconcile_group(
-            ec2, groups[role.name], builders.desired_grants(role, cluster.admin_cidr, group_ids))
+            ec2, groups[role.name], builders.desired_grants(role, cluster.admin_cidr, group_ids)
+            | monitor_grants(cfg, role.name, group_ids))
         if added or revoked:
             log(f"{role.name}: security group {group_ids[role.name]}: +{added} -{revoked} rules")
     profile_name = profile.ensure(log) if profile is not None else None

@@ -13,6 +13,8 @@ from invoke import Exit
 from ..boundary import cluster_task
 from ..cloud import open_cloud
 from ..config import Config
+from ..monitor.daemon import stop_receiver
+from ..monitor.status import health_lines
 from ..nodes import find_nodes
 from . import converge
 from .accounting import MutationCounter
@@ -107,10 +109,13 @@ def create_node(c, role, cfg: Config, wait_ssh=True, python=None):
 
 @cluster_task(help={"json": "print JSON instead of a table"})
 def status(c, cfg: Config, json=False):
-    """Show the cluster's nodes with their state, IPs and group."""
+    """Show the cluster's nodes with their state, IPs and group (and their health, as the monitor sees it)."""
     ec2, _ = connect_ec2(cfg)
     nodes = find_nodes(ec2, cfg.cluster.name)
     print(status_json(nodes) if json else status_text(cfg.cluster.name, nodes))
+    if not json:
+        for line in health_lines(cfg, nodes):
+            print(line)
 
 
 @cluster_task(help={"yes": "do not ask for confirmation"})
@@ -131,6 +136,7 @@ def destroy(c, cfg: Config, yes=False):
     if not yes:
         _confirm(cfg.cluster.name)
     try:
+        stop_receiver(cfg, print)       # monitor.recover's receiver: no recovery of a cluster being destroyed
         if not plan.empty:
             destroy_plan(ec2, plan, DEFAULT_TIMING)
         if profile is not None and profile_plan is not None:
