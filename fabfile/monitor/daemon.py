@@ -15,9 +15,9 @@ from typing import Callable
 from ..state import cluster_dir, ensure_cluster_dir
 from .config import enabled
 from .context import receiver_url
-from .receiver import MODULE
 
 Log = Callable[[str], None]
+MODULE = "fabfile.monitor.receiver"     # run as python -m (not imported here: runpy would warn)
 
 
 def pid_path(cfg) -> Path:

@@ -113,3 +113,29 @@ def test_status_asks_prometheus_on_loopback_and_shows_each_node():
         ("c-proxy-0", "proxy", "DOWN", "site FAILING", "NodeDown, SiteDown")]
     assert status.parse("curl: (7) Failed to connect\n\n\n\n") is None
     assert status.parse(answer([])) is None                  # fewer answers than questions
+
+
+def test_the_receiver_process_is_wanted_only_with_recover_and_the_monitor_on(cfg, monkeypatch):
+    import dataclasses
+    import os
+
+    from fabfile.monitor import daemon
+    from fabfile.monitor.config import MonitorConfig
+
+    monkeypatch.setenv("WHIPUP_SANDBOX_BRIDGE_ADDRESS", "10.255.9.254")
+    on = dataclasses.replace(cfg, roles=tuple(dataclasses.replace(r, count=1) if r.name == "monitor" else r
+                                              for r in cfg.roles), monitor=MonitorConfig(recover=True))
+    assert daemon.wanted(on)
+    assert not daemon.wanted(dataclasses.replace(on, monitor=MonitorConfig()))
+    assert not daemon.wanted(dataclasses.replace(cfg, monitor=MonitorConfig(recover=True)))   # role at count 0
+    assert daemon.receiver_argv(on, "10.255.9.254") == [
+        sys.executable, "-m", "fabfile.monitor.receiver", "--config", str(cfg.path), "--listen", "10.255.9.254",
+        "--port", "9097"]
+    lines = []
+    daemon.ensure_receiver(cfg, lines.append)                 # not wanted: nothing started, nothing said
+    assert lines == [] and not daemon.pid_path(cfg).exists()
+    daemon.pid_path(on).parent.mkdir(parents=True, exist_ok=True)
+    daemon.pid_path(on).write_text(f"{os.getpid()}\n")       # a live pid that is not the receiver's
+    assert daemon.running_pid(on) is None
+    daemon.stop_receiver(on, lines.append)                    # nothing of ours to stop
+    assert lines == []
