@@ -5,4 +5,5 @@
 - grants.py   PURE: the security group rules the monitor needs on every role's group
 - status.py   PURE: the Prometheus HTTP API query `fab status` runs on the monitor node, and its parser
 - receiver.py the webhook receiver that turns a lost app/proxy node's alert into `fab recover ROLE`
+- daemon.py   the receiver as a process of this machine: started by whip-up, stopped by destroy
 """

@@ -131,9 +131,10 @@ def test_alertmanager_sends_to_webhooks_email_and_the_recovery_receiver(on, monk
          "email_configs": [{"to": "ops@example.com", "send_resolved": True}]},
         {"name": "recover", "webhook_configs": [{"url": "http://10.255.233.254:9717/recover",
                                                  "send_resolved": False}]}]
-    route = conf["route"]["routes"][0]
+    route, rest = conf["route"]["routes"]
     assert route["receiver"] == "recover" and route["continue"] is True
     assert route["matchers"] == ['alertname="NodeDown"', 'role=~"app|proxy"']
+    assert rest == {"receiver": "whipup"}     # NodeDown goes on to the webhooks (a matched child replaces the root's)
 
 
 def test_the_recovery_receiver_is_on_the_sandbox_bridge_only(on):
