@@ -22,6 +22,8 @@ import time
 import pytest
 import yaml
 
+from fabfile.remote import RemoteError
+
 from .conftest import cluster_roles, fab, make_network, sandbox_env
 from .demo import DemoCluster, sandbox_settings
 
@@ -152,11 +154,12 @@ def test_a_terminated_app_node_is_rebuilt_with_no_command_run(mon):
         mon.load()
         new = mon.nodes.get("app-0")
         if new is not None and new.instance_id != lost.instance_id and new.state == "running":
-            try:
-                status, _ = mon.get("/health")
-            except OSError:
+            try:                      # SSH answers (and its host key is pinned) only once provision got that far
+                current = mon.ssh("app-0", f"readlink /srv/{mon.cfg.app.name}/current", check=False).strip()
+                status = mon.get("/health")[0] if current else None
+            except (RemoteError, OSError):
                 status = None
-            if status == 200 and mon.current("app-0"):
+            if status == 200:
                 break
         assert time.monotonic() < deadline, f"app-0 not rebuilt and serving within {RECOVER_WAIT} s"
         time.sleep(5)
