@@ -209,7 +209,7 @@ def test_role_lookup_lists_roles():
     cfg = load_config(SHIPPED)
     with pytest.raises(ConfigError) as info:
         cfg.role("x")
-    assert str(info.value) == "unknown role 'x' (roles: app, db, proxy, worker)"
+    assert str(info.value) == "unknown role 'x' (roles: app, db, monitor, proxy, worker)"
 
 
 def test_with_target_overrides_and_validates():
