@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exposure, names
+from .monitor.config import MonitorConfig, check_role, parse_monitor
 from .tls.config import NO_SITE, SiteConfig, parse_site, with_site_packages
 from .appconfig import STRATEGIES, AppConfig, parse_app  # noqa: F401  (AppConfig, STRATEGIES: re-exported)
 from .validate import (AMI_ID, AMI_OWNER, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
@@ -146,6 +147,7 @@ class Config:
     packages: tuple[str, ...]
     roles: tuple[RoleConfig, ...]
     configure: ConfigureSettings
+    monitor: MonitorConfig = MonitorConfig()   # roles.yaml `monitor:` (fabfile/monitor/config.py)
 
     @property
     def role_names(self) -> tuple[str, ...]:
@@ -190,7 +192,7 @@ def with_target(cfg: Config, target: str | None) -> Config:
 
 # --- sections ----------------------------------------------------------------------------
 
-_TOP_KEYS = ("cluster", "app", "packages", "roles", "configure")
+_TOP_KEYS = ("cluster", "app", "packages", "roles", "configure", "monitor")
 _CLUSTER_KEYS = ("name", "region", "target", "ssh", "admin_cidr", "admin_public", "vpc", "subnet", "ami",
                  "state_dir", "domain", "aliases", "tls", "acme", "hsts")
 _SSH_KEYS = ("user", "public_key", "private_key", "connect")
@@ -214,10 +216,12 @@ def _config(data: Any, path: Path) -> Config:
     packages = list_of(top.get("packages", []), "packages", _package)
     roles = with_site_packages(_roles(top["roles"], "roles", cluster.ami), cluster.site)
     configure = _configure(top.get("configure", {}), "configure", root)
+    monitor = parse_monitor(top.get("monitor"), "monitor")
+    check_role(roles)
     names.check_app_name(app.name, "app.name", cluster.ssh.user)
     names.check_cluster_names(cluster.name, (r.name for r in roles))
     return Config(path=path, root=root, cluster=cluster, app=app, packages=packages, roles=roles,
-                  configure=configure)
+                  configure=configure, monitor=monitor)
 
 
 def check_templates(cfg: Config) -> None:

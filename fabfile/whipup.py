@@ -25,6 +25,7 @@ from .deploy.errors import DeployError
 from .deploy.source import Source, local_source, warnings
 from .deploy.tasks import resolve_source
 from .layout import WEB_PORT
+from .monitor.daemon import ensure_receiver
 from .nodes import find_nodes
 from .provision.tasks import connect_ec2, provision_cluster
 from .remote import HostFailures, RemoteError, run
@@ -66,6 +67,7 @@ def whip_up_full_system(c, cfg: Config, dry_run=False, python: str | None = None
     print("== configure")
     configure_cluster(cfg, ec2)
     ensure_nightly(cfg, find_nodes(ec2, cfg.cluster.name), print)          # the db node's nightly backup
+    ensure_receiver(cfg, print)        # monitor.recover: the monitor's alerts start `recover` from here
     marks.append(("configure", time.monotonic() - start))
     if cfg.cluster.site.tls:
         print("== certificate")

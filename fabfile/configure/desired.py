@@ -1,11 +1,12 @@
 """PURE: what one node should be, from roles.yaml, the rendered templates and the remote layout.
 
 - packages: the cluster's list, then the role's, then (app and worker roles) app.build_packages with
-  build-essential and python3-dev;
+  build-essential and python3-dev, then (every node, while the monitor role is on) node_exporter;
 - on app roles (layout.APP_ROLES): the app's system user and its directories (docs/remote-layout.md);
 - the role's rendered templates; an nginx site in sites-available is also enabled (a link in
   sites-enabled) and Debian's `default` site is removed, both notifying the site's service;
-- the role's services, running and enabled at boot (systemctl enable, or update-rc.d's rc links under sysv);
+- the role's services (and node_exporter's, while the monitor role is on), running and enabled at boot
+  (systemctl enable, or update-rc.d's rc links under sysv);
 - on the db role: the app's PostgreSQL role (with its password) and database.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import posixpath
 
 from ..config import Config
 from ..layout import APP_ROLES, DB_ROLE, NOLOGIN, Layout
+from ..monitor.config import node_packages, node_services
 from ..nodes import Node
 from .want import Desired, DesiredAbsent, DesiredDir, DesiredFile, DesiredLink, DesiredPostgres, DesiredUser
 
@@ -61,13 +63,14 @@ def desired_state(cfg: Config, node: Node, files: tuple[DesiredFile, ...], *,
     links, absent = nginx_sites(files)
     on_app_role = role.name in APP_ROLES
     return Desired(
-        packages=tuple(dict.fromkeys(cfg.packages + role.packages + build_packages(cfg, role.name))),
+        packages=tuple(dict.fromkeys(cfg.packages + role.packages + build_packages(cfg, role.name)
+                                     + node_packages(cfg))),
         user=DesiredUser(a.user, a.root, NOLOGIN) if on_app_role else None,
         dirs=app_dirs(cfg) if on_app_role else (),
         files=files,
         links=links,
         absent=absent,
-        services=role.services,
+        services=tuple(dict.fromkeys(role.services + node_services(cfg))),
         postgres=DesiredPostgres(a.user, a.app, db_password) if role.name == DB_ROLE else None,
         apt_max_age=cfg.configure.apt_max_age_hours * 3600,
     )

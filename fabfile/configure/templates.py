@@ -30,6 +30,7 @@ from ..config import Config, TemplateSpec
 from ..layout import APP_ROLES, BROKER_PORT, BROKER_ROLE, DB_PORT, DB_ROLE, SLOTS, WEB_PORT, Layout, slot_port
 from ..tls.commands import template_context as site_context
 from ..media import MediaSite, nginx_media, rehearsal_site, site_of
+from ..monitor.context import monitor_context, receiver_url
 from ..nodes import Node
 from .facts import HOST_VALUES
 from .want import DesiredFile
@@ -57,7 +58,7 @@ def _node_entry(node: Node) -> dict:
 
 
 def context(cfg: Config, node: Node, nodes: list[Node], media: MediaSite | None = None) -> dict:
-    """What a template sees: cluster, app, role, node, nodes (by role), db, broker, media, ports, host."""
+    """What a template sees: cluster, app, role, node, nodes (by role), db, broker, media, monitor, ports, host."""
     by_role: dict[str, list[dict]] = {r: [] for r in cfg.role_names}
     for n in sorted(nodes, key=lambda n: (n.role, n.index, n.name)):
         if n.role in by_role and n.private_ip:
@@ -86,6 +87,7 @@ def context(cfg: Config, node: Node, nodes: list[Node], media: MediaSite | None 
         "media": nginx_media(media or site_of(cfg), layout.shared),
         "host": {name: mark for name, (mark, _) in HOST_VALUES.items()},
         "site": site_context(cfg.cluster.site),     # names and TLS (fabfile/tls)
+        "monitor": monitor_context(cfg, by_role, receiver_url(cfg)),
     }
     ctx["db"]["clients"] = _port_clients(cfg, DB_ROLE, DB_PORT, by_role)
     ctx["broker"]["clients"] = _port_clients(cfg, BROKER_ROLE, BROKER_PORT, by_role)

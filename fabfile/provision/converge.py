@@ -23,6 +23,7 @@ from ..naming import TAG_INDEX, node_name, tag_dict
 from ..nodes import GONE_STATES, Node, connect_address, find_nodes, node_from_instance
 from ..state import known_hosts_path, write_public
 from ..exposure import public_warnings
+from ..monitor.grants import monitor_grants
 from . import builders, preflight, volumes
 from . import ec2 as ops
 from .iam import launch_profile
@@ -63,7 +64,8 @@ def prepare(ec2, cfg: Config, timing: Timing, log: Log, profile=None) -> Shared:
     for role in cfg.roles:
         added, revoked = ops.reconcile_group(
             ec2, groups[role.name], builders.desired_grants(role, cluster.admin_cidr, group_ids,
-                                                         tls=cluster.site.tls))
+                                                         tls=cluster.site.tls)
+            | monitor_grants(cfg, role.name, group_ids))
         if added or revoked:
             log(f"{role.name}: security group {group_ids[role.name]}: +{added} -{revoked} rules")
     profile_name = profile.ensure(log) if profile is not None else None

@@ -13,6 +13,8 @@ from invoke import Exit
 from ..boundary import cluster_task
 from ..cloud import open_cloud
 from ..config import Config
+from ..monitor.daemon import stop_receiver
+from ..monitor.status import health_lines
 from ..nodes import find_nodes
 from . import converge
 from .accounting import MutationCounter
@@ -112,7 +114,7 @@ def create_node(c, role, cfg: Config, wait_ssh=True, python=None):
 
 @cluster_task(help={"json": "print JSON instead of a table"})
 def status(c, cfg: Config, json=False):
-    """Show the cluster's nodes (state, IPs, group), the site's names and each proxy's certificate."""
+    """Show the cluster's nodes, the site's certificate and (with a monitor) each node's health."""
     ec2, _ = connect_ec2(cfg)
     nodes = find_nodes(ec2, cfg.cluster.name)
     print(status_json(nodes) if json else status_text(cfg.cluster.name, nodes))
@@ -124,6 +126,8 @@ def status(c, cfg: Config, json=False):
             print("\n".join(status_lines(cfg, nodes)))
         except HostFailures as exc:
             print(f"certificate: not read ({exc})")
+        for line in health_lines(cfg, nodes):
+            print(line)
 
 
 @cluster_task(help={"yes": "do not ask for confirmation"})
@@ -146,6 +150,7 @@ def destroy(c, cfg: Config, yes=False):
     if not yes:
         _confirm(cfg.cluster.name)
     try:
+        stop_receiver(cfg, print)       # monitor.recover's receiver: no recovery of a cluster being destroyed
         if not plan.empty:
             destroy_plan(ec2, plan, DEFAULT_TIMING)
         if profile is not None and profile_plan is not None:

@@ -99,6 +99,7 @@ def test_desired_grants_of_the_shipped_roles():
         "app": {ssh, Grant("tcp", 8000, 8001, "group", "sg-proxy")},      # both gunicorn slots
         "db": {ssh, Grant("tcp", 5432, 5432, "group", "sg-app"), Grant("tcp", 5432, 5432, "group", "sg-worker")},
         "worker": {ssh, Grant("tcp", 6379, 6379, "group", "sg-app"), Grant("tcp", 6379, 6379, "group", "sg-worker")},
+        "monitor": {ssh},            # its services listen on loopback (the other groups let the monitor in)
     }
     for role in SHIPPED.roles:
         assert builders.desired_grants(role, ADMIN, IDS) == expected[role.name]

@@ -55,7 +55,7 @@ def test_shipped_roles_yaml_loads_with_its_defaults():
     assert cfg.cluster.ssh.user == "admin" and cfg.cluster.ssh.connect == "auto"
     assert cfg.app.repo_path == REPO / "examples" / "demo"
     assert cfg.packages == ("git", "supervisor", "python3-venv", "curl")
-    assert cfg.role_names == ("proxy", "app", "db", "worker")
+    assert cfg.role_names == ("proxy", "app", "db", "worker", "monitor")
     proxy = cfg.role("proxy")
     assert proxy.elastic_ip and proxy.instance_type == "t3.micro"
     assert proxy.ports == (PortRule(80, ("0.0.0.0/0",), ()), PortRule(443, ("0.0.0.0/0",), ()))
@@ -209,7 +209,7 @@ def test_role_lookup_lists_roles():
     cfg = load_config(SHIPPED)
     with pytest.raises(ConfigError) as info:
         cfg.role("x")
-    assert str(info.value) == "unknown role 'x' (roles: app, db, proxy, worker)"
+    assert str(info.value) == "unknown role 'x' (roles: app, db, monitor, proxy, worker)"
 
 
 def test_with_target_overrides_and_validates():

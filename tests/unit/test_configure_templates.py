@@ -188,7 +188,7 @@ def test_rehearsal_renders_every_role_before_anything_exists(roles_file):
     nodes = rehearsal_nodes(cfg)
     assert sorted(n.role for n in nodes) == ["app", "db", "proxy", "worker"]
     assert all(n.private_ip.startswith("192.0.2.") for n in nodes)
-    assert rehearse(cfg) == sum(len(r.templates) for r in cfg.roles)
+    assert rehearse(cfg) == sum(len(r.templates) * r.count for r in cfg.roles)   # the monitor's count is 0
 
 
 @pytest.mark.parametrize("data, byte, offset", [(b"# caf\xe9\n", "0xe9", 5), (b"\xff\xfe#\x00", "0xff", 0)])

@@ -33,12 +33,12 @@ def test_destroy_leaves_untagged_and_other_clusters_alone(ec2, cfg, roles_file, 
 
     plan = plan_destroy(ec2, "whipup-demo")
     assert sorted(n.instance_id for n in plan.instances) == sorted(ours)
-    assert [g.name for g in plan.groups] == ["whipup-demo-app", "whipup-demo-db", "whipup-demo-proxy",
-                                              "whipup-demo-worker"]
+    assert [g.name for g in plan.groups] == ["whipup-demo-app", "whipup-demo-db", "whipup-demo-monitor",
+                                              "whipup-demo-proxy", "whipup-demo-worker"]
     assert plan.key_pairs == ("whipup-demo-key",) and len(plan.addresses) == 1
     lines = describe_plan(plan)
     assert lines[0] == "cluster whipup-demo: will remove"
-    assert "  key pair  whipup-demo-key" in lines and len(lines) == 1 + 4 + 1 + 4 + 1
+    assert "  key pair  whipup-demo-key" in lines and len(lines) == 1 + 4 + 1 + 5 + 1   # 5 groups: the monitor role's too
     counter = MutationCounter.of(ec2)
     destroy(ec2, plan, fast, log=lambda _m: None)
 

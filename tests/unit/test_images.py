@@ -98,7 +98,7 @@ def test_resolve_fills_auto_and_leaves_explicit_specs(roles_file):
     assert cfg.cluster.ami == AmiSpec(name=D13.name, owner="self", auto=True) and not cfg.cluster.ami.unresolved
     assert cfg.role("db").ami == AmiSpec(id="ami-0123456789abcdef0")
     assert {r.name: r.ami.name for r in cfg.roles if r.name != "db"} == dict.fromkeys(
-        ("proxy", "app", "worker"), D13.name)
+        ("proxy", "app", "worker", "monitor"), D13.name)
 
 
 def test_resolve_without_auto_changes_nothing(roles_file):

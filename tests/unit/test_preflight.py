@@ -82,7 +82,7 @@ def test_shipped_roles_yaml_passes_in_one_read_call_per_kind(ec2, cfg, log):
     assert counter.total == 0
     assert dict(seen) == {"DescribeInstances": 1, "DescribeAccountAttributes": 1, "DescribeImages": 1,
                           "DescribeInstanceTypeOfferings": 1, "DescribeVpcs": 1, "DescribeSubnets": 1}
-    assert report.plan.launches == {"proxy": 1, "app": 1, "db": 1, "worker": 1}
+    assert report.plan.launches == {"proxy": 1, "app": 1, "db": 1, "worker": 1, "monitor": 0}
     assert report.warnings == ()
     assert log == ["image: debian-12-amd64-whipup-sandbox (owner self): Debian 12 (bookworm), Python 3.11.2, "
                    "PostgreSQL 15; no Python constraint: the default", f"preflight: {report.seconds:.2f} s"]

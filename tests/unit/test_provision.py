@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import stat
 
 import pytest
@@ -18,8 +19,8 @@ from fabfile.state import cluster_dir, identity_paths, known_hosts_path
 
 FIRST_RUN = {
     "ImportKeyPair": 1,
-    "CreateSecurityGroup": 4,
-    "AuthorizeSecurityGroupIngress": 4,
+    "CreateSecurityGroup": 5,              # the monitor role's too (count 0: its group, no node)
+    "AuthorizeSecurityGroupIngress": 5,
     "RunInstances": 4,
     # moto ignores DisableApiTermination at launch, so the db node's protection is set afterwards
     "ModifyInstanceAttribute": 1,
@@ -42,7 +43,7 @@ def instance(ec2, instance_id: str) -> dict:
 def test_first_run_then_rerun_makes_no_mutating_call(ec2, cfg, fast, log):
     first = run(ec2, cfg, fast, log)
     assert dict(first.operations) == FIRST_RUN
-    assert first.total == 18
+    assert first.total == 20
     nodes = find_nodes(ec2, cfg.cluster.name)
     assert [(n.role, n.index, n.name, n.state) for n in nodes] == [
         ("app", 0, "whipup-demo-app-0", "running"),
@@ -101,7 +102,7 @@ def test_security_groups_hold_exactly_the_roles_rules(ec2, cfg, fast):
     groups = {g["GroupName"]: g for g in ec2.describe_security_groups(
         Filters=[{"Name": "tag:whipup:cluster", "Values": ["whipup-demo"]}])["SecurityGroups"]}
     ids = {name.removeprefix("whipup-demo-"): g["GroupId"] for name, g in groups.items()}
-    assert set(ids) == {"proxy", "app", "db", "worker"}
+    assert set(ids) == {"proxy", "app", "db", "worker", "monitor"}
     for role in cfg.roles:
         group = groups[f"whipup-demo-{role.name}"]
         assert builders.grants_from_permissions(group["IpPermissions"]) == builders.desired_grants(
@@ -112,6 +113,23 @@ def test_security_groups_hold_exactly_the_roles_rules(ec2, cfg, fast):
     everyone = [g for g in builders.grants_from_permissions(groups["whipup-demo-app"]["IpPermissions"])
                 if g.source == "0.0.0.0/0"]
     assert everyone == []
+
+
+def test_with_the_monitor_on_every_group_lets_the_monitor_in(ec2, cfg, fast):
+    on = dataclasses.replace(cfg, roles=tuple(dataclasses.replace(r, count=1) if r.name == "monitor" else r
+                                              for r in cfg.roles))
+    run(ec2, on, fast)
+    groups = {g["GroupName"].removeprefix("whipup-demo-"): g for g in ec2.describe_security_groups(
+        Filters=[{"Name": "tag:whipup:cluster", "Values": ["whipup-demo"]}])["SecurityGroups"]}
+    monitor = groups["monitor"]["GroupId"]
+    for role, ports in {"proxy": {(9100, 9100)}, "app": {(9100, 9100), (8000, 8001)},
+                        "db": {(9100, 9100), (5432, 5432)}, "worker": {(9100, 9100)},
+                        "monitor": {(9100, 9100)}}.items():
+        grants = builders.grants_from_permissions(groups[role]["IpPermissions"])
+        assert {(g.from_port, g.to_port) for g in grants if g.source == monitor} == ports, role
+    run(ec2, cfg, fast)                                   # off again: the rules go
+    for g in ec2.describe_security_groups(GroupIds=[x["GroupId"] for x in groups.values()])["SecurityGroups"]:
+        assert monitor not in {x.source for x in builders.grants_from_permissions(g["IpPermissions"])}
 
 
 def test_proxy_gets_a_tagged_elastic_ip(ec2, cfg, fast):
@@ -190,7 +208,7 @@ def test_create_node_takes_the_lowest_free_index(ec2, cfg, fast, log):
 
 def test_create_node_of_unknown_role_makes_no_call(ec2, cfg, fast):
     counter = MutationCounter.of(ec2)
-    with pytest.raises(Exception, match=r"unknown role 'cache' \(roles: app, db, proxy, worker\)"):
+    with pytest.raises(Exception, match=r"unknown role 'cache' \(roles: app, db, monitor, proxy, worker\)"):
         create_node(ec2, cfg, "cache", wait_ssh=False, timing=fast)
     assert counter.total == 0
 

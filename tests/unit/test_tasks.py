@@ -34,7 +34,7 @@ BAD = [
     ("{port: 8000, from: proxy}", "{port: 70000, from: proxy}",
      "roles.yaml: roles.app.ports[0].port: expected an integer 1-65535, got 70000"),
     ("{port: 5432, from: [app, worker]}", "{port: 5432, from: [ap, worker]}",
-     "roles.yaml: roles.db.ports[0].from[0]: unknown role 'ap' (roles: app, db, proxy, worker)"),
+     "roles.yaml: roles.db.ports[0].from[0]: unknown role 'ap' (roles: app, db, monitor, proxy, worker)"),
 ]
 
 
@@ -77,7 +77,7 @@ def test_provision_task_reports_mutating_calls(ec2, roles_file, capsys):
     roles_file.write_text(roles_file.read_text().replace("  ami: auto ", '  ami: {name: "debian-12-amd64-*", owner: self} '))
     tasks.provision(Context(), config=str(roles_file), target="aws", wait_ssh=False)
     first = capsys.readouterr().out
-    assert "27 mutating API calls (AddRoleToInstanceProfile 1, AllocateAddress 1, AssociateAddress 1, AttachVolume 1" in first
+    assert "29 mutating API calls (AddRoleToInstanceProfile 1, AllocateAddress 1, AssociateAddress 1, AttachVolume 1" in first, first
     assert "CreateBucket 1" in first and "PutBucketPolicy 1" in first    # the media bucket (app.media: s3)
     # on aws: the app nodes' role, policy and profile, and the VPC's S3 gateway endpoint
     assert "CreateInstanceProfile 1, CreateRole 1" in first and "PutRolePolicy 1" in first

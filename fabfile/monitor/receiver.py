@@ -1,0 +1,148 @@
+"""The recovery receiver: Alertmanager's `recover` webhook turns a lost app or proxy node into `fab recover ROLE`.
+
+Where it runs, and why (first stage): on the control machine, where roles.yaml, the state dir (the cluster's SSH
+key, known hosts, secrets) and the cloud API credentials already are, started by whip-up-full-system when
+roles.yaml has `monitor.recover: true` and the monitor role on. It listens on the local cloud's bridge address
+only (the address the hosts reach this machine at, as the proxy and the S3 gate), never 0.0.0.0; the monitor
+node's Alertmanager posts there (templates/etc/prometheus/alertmanager.yml.j2, receiver `recover`, matched on
+NodeDown with role app or proxy). The monitor node itself holds no credential and can start nothing but this.
+On aws the control machine is not reachable from the cluster: the receiver then belongs on the monitor node
+(whipup in a venv there, an instance profile scoped to the cluster's EC2 calls; not built yet).
+
+One recovery runs at a time; an alert arriving while one runs for that role is dropped (Alertmanager repeats
+it every 5 minutes while the node is still down: a failed recovery is retried then). Each run's output goes
+to the log next to the pid file (state dir: <cluster>-monitor-receiver.log).
+
+    python -m fabfile.monitor.receiver --config roles.yaml --listen 10.255.255.254 --port 9097
+"""
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .context import RECOVER_ROLES
+
+ALERT = "NodeDown"
+MAX_BODY = 1 << 20
+MODULE = "fabfile.monitor.receiver"
+
+
+def roles_to_recover(payload: object) -> list[str]:
+    """PURE: the roles of the firing NodeDown alerts of an Alertmanager webhook body (app and proxy only)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
+        return []
+    roles = []
+    for alert in payload["alerts"]:
+        labels = alert.get("labels") if isinstance(alert, dict) else None
+        if not isinstance(labels, dict) or alert.get("status") != "firing" or labels.get("alertname") != ALERT:
+            continue
+        if labels.get("role") in RECOVER_ROLES:
+            roles.append(labels["role"])
+    return list(dict.fromkeys(roles))
+
+
+def has_recover_task(fab_list: str) -> bool:
+    """PURE: whether `fab -l` lists a `recover` task (the data side's `fab recover ROLE`)."""
+    return any(line.split()[:1] == ["recover"] for line in fab_list.splitlines())
+
+
+def recover_argv(role: str, config: str, has_recover: bool) -> list[str]:
+    """PURE: the command that rebuilds a lost node of `role`: `fab recover ROLE`, or, where that task does not
+    exist, `fab whip-up-full-system` (it launches the missing node, configures it and deploys its peers' release:
+    fabfile/deploy/catchup.py). An argv: nothing reaches a shell."""
+    if role not in RECOVER_ROLES:
+        raise ValueError(f"not a role the monitor recovers: {role!r}")
+    task = ["recover", role] if has_recover else ["whip-up-full-system"]
+    return [sys.executable, "-m", "fabric", *task, "--config", config]
+
+
+class Recoverer:
+    """Runs recoveries one at a time, in a thread of its own; `offer` never blocks the HTTP answer."""
+
+    def __init__(self, argv_for: Callable[[str], list[str]], log: Callable[[str], None], cwd: Path):
+        self.argv_for, self.log, self.cwd = argv_for, log, cwd
+        self.lock = threading.Lock()         # guards `busy`
+        self.one_at_a_time = threading.Lock()
+        self.busy: set[str] = set()
+
+    def offer(self, roles: Iterable[str]) -> list[str]:
+        """Start a recovery for each role not already being recovered; the roles started."""
+        started = []
+        with self.lock:
+            for role in roles:
+                if role not in self.busy:
+                    self.busy.add(role)
+                    started.append(role)
+        for role in started:
+            threading.Thread(target=self._run, args=(role,), daemon=True).start()
+        return started
+
+    def _run(self, role: str) -> None:
+        with self.one_at_a_time:       # two whip-ups would race for the same cluster
+            argv = self.argv_for(role)
+            start = time.monotonic()
+            self.log(f"recover {role}: {' '.join(argv[2:])}")
+            p = subprocess.run(argv, cwd=self.cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            tail = (p.stdout[-3000:] + p.stderr[-3000:]).rstrip()
+            self.log(f"recover {role}: exit {p.returncode} after {time.monotonic() - start:.0f} s\n{tail}")
+            with self.lock:
+                self.busy.discard(role)
+
+
+def handler(recoverer: Recoverer, log: Callable[[str], None]):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            length = int(self.headers.get("Content-Length") or 0)
+            if self.path != "/recover" or not 0 < length <= MAX_BODY:
+                self.send_error(404 if self.path != "/recover" else 400)
+                return
+            try:
+                payload = json.loads(self.rfile.read(length))
+            except ValueError:
+                self.send_error(400, "not JSON")
+                return
+            started = recoverer.offer(roles_to_recover(payload))
+            log(f"alert from {self.client_address[0]}: recovering {', '.join(started) or 'nothing new'}")
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, fmt, *args):   # quiet: the recoveries are logged
+            pass
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    p.add_argument("--config", required=True)
+    p.add_argument("--listen", required=True, help="the sandbox bridge address (never 0.0.0.0)")
+    p.add_argument("--port", type=int, required=True)
+    a = p.parse_args(argv)
+    if a.listen in ("0.0.0.0", "::", ""):
+        p.error("--listen: the bridge address only, not every address")
+    root = Path(__file__).resolve().parents[2]
+
+    def log(line: str) -> None:
+        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}", flush=True)
+
+    listed = subprocess.run([sys.executable, "-m", "fabric", "-l"], cwd=root, capture_output=True, text=True)
+    has_recover = has_recover_task(listed.stdout)
+    recoverer = Recoverer(lambda role: recover_argv(role, a.config, has_recover), log, root)
+    server = http.server.ThreadingHTTPServer((a.listen, a.port), handler(recoverer, log))
+    log(f"listening on {a.listen}:{a.port} (pid {os.getpid()}); recovery: "
+        f"{'fab recover ROLE' if has_recover else 'fab whip-up-full-system (no recover task yet)'}")
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
