@@ -269,34 +269,6 @@ def venv_reuse(layout: Layout, release_id: str, from_release: str) -> str:
     return as_app(layout, venv_reuse_script(layout, release_id, from_release))
 
 
-# --- static files to proxies -----------------------------------------------------------------
-
-def count_static(layout: Layout, release_id: str) -> str:
-    """How many files the release's static/ holds (what the proxies will serve)."""
-    return as_app(layout, f"find {q(layout.release(release_arg(release_id)) + '/static')} -type f 2>/dev/null | wc -l")
-
-
-def static_pack(layout: Layout, release_id: str) -> str:
-    """The release's static/ as base64 text of a tar.gz (travels through this machine)."""
-    rel = q(layout.release(release_arg(release_id)))
-    return as_app(layout, f"cd {rel} && mkdir -p static && tar -czf - static | base64 -w 0")
-
-
-def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = None,
-                  previous: str | None = None) -> str:
-    """A proxy's release: static/ from stdin (base64 tar.gz) and REVISION."""
-    rel = q(layout.release(release_arg(release_id)))
-    return as_app(layout, "\n".join([
-        "set -e",
-        f"rm -rf {rel}",
-        f"mkdir -p {rel}",
-        f": > {rel}/{PARTIAL_MARK}",
-        f"base64 -d | tar -xzf - -C {rel}",
-        f"printf '%s\\n' {q(sha_arg(sha))} > {rel}/REVISION",
-        *_marks(rel, tree, previous),
-    ]))
-
-
 # --- switch and reload -----------------------------------------------------------------------
 
 def switch(layout: Layout, release_id: str) -> str:

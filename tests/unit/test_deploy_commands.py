@@ -260,17 +260,6 @@ def test_extract_a_subdirectory_of_a_commit_from_the_mirror(lay, tmp_path):
     assert bad.returncode == 1 and f"{sha}:examples/nope: no such tree" in bad.stderr
 
 
-def test_static_pack_and_unpack(lay):
-    os.makedirs(f"{lay.release(R)}/static/notes")
-    Path(f"{lay.release(R)}/static/notes/site.css").write_text("body{}\n")
-    packed = local(c.static_pack(lay, R)).stdout
-    proxy = Layout("demo", "demo.settings", "requirements.txt", base=lay.base + "-proxy")
-    os.makedirs(proxy.releases)
-    local(c.static_unpack(proxy, R, SHA), stdin=packed)
-    assert Path(f"{proxy.release(R)}/static/notes/site.css").read_text() == "body{}\n"
-    assert sorted(os.listdir(proxy.release(R))) == [".whipup-partial", "REVISION", "static"]   # until the switch
-
-
 def test_state_lists_migration_files_of_each_release(lay):
     for rid, names in ((R, ["0001_initial.py"]), (R2, ["0001_initial.py", "0002_more.py"])):
         d = Path(lay.release(rid)) / "notes" / "migrations"

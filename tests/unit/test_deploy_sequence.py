@@ -15,6 +15,7 @@ from fabfile.deploy import commands as c
 from fabfile.deploy import lock as lk
 from fabfile.deploy import manage as dj
 from fabfile.deploy import runtime, slots
+from fabfile.deploy import staticdiff as sd
 from fabfile.deploy.errors import DeployError, LockHeld
 from fabfile.deploy.lock import LockInfo, format_lock
 from fabfile.deploy.releases import requirements_hash
@@ -34,8 +35,14 @@ def test_the_fake_hosts_classify_each_real_builders_command():
              (runtime.write_files(L, L.root), ["release files"]),
              (c.venv_reuse(L, NEW, R2), ["venv reuse"]), (c.venv_install(L, NEW, "h" * 64, NEW), ["pip install"]),
              (dj.collectstatic(L, NEW), ["collectstatic"]), (dj.migrate(L, NEW), ["migrate"]),
-             (dj.migrate_check(L, NEW), ["migrate check"]), (c.static_pack(L, NEW), ["static pack"]),
-             (c.static_unpack(L, NEW, SHA, None, R2), ["static unpack"]), (c.switch(L, NEW), ["switch"]),
+             (dj.migrate_check(L, NEW), ["migrate check"]),
+             (sd.reuse_or_collect(L, NEW, SHA, "", R2, "f" * 32), ["static key"]),
+             (sd.reuse_or_collect(L, NEW, SHA, "", None, "f" * 32), ["static key"]),
+             (sd.record(L, NEW, "f" * 32 + "-" + SHA), ["count static"]), (sd.sums(L, NEW), ["static sums"]),
+             (sd.proxy_sums(L, R2), ["proxy sums"]), (sd.proxy_prepare(L, NEW, R2), ["static prepare"]),
+             (sd.proxy_prepare(L, NEW, None), ["static prepare"]),
+             (sd.pack(L, NEW), ["static pack"]), (sd.unpack(L, NEW, SHA, None, R2), ["static unpack"]),
+             (c.switch(L, NEW), ["switch"]),
              (slots.boot(L, "b", NEW, "10.0.0.10", "/health", 120), ["boot"]), (slots.stop(L, "b"), ["stop slot"]),
              (slots.go_live(L, "b", NEW), ["switch", "go live"]),
              (slots.warm_and_go_live(L, "a", R1), ["warm up", "switch", "go live"]),
@@ -54,14 +61,32 @@ def test_the_fake_hosts_classify_each_real_builders_command():
 # --- a healthy deploy --------------------------------------------------------------------------
 
 PHASES = [{"lock"}, {"state"}, {"fetch", "extract", "release files", ".env", "venv reuse"}, {"django facts"},
-          {"collectstatic", "count static", "migrate"},
-          {"static pack", "static unpack", "boot", "reach"},   # the idle slot boots while the proxies get static
+          {"static key", "collectstatic", "count static", "migrate"},
+          {"static sums", "proxy sums", "static prepare", "static pack", "static unpack", "boot", "reach"},   # the idle slot boots while the proxies get static
           {"switch", "go live", "upstream"},                    # app nodes, proxies (traffic moves), workers
           {"gate"}, {"celery restart"}, {"drain"}, {"remove"}, {"audit", "unlock"}]
 
 
 def phase(stage: str) -> int:
     return next(i for i, names in enumerate(PHASES) if stage in names)
+
+
+def test_collectstatic_and_migrate_are_skipped_when_nothing_of_theirs_changed(site, world):
+    """The static inputs as in the current release (its static/ hard-linked) and no migration the database
+    lacks: neither collectstatic nor migrate runs; the proxies still get the release's files."""
+    cl, hosts, out = site
+    hosts["app"].static_reused, hosts["app"].pending_migrations = True, []
+    assert deploy(cl) == NEW
+    stages = world.stages(APP)
+    assert "static key" in stages and "collectstatic" not in stages and "count static" not in stages
+    assert "migrate" not in stages and "static pack" in stages and did(hosts["proxy"], "static unpack", NEW)
+
+
+def test_migrate_runs_when_the_database_lacks_one(site, world):
+    cl, hosts, out = site
+    hosts["app"].pending_migrations = [["notes", "0002_more"]]
+    assert deploy(cl) == NEW
+    assert "migrate" in world.stages(APP) and "collectstatic" in world.stages(APP)
 
 
 def test_a_healthy_update_boots_the_idle_slot_switches_gates_then_drains(site, world):
