@@ -6,11 +6,11 @@ from .. import flags
 from ..boundary import cluster_task
 from ..config import Config
 from ..deploy.errors import DeployError
-from ..provision.tasks import connect_ec2
 from ..remote import HostFailures, RemoteError
 from .facts import FactsError
 from .lock import WAIT_TIMEOUT
 from .run import ConfigureError, TemplateError, configure_cluster
+from .seen import configure_seen
 
 
 def wait_seconds(wait: bool, wait_timeout) -> float | None:
@@ -31,5 +31,12 @@ def configure(c, role=None, dry_run=False, wait=False, wait_timeout=None, break_
     if role is not None:
         cfg.role(role)   # an unknown role exits before the cloud is contacted
     seconds = wait_seconds(wait, wait_timeout)   # a bad --wait-timeout too
-    ec2, _ = connect_ec2(cfg)
-    configure_cluster(cfg, ec2, role=role, dry_run=dry_run, wait=seconds, break_lock=break_lock)
+    configure_seen(cfg, lambda: connect_ec2(cfg)[0], configure_cluster, role=role, dry_run=dry_run, wait=seconds,
+                   break_lock=break_lock)
+
+
+def connect_ec2(cfg: Config):
+    """provision's (client, counter): boto3 and the provisioning code imported only when the cloud is asked."""
+    from ..provision.tasks import connect_ec2 as connect
+
+    return connect(cfg)
