@@ -196,18 +196,28 @@ def write_env(layout: Layout) -> str:
 # --- venvs ----------------------------------------------------------------------------------
 
 def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id: str,
-                        files: Sequence[str] = (), install: Sequence[str] = ()) -> str:
+                        files: Sequence[str] = (), install: Sequence[str] = (), wheelhouse: str | None = None,
+                        build: bool = False) -> str:
+    """`wheelhouse` (a directory): with `build`, the wheels are made there first (`pip wheel`) and installed
+    from it; without, installed from it (another node built it), or from the index if that fails."""
     rel = layout.release(release_arg(release_id))
     venv = q(f"{rel}/{VENV}")
     reads = " ".join(f"-r {q(f'{rel}/{path}')}" for path in (install or [layout.requirements]))
+    pip = f"PYTHONUNBUFFERED=1 {venv}/bin/pip"
+    opts = "--progress-bar off --disable-pip-version-check --no-input"
+    if wheelhouse is None:
+        # not --quiet: its Collecting/Building/Installing lines are the deploy's live progress (install_progress)
+        steps = [f"{pip} install {opts} {reads}"]
+    else:
+        wh = q(wheelhouse)
+        steps = ([f"rm -rf {wh}", f"mkdir -p {wh}", f"{pip} wheel {opts} --wheel-dir {wh} {reads}"] if build else []) + [
+            f"{pip} install {opts} --no-index --find-links {wh} {reads}" + ("" if build else f" || {pip} install {opts} {reads}")]
     return "\n".join([
         "set -e",
         f"export HOME={q(layout.root)}",
         f"rm -rf {venv}",
         f"python3 -m venv {venv}",
-        # not --quiet: its Collecting/Building/Installing lines are the deploy's live progress (install_progress)
-        f"PYTHONUNBUFFERED=1 {venv}/bin/pip install --progress-bar off --disable-pip-version-check --no-input "
-        f"{reads}",
+        *steps,
         *([f"printf '%s\\n' {' '.join(q(line) for line in files)} > {venv}/{REQUIREMENTS_FILES_MARK}"]
           if files else []),
         f"printf '%s\\n' {q(req_hash)} > {venv}/{REQUIREMENTS_MARK}",
@@ -216,11 +226,12 @@ def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id:
 
 
 def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str, files: Sequence[str] = (),
-                 install: Sequence[str] = ()) -> str:
+                 install: Sequence[str] = (), wheelhouse: str | None = None, build: bool = False) -> str:
     """A new venv in the release, at its final path, and `pip install -r` each of `install` (the release's
     requirements files, which follow their -r/-c includes); `files` (`<sha256> <path>` per requirements file)
-    is kept in the venv."""
-    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id, files, install)))
+    is kept in the venv. `wheelhouse`: see venv_install_script."""
+    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id, files, install,
+                                                   wheelhouse, build)))
 
 
 def requirements_files_mark(layout: Layout, release_id: str) -> str:

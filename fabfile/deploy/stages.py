@@ -14,7 +14,7 @@ from dataclasses import replace
 from ..install_progress import pip_live
 from ..remote import RemoteError, run
 from ..stream import pipe
-from . import buildpkgs, commands, manage, runtime, staticdiff
+from . import buildpkgs, commands, manage, runtime, staticdiff, wheelhouse
 from .cluster import Cluster, Member, at_once, each, each_best_effort
 from .errors import DeployError, PreviousServes
 from .planning import Plan, dotenv
@@ -45,7 +45,7 @@ def _code(cl: Cluster, plan: Plan, m: Member) -> None:
     cl.progress(m.name, "code", f"{source.short} in releases/{plan.release}")
 
 
-def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
+def _venv(cl: Cluster, plan: Plan, m: Member, wheelhouse: str | None = None, build: bool = False) -> None:
     v = plan.venvs[m.name]
     t = time.monotonic()
     if v.action == "reuse":
@@ -56,7 +56,7 @@ def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
         live = pip_live(lambda text: cl.progress(m.name, "venv", text))
         try:
             run(m.conn, commands.venv_install(cl.layout, plan.release, reqs.hash, v.venv_id, reqs.files_mark(),
-                                              plan.source.install),
+                                              plan.source.install, wheelhouse, build),
                 step="pip install", timeout=1800, on_line=live.line)
         except RemoteError as exc:
             failure = buildpkgs.diagnose(exc.output)
@@ -70,19 +70,43 @@ def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
 
 def deliver(cl: Cluster, plan: Plan) -> None:
     """Code, .env and venv (and Django's upgrade, if asked) on every code node; proxies get theirs with
-    the static files."""
+    the static files. Several nodes installing the same requirements: the first builds a wheelhouse, the
+    others install from it once it reached them (`wheelhouse`)."""
     env = dotenv(cl)
+    installs = [m for m in plan.code if plan.venvs[m.name].action == "install"]
+    builder, others = (installs[0], installs[1:]) if len(installs) > 1 else (None, [])
+    wh = wheelhouse.directory(cl.layout, plan.source.requirement_files.hash) if builder else None
 
     def one(m: Member) -> None:
         _code(cl, plan, m)
         changed = run(m.conn, commands.write_env(cl.layout), step="write shared/.env", stdin=env).stdout.strip()
         if changed == "changed":
             cl.progress(m.name, ".env", "written (0600)")
-        _venv(cl, plan, m)
+        if m not in others:
+            venv_and_django(m, build=m is builder)
+
+    def venv_and_django(m: Member, build: bool = False) -> None:
+        _venv(cl, plan, m, wh, build)
         if plan.options.upgrade_django:
             upgrade_django(cl, plan, m)
 
     each(plan.code, one, "delivering the code")
+    if builder is not None:
+        share_wheelhouse(cl, plan, builder, others)
+        each(others, venv_and_django, "installing from the wheelhouse")
+        each_best_effort([builder, *others], lambda m: run(m.conn, wheelhouse.remove(
+            cl.layout, plan.source.requirement_files.hash), step="remove the wheelhouse"))
+
+
+def share_wheelhouse(cl: Cluster, plan: Plan, builder: Member, others: list[Member]) -> None:
+    """The builder's wheelhouse to the other nodes, through this machine, as one tar stream."""
+    req_hash = plan.source.requirement_files.hash
+    kb, wheels = run(builder.conn, wheelhouse.size(cl.layout, req_hash), step="size the wheelhouse").stdout.split()
+    cl.progress(builder.name, "wheelhouse", f"{wheels} wheels, {kb} kB: downloaded and built here, once")
+    pipe(builder.conn, wheelhouse.pack(cl.layout, req_hash),
+         [(m.conn, wheelhouse.unpack(cl.layout, req_hash)) for m in others], step="copy the wheelhouse")
+    for m in others:
+        cl.progress(m.name, "wheelhouse", f"{kb} kB from {builder.name}: nothing from the package index")
 
 
 def upgrade_django(cl: Cluster, plan: Plan, m: Member) -> None:

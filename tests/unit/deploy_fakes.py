@@ -279,6 +279,18 @@ class FakeHost:
     def _static_pack(self, command, stdin, rel):
         return Result(0, "tar of " + " ".join(stdin.split()) + "\n")
 
+    def _wheelhouse_size(self, command, stdin, rel):
+        return Result(0, "2048 12\n")
+
+    def _wheelhouse_pack(self, command, stdin, rel):
+        return Result(0, "tar of the wheelhouse\n")
+
+    def _wheelhouse_unpack(self, command, stdin, rel):
+        return Result(0, "2048\n")
+
+    def _wheelhouse_remove(self, command, stdin, rel):
+        return Result()
+
     def _migrations_missing(self, command, stdin, rel):
         return Result(0, json.dumps(self.migrations_answer) + "\n")
 

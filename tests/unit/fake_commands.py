@@ -98,7 +98,10 @@ def classify(command: str, stdin: str | None, layout: Layout) -> list[str]:
     worker = layout.worker_program
     simple = [("ls-tree -r", "static key"), ("wc -l < ", "count static"), ("STATIC_SUMS 2>/dev/null ||", "proxy sums"),
               ("] || (cd ", "static sums"), ("xargs -0 -r rm -f --", "static prepare"),
-              ("--verbatim-files-from", "static pack"), ("tar -xf - --no-same-owner", "static unpack"),
+              ("--verbatim-files-from", "static pack"), ("tar -xf - --no-same-owner -C", "static unpack"),
+              ("pip wheel", "pip install"), ("--no-index --find-links", "pip install"),
+              ("grep -c", "wheelhouse size"), ("du -sk", "wheelhouse unpack"), ("tar -cf - ", "wheelhouse pack"),
+              ("/wheelhouse/", "wheelhouse remove"),
               ("deploy.lock.new", "lock"), ("echo held", "lock read"), ("echo layout=ok", "state"),
               ("fetch --quiet", "fetch"), ("archive --format=tar", "extract"), (".env.tmp", ".env"),
               ("cp -al", "venv reuse"), ("pip install --progress-bar off --disable-pip-version-check --no-input -r", "pip install"),

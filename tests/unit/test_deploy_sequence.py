@@ -16,6 +16,7 @@ from fabfile.deploy import lock as lk
 from fabfile.deploy import manage as dj
 from fabfile.deploy import runtime, slots
 from fabfile.deploy import staticdiff as sd
+from fabfile.deploy import wheelhouse as wh
 from fabfile.deploy.errors import DeployError, LockHeld
 from fabfile.deploy.lock import LockInfo, format_lock
 from fabfile.deploy.releases import requirements_hash
@@ -43,6 +44,10 @@ def test_the_fake_hosts_classify_each_real_builders_command():
              (sd.proxy_prepare(L, NEW, None), ["static prepare"]),
              (sd.pack(L, NEW), ["static pack"]), (sd.unpack(L, NEW, SHA, None, R2), ["static unpack"]),
              (c.switch(L, NEW), ["switch"]),
+             (c.venv_install(L, NEW, "h" * 64, NEW, wheelhouse=wh.directory(L, "h" * 64), build=True), ["pip install"]),
+             (c.venv_install(L, NEW, "h" * 64, NEW, wheelhouse=wh.directory(L, "h" * 64)), ["pip install"]),
+             (wh.size(L, "h" * 64), ["wheelhouse size"]), (wh.pack(L, "h" * 64), ["wheelhouse pack"]),
+             (wh.unpack(L, "h" * 64), ["wheelhouse unpack"]), (wh.remove(L, "h" * 64), ["wheelhouse remove"]),
              (slots.boot(L, "b", NEW, "10.0.0.10", "/health", 120), ["boot"]), (slots.stop(L, "b"), ["stop slot"]),
              (slots.go_live(L, "b", NEW), ["switch", "go live"]),
              (slots.warm_and_go_live(L, "a", R1), ["warm up", "switch", "go live"]),
@@ -123,6 +128,21 @@ def test_a_healthy_update_boots_the_idle_slot_switches_gates_then_drains(site, w
     assert f"  {APP}: {R2} -> {NEW}; venv: reuse from {R2} (requirements.txt unchanged since release {R2}); " \
            "gunicorn: boot slot b, then slot a stays warm" in out
     assert out[-1].startswith(f"deployed {NEW} (3333333) to 3 node(s)")
+
+
+def test_nodes_installing_the_same_requirements_share_one_wheelhouse(site, world):
+    """--deps on the app and worker nodes: the app node builds the wheelhouse and installs from it; the worker
+    gets it (one tar stream) and installs from it after; both remove it."""
+    cl, hosts, out = site
+    assert deploy(cl, deps=True) == NEW
+    app, worker = (hosts[r] for r in ("app", "worker"))
+    builds = [c for c in app.calls if c[0] == "pip install"]
+    assert len(builds) == 1 and did(worker, "pip install", NEW)
+    log = labeled(world.log)
+    assert log.index((APP, "pip install")) < log.index((APP, "wheelhouse size")) < log.index((APP, "wheelhouse pack"))
+    assert log.index((APP, "wheelhouse pack")) < log.index((WORKER, "wheelhouse unpack")) < log.index((WORKER, "pip install"))
+    assert (APP, "wheelhouse remove") in log and (WORKER, "wheelhouse remove") in log
+    assert worker.releases[NEW].venv == app.releases[NEW].venv == NEW
 
 
 def test_a_new_venv_goes_through_the_same_slot_switch_with_no_restart(site, world):

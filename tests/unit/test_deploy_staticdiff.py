@@ -226,3 +226,21 @@ def test_pipe_copies_the_bytes_to_every_target_and_names_a_failing_one():
     with pytest.raises(RemoteError) as err:
         pipe(src, "exit 2", [(a, "cat")], step="copy static files")
     assert err.value.host == "app-0" and err.value.exit_code == 2
+
+
+def test_a_wheelhouse_travels_as_a_tar_and_is_sized_and_removed(tmp_path, lay):
+    from fabfile.deploy import wheelhouse as wh
+
+    h = "ab" * 32
+    d = Path(wh.directory(lay, h))
+    d.mkdir(parents=True)
+    (d / "a-1.0-py3-none-any.whl").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 16)
+    (d / "b-2.0-py3-none-any.whl").write_bytes(b"PK\x03\x04b")
+    assert local(wh.size(lay, h)).stdout.decode().split()[1] == "2"
+    other = Layout("demo", "demo.settings", "requirements.txt", base=str(tmp_path / "other"))
+    os.makedirs(other.root)
+    kb = local(wh.unpack(other, h), stdin=local(wh.pack(lay, h)).stdout).stdout.decode().strip()
+    got = Path(wh.directory(other, h))
+    assert int(kb) > 0 and (got / "a-1.0-py3-none-any.whl").read_bytes() == (d / "a-1.0-py3-none-any.whl").read_bytes()
+    local(wh.remove(other, h))
+    assert not got.exists() and d.exists()
