@@ -40,11 +40,12 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def fab(env: dict, *args: str, check: bool = True, stdin=subprocess.DEVNULL) -> Run:
-    """Run `fab ARGS` in a fresh process; wall time and that process's peak RSS."""
+def fab(env: dict, *args: str, check: bool = True, stdin=subprocess.DEVNULL, root: Path = ROOT) -> Run:
+    """Run `fab ARGS` in a fresh process (with the fabfile of `root`: another checkout, to compare); wall
+    time and that process's peak RSS."""
     start, busy = time.monotonic(), machine_busy_seconds()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=ROOT, env=env,
+        p = subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=root, env=env,
                              stdout=out, stderr=err, stdin=stdin)
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)

@@ -372,3 +372,22 @@ def test_a_lock_whose_holder_still_runs_here_is_refused(site, world):
         deploy(cl)
     assert hosts["app"].lock == format_lock(alive) and alive.pid == os.getpid()
     assert world.log == [(APP, "lock")]
+
+
+def test_a_deploy_from_the_saved_node_list_stops_before_any_change_when_the_cloud_disagrees(site, world):
+    """quick-update opens the cluster from the saved node list while the cloud is asked: the engine waits
+    for that answer after reading the nodes and planning, and a different list stops it (NodesChanged: the
+    task starts again from the cloud's list) with nothing changed."""
+    from fabfile.deploy.errors import NodesChanged
+
+    cl, hosts, out = site
+
+    class Lookup:
+        def result(self):
+            return [h.node for h in hosts.values()][:1]          # a node is gone
+
+    cl.seen, cl.lookup = [h.node for h in hosts.values()], Lookup()
+    with pytest.raises(NodesChanged):
+        deploy(cl)
+    assert {s for s in world.stages() if s not in ("lock", "state", "unlock", "lock read")} == set()
+    assert all(h.current == R2 and h.lock is None for h in hosts.values())
