@@ -40,11 +40,12 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def fab(env: dict, *args: str, check: bool = True, stdin=subprocess.DEVNULL) -> Run:
-    """Run `fab ARGS` in a fresh process; wall time and that process's peak RSS."""
+def fab(env: dict, *args: str, check: bool = True, stdin=subprocess.DEVNULL, root: Path = ROOT) -> Run:
+    """Run `fab ARGS` in a fresh process (with the fabfile of `root`: another checkout, to compare); wall
+    time and that process's peak RSS."""
     start, busy = time.monotonic(), machine_busy_seconds()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=ROOT, env=env,
+        p = subprocess.Popen([sys.executable, "-m", "fabric", *args], cwd=root, env=env,
                              stdout=out, stderr=err, stdin=stdin)
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -69,6 +70,8 @@ class Sandbox:
         return boto3.client("ec2", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    cidr: str = "10.190.0.0/16"
+
     def roles(self, name: str, *, roles: list[str] | None = None, counts: dict | None = None,
               repo: Path | None = None) -> Path:
         """A roles.yaml for a benchmark cluster: the shipped one, keeping only `roles`, with `counts`."""
@@ -86,7 +89,7 @@ class Sandbox:
                 for rule in role.get("ports", []):
                     src = rule["from"] if isinstance(rule["from"], list) else [rule["from"]]
                     kept = [s for s in src if "/" in s or s in roles]
-                    rule["from"] = kept or ["10.190.0.0/16", bridge]
+                    rule["from"] = kept or [self.cidr, bridge]
         for role, count in (counts or {}).items():
             data["roles"][role]["count"] = count
         path = self.tmp / f"{name}.yaml"
@@ -94,21 +97,37 @@ class Sandbox:
         return path
 
 
+def sandbox_names(number: int | None) -> tuple[dict, str, str]:
+    """(sandbox variables, VPC CIDR, subnet CIDR): the benchmarks' own sandbox (None), or test sandbox
+    `number`'s (tests/e2e/conftest.py sandbox_env), for a benchmark run beside other local clouds."""
+    if number is None:
+        return (dict(WHIPUP_SANDBOX_PORT="4690", WHIPUP_SANDBOX_BRIDGE="whipbench",
+                     WHIPUP_SANDBOX_BRIDGE_ADDRESS="10.255.190.254", WHIPUP_SANDBOX_PROXY_PORT="8990"),
+                "10.190.0.0/16", "10.190.0.0/20")
+    if not 1 <= number <= 99:
+        raise SystemExit(f"--sandbox: 1-99, not {number}")
+    return (dict(WHIPUP_SANDBOX_PORT=str(4600 + number), WHIPUP_SANDBOX_BRIDGE=f"whiptest{number}",
+                 WHIPUP_SANDBOX_BRIDGE_ADDRESS=f"10.255.{250 - number}.254",
+                 WHIPUP_SANDBOX_PROXY_PORT=str(8900 + number)),
+            f"10.{100 + number}.0.0/16", f"10.{100 + number}.1.0/24")
+
+
 @contextmanager
-def private_sandbox():
+def private_sandbox(number: int | None = None):
+    """A local cloud of the benchmark's own (or test sandbox `number`'s names), down again at the end."""
     # SIGTERM/SIGINT end the benchmark through the `finally` below, which takes the sandbox down
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="whipup-bench-"))
-    env = dict(os.environ, WHIPUP_SANDBOX_STATE=str(tmp / "sandbox"), WHIPUP_SANDBOX_PORT="4690",
-               WHIPUP_SANDBOX_BRIDGE="whipbench", WHIPUP_SANDBOX_BRIDGE_ADDRESS="10.255.190.254",
-               WHIPUP_SANDBOX_PROXY_PORT="8990", AWS_ENDPOINT_URL="http://127.0.0.1:4690",
+    names, cidr, subnet_cidr = sandbox_names(number)
+    env = dict(os.environ, WHIPUP_SANDBOX_STATE=str(tmp / "sandbox"), **names,
+               AWS_ENDPOINT_URL=f"http://127.0.0.1:{names['WHIPUP_SANDBOX_PORT']}",
                AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
     fab(env, "sandbox.up")
     try:
         ec2 = boto3.client("ec2", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                            aws_access_key_id="testing", aws_secret_access_key="testing")
-        vpc = ec2.create_vpc(CidrBlock="10.190.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.190.0.0/20",
+        vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=subnet_cidr,
                                    AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
         # security groups are enforced: instances launched with no group (bench/local_cloud.py) are in the
         # VPC's default group, which lets in only its members; SSH from this machine comes from the bridge
@@ -118,7 +137,7 @@ def private_sandbox():
             GroupId=default["SecurityGroups"][0]["GroupId"],
             IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                             "IpRanges": [{"CidrIp": f"{env['WHIPUP_SANDBOX_BRIDGE_ADDRESS']}/32"}]}])
-        yield Sandbox(env, tmp, vpc, subnet)
+        yield Sandbox(env, tmp, vpc, subnet, cidr)
     finally:
         fab(env, "sandbox.down", check=False)
         subprocess.run(["rm", "-rf", str(tmp)])
@@ -135,6 +154,11 @@ def machine() -> str:
     mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                if line.startswith("MemTotal"))
     return f"{os.cpu_count()} cores, {mem / 1024 / 1024:.0f} GiB memory, {os.uname().sysname} {os.uname().release}"
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average now (other work on it shows in every figure)."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def mutating_calls(stdout: str) -> str:

@@ -2,42 +2,58 @@
 
 Tasks are thin: they load roles.yaml once, open one cloud session, and hand
 both to the modules that do the work.
+
+Only the modules of the tasks named on the command line are imported (`fab configure` needs neither the
+deploy engine nor the sandbox's controls): a no-op run's floor is mostly Python's imports. A command line
+naming no task we know (`fab -l`, `fab --help`, a typo) loads them all, so invoke lists or names them.
 """
+import sys
+
 from invoke import Collection
 
-from .backup import tasks as backup_tasks
-from .configure import tasks as configure_tasks
-from .console import tasks as console_tasks
-from .deploy import envtasks
-from .deploy import tasks as deploy_tasks
-from .project import tasks as project_tasks
-from .provision import tasks as provision_tasks
-from .sandbox import tasks as sandbox_tasks
-from .recover import recover_task
-from .tls import tasks as tls_tasks
-from .whipup import whip_up_full_system
+# task (as typed) -> (module, attribute); "sandbox" and "env" are collections
+TASKS = {
+    "provision": (".provision.tasks", "provision"), "create-node": (".provision.tasks", "create_node"),
+    "status": (".provision.tasks", "status"), "destroy": (".provision.tasks", "destroy"),
+    "configure": (".configure.tasks", "configure"), "whip-up-full-system": (".whipup", "whip_up_full_system"),
+    "deploy": (".deploy.tasks", "deploy"), "quick-update": (".deploy.tasks", "quick_update"),
+    "rollback": (".deploy.tasks", "rollback"), "releases": (".deploy.tasks", "releases"),
+    "manage": (".console.tasks", "manage"), "logs": (".console.tasks", "logs"), "ssh": (".console.tasks", "ssh"),
+    "inspect": (".project.tasks", "inspect"), "certificate": (".tls.tasks", "certificate"),
+    "backup": (".backup.tasks", "backup"), "backups": (".backup.tasks", "backups"),
+    "restore": (".backup.tasks", "restore"), "snapshot": (".backup.tasks", "snapshot"),
+    "recover": (".recover", "recover_task"),
+}
+COLLECTIONS = ("sandbox", "env")
 
-ns = Collection(
-    provision_tasks.provision,
-    provision_tasks.create_node,
-    provision_tasks.status,
-    provision_tasks.destroy,
-    configure_tasks.configure,
-    tls_tasks.certificate,
-    whip_up_full_system,
-    deploy_tasks.deploy,
-    deploy_tasks.quick_update,
-    deploy_tasks.rollback,
-    deploy_tasks.releases,
-    console_tasks.manage,
-    console_tasks.logs,
-    console_tasks.ssh,
-    project_tasks.inspect,
-    backup_tasks.backup,
-    backup_tasks.backups,
-    backup_tasks.restore,
-    backup_tasks.snapshot,
-    recover_task,
-)
-ns.add_collection(Collection.from_module(sandbox_tasks, name="sandbox"))
-ns.add_collection(Collection("env", envtasks.show, envtasks.set_, envtasks.unset))
+
+def requested(argv: list[str]) -> list[str] | None:
+    """The tasks and collections `argv` (fab's command line) names, in the order of TASKS; None when it names
+    none of them, or when this program is not fab (pytest, say: its arguments name no task)."""
+    program = argv[0].replace("\\", "/").split("/") if argv else [""]
+    if program[-1] not in ("fab", "fab.exe") and program[-2:] != ["fabric", "__main__.py"]:
+        return None
+    words = {w.split(".", 1)[0] if w.split(".", 1)[0] in COLLECTIONS else w for w in argv[1:]}
+    named = [name for name in (*TASKS, *COLLECTIONS) if name in words]
+    return named or None
+
+
+def _load(name: str):
+    import importlib
+
+    if name == "sandbox":
+        return Collection.from_module(importlib.import_module(".sandbox.tasks", __name__), name="sandbox")
+    if name == "env":
+        env = importlib.import_module(".deploy.envtasks", __name__)
+        return Collection("env", env.show, env.set_, env.unset)
+    module, attr = TASKS[name]
+    return getattr(importlib.import_module(module, __name__), attr)
+
+
+ns = Collection()
+for _name in requested(sys.argv) or (*TASKS, *COLLECTIONS):
+    _item = _load(_name)
+    if isinstance(_item, Collection):
+        ns.add_collection(_item)
+    else:
+        ns.add_task(_item)

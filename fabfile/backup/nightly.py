@@ -19,6 +19,7 @@ SCRIPT = "/usr/local/sbin/whipup-nightly-backup"
 CONF = "/etc/whipup/backup.json"
 CRON = "/etc/cron.d/whipup-backup"
 RESULT = "/var/lib/whipup/backup-nightly.json"
+METRIC = "/var/lib/prometheus/node-exporter/whipup_backup.prom"   # read by the monitor (BackupTooOld)
 LOG = "/var/log/whipup-backup.log"
 
 NIGHTLY_PY = r'''#!/usr/bin/python3
@@ -65,6 +66,28 @@ def nightly_keys(base, app):
     return sorted(k for k in keys if k.endswith("-nightly" + SUFFIX))
 
 
+def write_metric(path, ok, ended):
+    """The monitor's metric (node_exporter's textfile collector): a failed run keeps the last success."""
+    last = ended if ok else None
+    try:
+        for line in open(path):
+            if last is None and line.startswith("whipup_backup_last_success_timestamp_seconds "):
+                last = float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    gauges = [("last_run_timestamp_seconds", "Unix time the last backup run ended.", ended),
+              ("last_run_success", "1 if the last backup run succeeded, 0 if it failed.", 1 if ok else 0)]
+    if last is not None:
+        gauges.insert(0, ("last_success_timestamp_seconds", "Unix time of the last successful backup.", last))
+    text = "".join("# HELP whipup_backup_%s %s\n# TYPE whipup_backup_%s gauge\nwhipup_backup_%s %d\n"
+                   % (name, doc, name, name, value) for name, doc, value in gauges)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.chmod(path + ".tmp", 0o644)
+    os.replace(path + ".tmp", path)
+
+
 def main():
     c = json.load(open(CONF))
     start, now = time.monotonic(), datetime.datetime.now(datetime.timezone.utc)
@@ -96,21 +119,23 @@ def main():
     with open(c["result"] + ".tmp", "w") as f:
         json.dump(result, f)
     os.replace(c["result"] + ".tmp", c["result"])
+    write_metric(c.get("metric", METRIC), result["ok"], time.time())
     print(json.dumps(result), flush=True)
     return 0 if result["ok"] else 1
 
 
 SUFFIX = "@SUFFIX@"
+METRIC = "@METRIC@"
 if __name__ == "__main__":
     sys.exit(main())
-'''.replace("@SUFFIX@", SUFFIX)
+'''.replace("@SUFFIX@", SUFFIX).replace("@METRIC@", METRIC)
 
 
 def conf_json(app: str, database: str, bucket: str, endpoint: str, keep: int, region: str,
               keys: tuple[str, str] | None) -> str:
     """The job's settings (`keys`: the local cloud's, which are no secret; none on AWS)."""
     return json.dumps({"app": app, "database": database, "bucket": bucket, "endpoint": endpoint, "keep": keep,
-                       "result": RESULT, "region": region, "keys": list(keys) if keys else None},
+                       "result": RESULT, "metric": METRIC, "region": region, "keys": list(keys) if keys else None},
                       sort_keys=True) + "\n"
 
 

@@ -70,7 +70,7 @@ def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool,
 
 
 def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Progress,
-                  secrets: list[str], after_stage=None) -> HostResult:
+                  secrets: list[str], after_stage=None, before_change=None) -> HostResult:
     """Facts, plan, then apply (or report, on a dry run) on one host; never raises: errors go in the result.
 
     Installing packages creates files and (under systemd) starts services, so after a packages stage the
@@ -108,6 +108,8 @@ def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Pr
                 olds = read_files(runner, [w.file.path for w in plan.writes if w.old_sha256 is not None])
                 result.report = dry_run_report(node.name, plan, olds, secrets)
             elif plan.actions:
+                if before_change is not None:
+                    before_change()          # the cloud's list confirmed before anything changes
                 _apply(runner, plan, init, result, progress=say, replan=plan_from_facts, after=after_stage)
             result.stage = None
         finally:
@@ -158,14 +160,20 @@ def _host_error(r: HostResult) -> ConfigureError:
 
 
 def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = False, out=None,
-                      quiet: bool = False, wait: float | None = None, break_lock: bool = False) -> list[HostResult]:
+                      quiet: bool = False, wait: float | None = None, break_lock: bool = False,
+                      nodes: list[Node] | None = None, confirm=None, connect=None) -> list[HostResult]:
     """Converge the cluster's nodes (of `role`, or all) under the deploy lock (`lock`: refused while a deploy
-    holds it, or waited for, up to `wait` seconds); HostFailures if any host failed."""
+    holds it, or waited for, up to `wait` seconds); HostFailures if any host failed.
+
+    `nodes`: the cluster's nodes as listed before (configure/seen.py), with `confirm()` raising NodesChanged
+    when the cloud's own list differs, called before the first change and at the end; `connect()` makes the
+    ec2 client where one is needed and `ec2` is None."""
     start = time.monotonic()
     out = out or sys.stdout
     if role is not None:
         cfg.role(role)   # ConfigError for an unknown role
-    nodes = find_nodes(ec2, cfg.cluster.name)
+    if nodes is None:
+        nodes = find_nodes(ec2, cfg.cluster.name)
     targets, notes = select_nodes(cfg, nodes, role)
     for note in notes:
         print(note, file=out)
@@ -183,11 +191,14 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
             wants = desired_for(cfg, targets, nodes, dry_run=dry_run, live=live_slots(cfg, nodes))
         outcomes = on_hosts(targets, lambda n: converge_host(cfg, n, wants[n.instance_id], dry_run=dry_run,
                                                               progress=progress, secrets=secrets,
-                                                              after_stage=lock.after_stage(n)))
+                                                              after_stage=lock.after_stage(n), before_change=confirm))
         results, failed = _results(outcomes, dry_run)
         try:
-            if not dry_run and not failed:   # a changed web program reaches gunicorn by a slot switch
-                refresh_changed(cfg, ec2, web_program_changed(cfg, results), out)
+            if confirm is not None:
+                confirm()                    # the cloud's list: NodesChanged (start again) if it is not `nodes`
+            changed = web_program_changed(cfg, results)
+            if not dry_run and not failed and changed:   # a changed web program reaches gunicorn by a slot switch
+                refresh_changed(cfg, ec2 if ec2 is not None or connect is None else connect(), changed, out)
         finally:
             lock.audit(results, role=role, seconds=time.monotonic() - start)
     if dry_run:

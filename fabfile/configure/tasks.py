@@ -6,11 +6,11 @@ from .. import flags
 from ..boundary import cluster_task
 from ..config import Config
 from ..deploy.errors import DeployError
-from ..provision.tasks import connect_ec2
 from ..remote import HostFailures, RemoteError
 from .facts import FactsError
 from .lock import WAIT_TIMEOUT
 from .run import ConfigureError, TemplateError, configure_cluster
+from .seen import configure_seen
 
 
 def wait_seconds(wait: bool, wait_timeout) -> float | None:
@@ -31,11 +31,20 @@ def configure(c, role=None, dry_run=False, wait=False, wait_timeout=None, break_
     if role is not None:
         cfg.role(role)   # an unknown role exits before the cloud is contacted
     seconds = wait_seconds(wait, wait_timeout)   # a bad --wait-timeout too
-    ec2, _ = connect_ec2(cfg)
-    results = configure_cluster(cfg, ec2, role=role, dry_run=dry_run, wait=seconds, break_lock=break_lock)
+    results = configure_seen(cfg, lambda: connect_ec2(cfg)[0], configure_cluster, role=role, dry_run=dry_run,
+                             wait=seconds, break_lock=break_lock)
     db = {r.name for r in results or () if r.role == "db"}
     if not dry_run and db:                            # the db node's nightly backup (roles.db.backup)
         from ..backup.nightly import ensure_all     # the backup package sits above configure
+        from ..inventory import load
         from ..nodes import find_nodes
 
-        ensure_all(cfg, [n for n in find_nodes(ec2, cfg.cluster.name) if n.name in db], print)
+        nodes = load(cfg) or find_nodes(connect_ec2(cfg)[0], cfg.cluster.name)
+        ensure_all(cfg, [n for n in nodes if n.name in db], print)
+
+
+def connect_ec2(cfg: Config):
+    """provision's (client, counter): boto3 and the provisioning code imported only when the cloud is asked."""
+    from ..provision.tasks import connect_ec2 as connect
+
+    return connect(cfg)

@@ -196,18 +196,28 @@ def write_env(layout: Layout) -> str:
 # --- venvs ----------------------------------------------------------------------------------
 
 def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id: str,
-                        files: Sequence[str] = (), install: Sequence[str] = ()) -> str:
+                        files: Sequence[str] = (), install: Sequence[str] = (), wheelhouse: str | None = None,
+                        build: bool = False) -> str:
+    """`wheelhouse` (a directory): with `build`, the wheels are made there first (`pip wheel`) and installed
+    from it; without, installed from it (another node built it), or from the index if that fails."""
     rel = layout.release(release_arg(release_id))
     venv = q(f"{rel}/{VENV}")
     reads = " ".join(f"-r {q(f'{rel}/{path}')}" for path in (install or [layout.requirements]))
+    pip = f"PYTHONUNBUFFERED=1 {venv}/bin/pip"
+    opts = "--progress-bar off --disable-pip-version-check --no-input"
+    if wheelhouse is None:
+        # not --quiet: its Collecting/Building/Installing lines are the deploy's live progress (install_progress)
+        steps = [f"{pip} install {opts} {reads}"]
+    else:
+        wh = q(wheelhouse)
+        steps = ([f"rm -rf {wh}", f"mkdir -p {wh}", f"{pip} wheel {opts} --wheel-dir {wh} {reads}"] if build else []) + [
+            f"{pip} install {opts} --no-index --find-links {wh} {reads}" + ("" if build else f" || {pip} install {opts} {reads}")]
     return "\n".join([
         "set -e",
         f"export HOME={q(layout.root)}",
         f"rm -rf {venv}",
         f"python3 -m venv {venv}",
-        # not --quiet: its Collecting/Building/Installing lines are the deploy's live progress (install_progress)
-        f"PYTHONUNBUFFERED=1 {venv}/bin/pip install --progress-bar off --disable-pip-version-check --no-input "
-        f"{reads}",
+        *steps,
         *([f"printf '%s\\n' {' '.join(q(line) for line in files)} > {venv}/{REQUIREMENTS_FILES_MARK}"]
           if files else []),
         f"printf '%s\\n' {q(req_hash)} > {venv}/{REQUIREMENTS_MARK}",
@@ -216,11 +226,12 @@ def venv_install_script(layout: Layout, release_id: str, req_hash: str, venv_id:
 
 
 def venv_install(layout: Layout, release_id: str, req_hash: str, venv_id: str, files: Sequence[str] = (),
-                 install: Sequence[str] = ()) -> str:
+                 install: Sequence[str] = (), wheelhouse: str | None = None, build: bool = False) -> str:
     """A new venv in the release, at its final path, and `pip install -r` each of `install` (the release's
     requirements files, which follow their -r/-c includes); `files` (`<sha256> <path>` per requirements file)
-    is kept in the venv."""
-    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id, files, install)))
+    is kept in the venv. `wheelhouse`: see venv_install_script."""
+    return as_app(layout, tied(venv_install_script(layout, release_id, req_hash, venv_id, files, install,
+                                                   wheelhouse, build)))
 
 
 def requirements_files_mark(layout: Layout, release_id: str) -> str:
@@ -271,34 +282,6 @@ def shebang_rewrite(old_venv: str, new_venv: str) -> str:
 def venv_reuse(layout: Layout, release_id: str, from_release: str) -> str:
     """The new release's venv: the current one's packages hardlinked into a venv made at the new path."""
     return as_app(layout, venv_reuse_script(layout, release_id, from_release))
-
-
-# --- static files to proxies -----------------------------------------------------------------
-
-def count_static(layout: Layout, release_id: str) -> str:
-    """How many files the release's static/ holds (what the proxies will serve)."""
-    return as_app(layout, f"find {q(layout.release(release_arg(release_id)) + '/static')} -type f 2>/dev/null | wc -l")
-
-
-def static_pack(layout: Layout, release_id: str) -> str:
-    """The release's static/ as base64 text of a tar.gz (travels through this machine)."""
-    rel = q(layout.release(release_arg(release_id)))
-    return as_app(layout, f"cd {rel} && mkdir -p static && tar -czf - static | base64 -w 0")
-
-
-def static_unpack(layout: Layout, release_id: str, sha: str, tree: str | None = None,
-                  previous: str | None = None) -> str:
-    """A proxy's release: static/ from stdin (base64 tar.gz) and REVISION."""
-    rel = q(layout.release(release_arg(release_id)))
-    return as_app(layout, "\n".join([
-        "set -e",
-        f"rm -rf {rel}",
-        f"mkdir -p {rel}",
-        f": > {rel}/{PARTIAL_MARK}",
-        f"base64 -d | tar -xzf - -C {rel}",
-        f"printf '%s\\n' {q(sha_arg(sha))} > {rel}/REVISION",
-        *_marks(rel, tree, previous),
-    ]))
 
 
 # --- switch and reload -----------------------------------------------------------------------

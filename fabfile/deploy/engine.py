@@ -90,6 +90,7 @@ def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | 
             return None
         for line in describe_plan(cl, plan):
             cl.out(line)
+        cl.confirm()        # opened from the saved node list: the cloud's must agree before anything changes
         run_stages(cl, plan, timer, guard)
         return release
 

@@ -13,7 +13,8 @@ from dataclasses import replace
 
 from ..install_progress import pip_live
 from ..remote import RemoteError, run
-from . import buildpkgs, commands, manage, runtime
+from ..stream import pipe
+from . import buildpkgs, commands, manage, runtime, staticdiff, wheelhouse
 from .cluster import Cluster, Member, at_once, each, each_best_effort
 from .errors import DeployError, PreviousServes
 from .planning import Plan, dotenv
@@ -44,7 +45,7 @@ def _code(cl: Cluster, plan: Plan, m: Member) -> None:
     cl.progress(m.name, "code", f"{source.short} in releases/{plan.release}")
 
 
-def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
+def _venv(cl: Cluster, plan: Plan, m: Member, wheelhouse: str | None = None, build: bool = False) -> None:
     v = plan.venvs[m.name]
     t = time.monotonic()
     if v.action == "reuse":
@@ -55,7 +56,7 @@ def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
         live = pip_live(lambda text: cl.progress(m.name, "venv", text))
         try:
             run(m.conn, commands.venv_install(cl.layout, plan.release, reqs.hash, v.venv_id, reqs.files_mark(),
-                                              plan.source.install),
+                                              plan.source.install, wheelhouse, build),
                 step="pip install", timeout=1800, on_line=live.line)
         except RemoteError as exc:
             failure = buildpkgs.diagnose(exc.output)
@@ -69,19 +70,43 @@ def _venv(cl: Cluster, plan: Plan, m: Member) -> None:
 
 def deliver(cl: Cluster, plan: Plan) -> None:
     """Code, .env and venv (and Django's upgrade, if asked) on every code node; proxies get theirs with
-    the static files."""
+    the static files. Several nodes installing the same requirements: the first builds a wheelhouse, the
+    others install from it once it reached them (`wheelhouse`)."""
     env = dotenv(cl)
+    installs = [m for m in plan.code if plan.venvs[m.name].action == "install"]
+    builder, others = (installs[0], installs[1:]) if len(installs) > 1 else (None, [])
+    wh = wheelhouse.directory(cl.layout, plan.source.requirement_files.hash) if builder else None
 
     def one(m: Member) -> None:
         _code(cl, plan, m)
         changed = run(m.conn, commands.write_env(cl.layout), step="write shared/.env", stdin=env).stdout.strip()
         if changed == "changed":
             cl.progress(m.name, ".env", "written (0600)")
-        _venv(cl, plan, m)
+        if m not in others:
+            venv_and_django(m, build=m is builder)
+
+    def venv_and_django(m: Member, build: bool = False) -> None:
+        _venv(cl, plan, m, wh, build)
         if plan.options.upgrade_django:
             upgrade_django(cl, plan, m)
 
     each(plan.code, one, "delivering the code")
+    if builder is not None:
+        share_wheelhouse(cl, plan, builder, others)
+        each(others, venv_and_django, "installing from the wheelhouse")
+        each_best_effort([builder, *others], lambda m: run(m.conn, wheelhouse.remove(
+            cl.layout, plan.source.requirement_files.hash), step="remove the wheelhouse"))
+
+
+def share_wheelhouse(cl: Cluster, plan: Plan, builder: Member, others: list[Member]) -> None:
+    """The builder's wheelhouse to the other nodes, through this machine, as one tar stream."""
+    req_hash = plan.source.requirement_files.hash
+    kb, wheels = run(builder.conn, wheelhouse.size(cl.layout, req_hash), step="size the wheelhouse").stdout.split()
+    cl.progress(builder.name, "wheelhouse", f"{wheels} wheels, {kb} kB: downloaded and built here, once")
+    pipe(builder.conn, wheelhouse.pack(cl.layout, req_hash),
+         [(m.conn, wheelhouse.unpack(cl.layout, req_hash)) for m in others], step="copy the wheelhouse")
+    for m in others:
+        cl.progress(m.name, "wheelhouse", f"{kb} kB from {builder.name}: nothing from the package index")
 
 
 def upgrade_django(cl: Cluster, plan: Plan, m: Member) -> None:
@@ -111,16 +136,33 @@ def _on_app0(cl: Cluster, command: str, step: str, **kw):
 
 
 def collectstatic(cl: Cluster, plan: Plan) -> None:
-    """collectstatic into the release's static/; then it must not be empty for a project with static files."""
+    """collectstatic into the release's static/, unless its inputs are those of the current release (its
+    static/ is hard-linked instead: `staticdiff`); then it must not be empty for a project with static files."""
     from . import verify
 
-    out = _on_app0(cl, manage.collectstatic(cl.layout, plan.release), "collectstatic").stdout.strip()
-    collected = _on_app0(cl, commands.count_static(cl.layout, plan.release), "count static files").stdout.strip()
-    cl.progress(cl.apps[0].name, "collectstatic", (out.splitlines()[-1] if out else "done") + f" ({collected} in static/)")
-    verify.static_check(cl, plan, int(collected or 0))
+    m = cl.apps[0]
+    local = staticdiff.local_key(plan.venvs[m.name].venv_id if m.name in plan.venvs else plan.release,
+                                 repr(plan.runtime), dotenv(cl))
+    key, reused, collected = staticdiff.parse_key(_on_app0(cl, staticdiff.reuse_or_collect(
+        cl.layout, plan.release, plan.source.sha, plan.source.prefix, plan.current(m.name), local),
+        "compare the static files' sources").stdout)
+    if reused:
+        cl.progress(m.name, "collectstatic", f"skipped: static sources, settings and venv as in release "
+                    f"{plan.current(m.name)} ({collected} files hard-linked)")
+    else:
+        out = _on_app0(cl, manage.collectstatic(cl.layout, plan.release), "collectstatic").stdout.strip()
+        collected = int(_on_app0(cl, staticdiff.record(cl.layout, plan.release, key), "list static files")
+                        .stdout.strip() or 0)
+        cl.progress(m.name, "collectstatic", (out.splitlines()[-1] if out else "done") + f" ({collected} in static/)")
+    verify.static_check(cl, plan, collected)
 
 
 def migrate(cl: Cluster, plan: Plan) -> None:
+    """migrate, unless the new release's settings check found no migration the database lacks."""
+    pending = (plan.facts or {}).get("migrations") or {}
+    if pending.get("pending") == [] and not pending.get("unmigrated"):
+        cl.progress(cl.apps[0].name, "migrate", "skipped: the database has every migration of this release")
+        return
     out = _on_app0(cl, manage.migrate(cl.layout, plan.release), "migrate", timeout=3600).stdout
     applied = [line.strip() for line in out.splitlines() if line.strip().startswith("Applying ")]
     cl.progress(cl.apps[0].name, "migrate", "; ".join(applied) if applied else "no migrations to apply")
@@ -154,17 +196,45 @@ def migrations_applied(cl: Cluster, plan: Plan) -> None:
 # --- proxies, switch, prune ----------------------------------------------------------------------
 
 def static_to_proxies(cl: Cluster, plan: Plan) -> None:
-    """The release's static/ (collected on app node 0) into the same release on every proxy."""
+    """The release's static/ (collected on app node 0) into the same release on every proxy: each keeps by
+    hard link what its current release has, and gets only the files it lacks, as one tar stream."""
     if not plan.static:
         return
-    packed = _on_app0(cl, commands.static_pack(cl.layout, plan.release), "pack static files").stdout.strip()
+    new = staticdiff.parse_sums(_on_app0(cl, staticdiff.sums(cl.layout, plan.release), "list static files").stdout)
+    if new is None:
+        raise PreviousServes(f"{cl.apps[0].name}: release {plan.release}: a static file's name is not one whipup "
+                             f"ships (outside static/, or with a newline); the previous release keeps serving")
 
-    def one(m: Member) -> None:
-        run(m.conn, commands.static_unpack(cl.layout, plan.release, plan.source.sha, plan.source.tree,
-                                           plan.current(m.name)), step="unpack static files", stdin=packed)
-        cl.progress(m.name, "static", f"releases/{plan.release}/static ({len(packed) * 3 // 4 // 1024} kB packed)")
+    def listed(m: Member) -> dict[str, str] | None:
+        current = plan.current(m.name)
+        return None if current is None else staticdiff.parse_sums(
+            run(m.conn, staticdiff.proxy_sums(cl.layout, current), step="list the proxy's static files").stdout)
 
-    each(plan.static, one, "copying static files to proxies")
+    olds = each(plan.static, listed, "listing the proxies' static files")
+    groups: dict[tuple[str, ...], list[Member]] = {}
+    diffs = {m.name: staticdiff.difference(new, olds[m.name]) for m in plan.static}
+    for m in plan.static:
+        groups.setdefault(diffs[m.name].ship, []).append(m)
+
+    def prepare(m: Member) -> None:
+        run(m.conn, staticdiff.proxy_prepare(cl.layout, plan.release, plan.current(m.name)),
+            step="prepare static files", stdin="".join(p + "\n" for p in diffs[m.name].remove))
+
+    each(plan.static, prepare, "preparing the proxies' static files")
+
+    def ship(files: tuple[str, ...]) -> None:
+        members = groups[files]
+        piped = pipe(cl.apps[0].conn, staticdiff.pack(cl.layout, plan.release),
+                     [(m.conn, staticdiff.unpack(cl.layout, plan.release, plan.source.sha, plan.source.tree,
+                                                 plan.current(m.name))) for m in members],
+                     step="copy static files", stdin="".join(p + "\n" for p in (*files, staticdiff.SUMS)))
+        for m in members:
+            d = diffs[m.name]
+            cl.progress(m.name, "static", f"releases/{plan.release}/static: {len(d.ship)} file(s) shipped "
+                        f"({piped.nbytes // 1024} kB tar), {d.linked} hard-linked from {plan.current(m.name)}")
+
+    for files in groups:         # one group when the proxies ran the same release (the usual case)
+        ship(files)
 
 
 def switch(cl: Cluster, members: list[Member], release: str, switched: list[Member] | None = None) -> None:

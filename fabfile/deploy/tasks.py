@@ -132,11 +132,10 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
         resolve(component=component, deps=deps_flag, upgrade_django=django_flag, yes=False, interactive=False,
                 ask=input, deps_default=False, deps_why="requirements compared with the current release",
                 django_spec="Django")
-    source = resolve_source(cfg) if cfg.app.strategy == "push" else None
-    # with --component, nodes of other roles are not even connected to
-    cl = open_cluster(cfg, _ec2(cfg), roles=COMPONENT_ROLES[component] if component else COMPONENT_ROLES["all"])
-    try:
-        source = source or resolve_source(cfg, cl)
+    pushed = resolve_source(cfg) if cfg.app.strategy == "push" else None
+
+    def work(cl: Cluster) -> None:
+        source = pushed or resolve_source(cfg, cl)
         anchor = gather(cl, [cl.anchor])[cl.anchor.name]
         changed, why = dependencies_change(cl, anchor, source)
         django = source.requirement_files.django()
@@ -155,8 +154,10 @@ def quick_update(c, component=None, deps=False, no_deps=False, upgrade_django=Fa
             action="quick-update", component=answers.component, deps=answers.deps,
             upgrade_django=answers.upgrade_django, force=force, break_lock=break_lock, dry_run=dry_run,
             health_timeout=timeout))
-    finally:
-        cl.close()
+
+    # with --component, nodes of other roles are not even connected to; from the saved node list, the cloud
+    # asked alongside (the engine confirms its answer before the first change)
+    _on_cluster(cfg, COMPONENT_ROLES[component] if component else COMPONENT_ROLES["all"], work)
 
 
 @cluster_task(help={**DEPLOY_HELP,

@@ -44,7 +44,7 @@ def static_problem(facts: dict, collected: int, release_static: str) -> str | No
 
 def release_facts(cl: Cluster, plan: Plan) -> dict:
     m = cl.apps[0]
-    command, stdin = facts_command(cl.layout, plan.release)
+    command, stdin = facts_command(cl.layout, plan.release, migrations=True)
     r = run(m.conn, command, step="what Django says", stdin=stdin, check=False, timeout=120)
     if r.exited != 0:
         raise PreviousServes(f"{m.name}: Django could not start in release {plan.release} (exit {r.exited}); the "

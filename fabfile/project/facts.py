@@ -11,9 +11,10 @@ from .errors import InspectError
 SCRIPT = "django_facts"
 
 
-def facts_command(layout: Layout, release_id: str) -> tuple[str, str]:
-    """(command, stdin): run django_facts.py in the release, as the app user, with its settings."""
-    return python_stdin(layout, release_id), script(SCRIPT)
+def facts_command(layout: Layout, release_id: str, *, migrations: bool = False) -> tuple[str, str]:
+    """(command, stdin): run django_facts.py in the release, as the app user, with its settings (and with
+    `migrations`, the migrations the database lacks: a deploy skips migrate when there are none)."""
+    return python_stdin(layout, release_id, ["--migrations"] if migrations else []), script(SCRIPT)
 
 
 def parse_facts(stdout: str, where: str = "django_facts") -> dict:

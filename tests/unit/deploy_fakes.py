@@ -23,10 +23,60 @@ from fabfile.remote import Progress
 __all__ = ["NODES", "SCRIPTS", "FakeHost", "Rel", "Result", "World", "classify", "make_cluster"]
 
 
+class FakeChannel:
+    """One session of `fabfile.stream.pipe` on a FakeHost: the command runs once its stdin ends."""
+
+    def __init__(self, host: "FakeHost"):
+        self.host, self.command, self.stdin, self.result = host, "", b"", None
+        self._out = b""
+
+    def exec_command(self, command: str) -> None:
+        self.command = command
+
+    def sendall(self, data: bytes) -> None:
+        self.stdin += data
+
+    def shutdown_write(self) -> None:
+        self.result = self.host.run(self.command, in_stream=_Text(self.stdin.decode("utf-8", "replace")))
+        self._out, self._err = self.result.stdout.encode(), self.result.stderr.encode()
+
+    def recv(self, n: int) -> bytes:
+        data, self._out = self._out[:n], self._out[n:]
+        return data
+
+    def recv_stderr(self, n: int) -> bytes:
+        data, self._err = self._err[:n], self._err[n:]
+        return data
+
+    def recv_exit_status(self) -> int:
+        return self.result.exited
+
+    def close(self) -> None:
+        pass
+
+
+class _Text:
+    def __init__(self, text: str):
+        self.text = text
+
+    def read(self) -> str:
+        return self.text
+
+
+class FakeTransport:
+    def __init__(self, host: "FakeHost"):
+        self.host = host
+
+    def open_session(self) -> FakeChannel:
+        return FakeChannel(self.host)
+
+    def is_active(self) -> bool:
+        return True
+
+
 class FakeHost:
     """One node's connection: answers the deploy's commands from (and onto) the node's state."""
     is_connected = True
-    transport = None
 
     def __init__(self, world: World, node: Node, layout: Layout, releases: dict[str, Rel], current: str | None):
         self.world, self.node, self.layout, self.role = world, node, layout, node.role
@@ -46,6 +96,10 @@ class FakeHost:
         self.migrations_answer = {"missing": [], "leaves": {}}
         self.pip_output = ""    # what `pip install` prints here
         self.expire: str | None = None   # a slot whose keep_warm timer stops it just after the next state read
+        self.static = {"static/app.css": "a" * 40}   # the static files of its releases (path -> sha1)
+        self.static_reused = False        # app node 0: the new release's static inputs are its current release's
+        self.pending_migrations: list | None = None   # what the facts say the database lacks (None: not asked)
+        self.transport = FakeTransport(self)
         world.hosts[self.host] = self
 
     def fail(self, stage: str, release: str | None = None, message: str | None = None) -> None:
@@ -182,8 +236,11 @@ class FakeHost:
 
     def _django_facts(self, command, stdin, rel):
         db = NODES["db"].private_ip         # the fakes' clusters keep their db node at this address
-        return Result(0, json.dumps({"settings": "whipup_settings", "has_static": True, "static_root": "x",
-                                     "database": {"engine": "django.db.backends.postgresql", "host": db}}) + "\n")
+        facts = {"settings": "whipup_settings", "has_static": True, "static_root": "x",
+                 "database": {"engine": "django.db.backends.postgresql", "host": db}}
+        if self.pending_migrations is not None and "--migrations" in command:
+            facts["migrations"] = {"pending": self.pending_migrations, "unmigrated": []}
+        return Result(0, json.dumps(facts) + "\n")
 
     def _count_static(self, command, stdin, rel):
         return Result(0, "12\n")
@@ -208,8 +265,31 @@ class FakeHost:
     def _migrate_check(self, command, stdin, rel):
         return Result()
 
+    def _static_key(self, command, stdin, rel):
+        return Result(0, f"key={'0' * 32}-{'1' * 40}\n" + ("reused 12\n" if self.static_reused else "collect\n"))
+
+    def _static_sums(self, command, stdin, rel):
+        return Result(0, "".join(f"{h}  {p}\n" for p, h in sorted(self.static.items())))
+
+    _proxy_sums = _static_sums
+
+    def _static_prepare(self, command, stdin, rel):
+        return Result()
+
     def _static_pack(self, command, stdin, rel):
-        return Result(0, "H4sIAAAAAAAAA+3BAQ0AAADCoPdPbQ8HAAAAAAAAAAAAAAA=\n")
+        return Result(0, "tar of " + " ".join(stdin.split()) + "\n")
+
+    def _wheelhouse_size(self, command, stdin, rel):
+        return Result(0, "2048 12\n")
+
+    def _wheelhouse_pack(self, command, stdin, rel):
+        return Result(0, "tar of the wheelhouse\n")
+
+    def _wheelhouse_unpack(self, command, stdin, rel):
+        return Result(0, "2048\n")
+
+    def _wheelhouse_remove(self, command, stdin, rel):
+        return Result()
 
     def _migrations_missing(self, command, stdin, rel):
         return Result(0, json.dumps(self.migrations_answer) + "\n")

@@ -96,12 +96,17 @@ def _slot_stages(command: str) -> list[str]:
 def classify(command: str, stdin: str | None, layout: Layout) -> list[str]:
     """The stages a command is (several for one that does several things), [] when it is none of them."""
     worker = layout.worker_program
-    simple = [("deploy.lock.new", "lock"), ("echo held", "lock read"), ("echo layout=ok", "state"),
+    simple = [("ls-tree -r", "static key"), ("wc -l < ", "count static"), ("STATIC_SUMS 2>/dev/null ||", "proxy sums"),
+              ("] || (cd ", "static sums"), ("xargs -0 -r rm -f --", "static prepare"),
+              ("--verbatim-files-from", "static pack"), ("tar -xf - --no-same-owner -C", "static unpack"),
+              ("pip wheel", "pip install"), ("--no-index --find-links", "pip install"),
+              ("grep -c", "wheelhouse size"), ("du -sk", "wheelhouse unpack"), ("tar -cf - ", "wheelhouse pack"),
+              ("/wheelhouse/", "wheelhouse remove"),
+              ("deploy.lock.new", "lock"), ("echo held", "lock read"), ("echo layout=ok", "state"),
               ("fetch --quiet", "fetch"), ("archive --format=tar", "extract"), (".env.tmp", ".env"),
               ("cp -al", "venv reuse"), ("pip install --progress-bar off --disable-pip-version-check --no-input -r", "pip install"),
               ("collectstatic", "collectstatic"), ("migrate --check", "migrate check"),
-              ("migrate --noinput", "migrate"), ("base64 -w 0", "static pack"),
-              ("tar -x --no-same-owner", "release files"), ("-type f 2>/dev/null | wc -l", "count static"), ("base64 -d", "static unpack"),
+              ("migrate --noinput", "migrate"), ("tar -x --no-same-owner", "release files"),
               (".trash.", "remove"), ("supervisorctl tail", "log")]
     if f"cat >> {layout.audit_log}" in command:
         return ["audit", "unlock"] if "grep -qF" in command else ["audit"]

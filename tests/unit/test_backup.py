@@ -124,7 +124,8 @@ def test_the_cron_line_and_the_jobs_settings():
         "CRON_TZ=UTC", "5 3 * * * root /usr/local/sbin/whipup-nightly-backup >> /var/log/whipup-backup.log 2>&1"]
     conf = json.loads(nightly.conf_json("demo", "demo", "b", "http://10.0.0.1:8898", 7, "us-east-1", None))
     assert conf == {"app": "demo", "database": "demo", "bucket": "b", "endpoint": "http://10.0.0.1:8898", "keep": 7,
-                    "result": "/var/lib/whipup/backup-nightly.json", "region": "us-east-1", "keys": None}
+                    "result": "/var/lib/whipup/backup-nightly.json",
+                    "metric": "/var/lib/prometheus/node-exporter/whipup_backup.prom", "region": "us-east-1", "keys": None}
 
 
 def test_the_nightly_script_compiles_and_signs_as_s3_wants():
@@ -136,6 +137,21 @@ def test_the_nightly_script_compiles_and_signs_as_s3_wants():
     assert head["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
     assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date" in head["Authorization"]
     assert ns["signed"]({"keys": None}, "DELETE", "http://x/y") == {}
+
+
+def test_the_nightly_metric_keeps_the_last_success_through_a_failed_run(tmp_path):
+    """The monitor's BackupTooOld reads whipup_backup_last_success_timestamp_seconds: a failure must not reset it."""
+    ns: dict = {"__name__": "not_main"}
+    exec(compile(nightly.NIGHTLY_PY, "whipup-nightly-backup", "exec"), ns)   # noqa: S102
+    path = str(tmp_path / "textfile" / "whipup_backup.prom")
+    ns["write_metric"](path, True, 1764621000.4)
+    ns["write_metric"](path, False, 1764707400.0)
+    values = dict(line.split() for line in open(path) if not line.startswith("#"))
+    assert values == {"whipup_backup_last_success_timestamp_seconds": "1764621000",
+                      "whipup_backup_last_run_timestamp_seconds": "1764707400", "whipup_backup_last_run_success": "0"}
+    assert oct((tmp_path / "textfile" / "whipup_backup.prom").stat().st_mode & 0o777) == "0o644"
+    ns["write_metric"](str(tmp_path / "fresh.prom"), False, 5.0)   # never succeeded: no success gauge (absent())
+    assert "last_success" not in (tmp_path / "fresh.prom").read_text()
 
 
 def test_install_file_quotes_the_path():

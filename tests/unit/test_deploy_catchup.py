@@ -104,6 +104,6 @@ def test_a_rebuilt_proxy_gets_the_static_files_and_the_upstream_only(gitcfg, wor
     states = gather(cl, cl.proxies + cl.apps + cl.workers)
     world.log.clear()
     catchup.rebuild(cl, states, catchup.targets(cl, states), SOURCE_R2)
-    assert world.stages(PROXY) == ["static unpack", "switch", "upstream"]
-    assert world.stages(APP) == ["lock", "static pack", "audit", "unlock"] and world.stages(WORKER) == []
+    assert world.stages(PROXY) == ["static prepare", "static unpack", "switch", "upstream"]   # a new proxy: all files
+    assert world.stages(APP) == ["lock", "static sums", "static pack", "audit", "unlock"] and world.stages(WORKER) == []
     assert hosts["proxy"].current == R2 and reached(world, hosts) == [(APP, "a", R2)]

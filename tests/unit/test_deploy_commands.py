@@ -260,17 +260,6 @@ def test_extract_a_subdirectory_of_a_commit_from_the_mirror(lay, tmp_path):
     assert bad.returncode == 1 and f"{sha}:examples/nope: no such tree" in bad.stderr
 
 
-def test_static_pack_and_unpack(lay):
-    os.makedirs(f"{lay.release(R)}/static/notes")
-    Path(f"{lay.release(R)}/static/notes/site.css").write_text("body{}\n")
-    packed = local(c.static_pack(lay, R)).stdout
-    proxy = Layout("demo", "demo.settings", "requirements.txt", base=lay.base + "-proxy")
-    os.makedirs(proxy.releases)
-    local(c.static_unpack(proxy, R, SHA), stdin=packed)
-    assert Path(f"{proxy.release(R)}/static/notes/site.css").read_text() == "body{}\n"
-    assert sorted(os.listdir(proxy.release(R))) == [".whipup-partial", "REVISION", "static"]   # until the switch
-
-
 def test_state_lists_migration_files_of_each_release(lay):
     for rid, names in ((R, ["0001_initial.py"]), (R2, ["0001_initial.py", "0002_more.py"])):
         d = Path(lay.release(rid)) / "notes" / "migrations"
@@ -404,3 +393,23 @@ def test_python_stdin_passes_each_argument_as_one_word():
         "sudo -n -u demo -- sh -c 'exec /bin/sh /srv/demo/shared/whipup-exec /srv/demo/releases/20240131120000-1a2b3c4 "
         "python - 10.0.0.5:8000 '\"'\"'x; whoami'\"'\"''")
     assert dj.script("django_facts").startswith('"""What Django itself makes of the settings')
+
+
+def test_a_venv_from_a_wheelhouse_builds_once_and_falls_back_to_the_index():
+    from fabfile.deploy import wheelhouse as wh
+
+    d = wh.directory(L, "ab" * 32)
+    assert d == "/srv/demo/wheelhouse/abababababababab"
+    build = c.venv_install_script(L, R, "h", R, wheelhouse=d, build=True).splitlines()
+    pip = "PYTHONUNBUFFERED=1 /srv/demo/releases/20240131120000-1a2b3c4/.venv/bin/pip"
+    opts = "--progress-bar off --disable-pip-version-check --no-input"
+    reads = "-r /srv/demo/releases/20240131120000-1a2b3c4/requirements.txt"
+    assert build[4:8] == [f"rm -rf {d}", f"mkdir -p {d}", f"{pip} wheel {opts} --wheel-dir {d} {reads}",
+                          f"{pip} install {opts} --no-index --find-links {d} {reads}"]
+    use = c.venv_install_script(L, R, "h", R, wheelhouse=d).splitlines()
+    assert use[4] == f"{pip} install {opts} --no-index --find-links {d} {reads} || {pip} install {opts} {reads}"
+    assert "wheel" not in c.venv_install_script(L, R, "h", R)
+    with pytest.raises(ValueError):
+        wh.directory(L, "x; whoami")
+    odd = Layout("my app", "demo.settings", "requirements.txt")
+    assert shlex.split(shlex.split(wh.remove(odd, "ab" * 32))[-1]) == ["rm", "-rf", "/srv/my app/wheelhouse/abababababababab"]

@@ -15,6 +15,8 @@ from fabfile.deploy import commands as c
 from fabfile.deploy import lock as lk
 from fabfile.deploy import manage as dj
 from fabfile.deploy import runtime, slots
+from fabfile.deploy import staticdiff as sd
+from fabfile.deploy import wheelhouse as wh
 from fabfile.deploy.errors import DeployError, LockHeld
 from fabfile.deploy.lock import LockInfo, format_lock
 from fabfile.deploy.releases import requirements_hash
@@ -34,8 +36,18 @@ def test_the_fake_hosts_classify_each_real_builders_command():
              (runtime.write_files(L, L.root), ["release files"]),
              (c.venv_reuse(L, NEW, R2), ["venv reuse"]), (c.venv_install(L, NEW, "h" * 64, NEW), ["pip install"]),
              (dj.collectstatic(L, NEW), ["collectstatic"]), (dj.migrate(L, NEW), ["migrate"]),
-             (dj.migrate_check(L, NEW), ["migrate check"]), (c.static_pack(L, NEW), ["static pack"]),
-             (c.static_unpack(L, NEW, SHA, None, R2), ["static unpack"]), (c.switch(L, NEW), ["switch"]),
+             (dj.migrate_check(L, NEW), ["migrate check"]),
+             (sd.reuse_or_collect(L, NEW, SHA, "", R2, "f" * 32), ["static key"]),
+             (sd.reuse_or_collect(L, NEW, SHA, "", None, "f" * 32), ["static key"]),
+             (sd.record(L, NEW, "f" * 32 + "-" + SHA), ["count static"]), (sd.sums(L, NEW), ["static sums"]),
+             (sd.proxy_sums(L, R2), ["proxy sums"]), (sd.proxy_prepare(L, NEW, R2), ["static prepare"]),
+             (sd.proxy_prepare(L, NEW, None), ["static prepare"]),
+             (sd.pack(L, NEW), ["static pack"]), (sd.unpack(L, NEW, SHA, None, R2), ["static unpack"]),
+             (c.switch(L, NEW), ["switch"]),
+             (c.venv_install(L, NEW, "h" * 64, NEW, wheelhouse=wh.directory(L, "h" * 64), build=True), ["pip install"]),
+             (c.venv_install(L, NEW, "h" * 64, NEW, wheelhouse=wh.directory(L, "h" * 64)), ["pip install"]),
+             (wh.size(L, "h" * 64), ["wheelhouse size"]), (wh.pack(L, "h" * 64), ["wheelhouse pack"]),
+             (wh.unpack(L, "h" * 64), ["wheelhouse unpack"]), (wh.remove(L, "h" * 64), ["wheelhouse remove"]),
              (slots.boot(L, "b", NEW, "10.0.0.10", "/health", 120), ["boot"]), (slots.stop(L, "b"), ["stop slot"]),
              (slots.go_live(L, "b", NEW), ["switch", "go live"]),
              (slots.warm_and_go_live(L, "a", R1), ["warm up", "switch", "go live"]),
@@ -55,14 +67,32 @@ def test_the_fake_hosts_classify_each_real_builders_command():
 
 PHASES = [{"lock"}, {"state"}, {"fetch", "extract", "release files", ".env", "venv reuse"}, {"django facts"},
           {"migrate check"},                                    # the restore point's question: none to apply
-          {"collectstatic", "count static", "migrate"},
-          {"static pack", "static unpack", "boot", "reach"},   # the idle slot boots while the proxies get static
+          {"static key", "collectstatic", "count static", "migrate"},
+          {"static sums", "proxy sums", "static prepare", "static pack", "static unpack", "boot", "reach"},   # the idle slot boots while the proxies get static
           {"switch", "go live", "upstream"},                    # app nodes, proxies (traffic moves), workers
           {"gate"}, {"celery restart"}, {"drain"}, {"remove"}, {"audit", "unlock"}]
 
 
 def phase(stage: str) -> int:
     return next(i for i, names in enumerate(PHASES) if stage in names)
+
+
+def test_collectstatic_and_migrate_are_skipped_when_nothing_of_theirs_changed(site, world):
+    """The static inputs as in the current release (its static/ hard-linked) and no migration the database
+    lacks: neither collectstatic nor migrate runs; the proxies still get the release's files."""
+    cl, hosts, out = site
+    hosts["app"].static_reused, hosts["app"].pending_migrations = True, []
+    assert deploy(cl) == NEW
+    stages = world.stages(APP)
+    assert "static key" in stages and "collectstatic" not in stages and "count static" not in stages
+    assert "migrate" not in stages and "static pack" in stages and did(hosts["proxy"], "static unpack", NEW)
+
+
+def test_migrate_runs_when_the_database_lacks_one(site, world):
+    cl, hosts, out = site
+    hosts["app"].pending_migrations = [["notes", "0002_more"]]
+    assert deploy(cl) == NEW
+    assert "migrate" in world.stages(APP) and "collectstatic" in world.stages(APP)
 
 
 def test_a_healthy_update_boots_the_idle_slot_switches_gates_then_drains(site, world):
@@ -99,6 +129,21 @@ def test_a_healthy_update_boots_the_idle_slot_switches_gates_then_drains(site, w
     assert f"  {APP}: {R2} -> {NEW}; venv: reuse from {R2} (requirements.txt unchanged since release {R2}); " \
            "gunicorn: boot slot b, then slot a stays warm" in out
     assert out[-1].startswith(f"deployed {NEW} (3333333) to 3 node(s)")
+
+
+def test_nodes_installing_the_same_requirements_share_one_wheelhouse(site, world):
+    """--deps on the app and worker nodes: the app node builds the wheelhouse and installs from it; the worker
+    gets it (one tar stream) and installs from it after; both remove it."""
+    cl, hosts, out = site
+    assert deploy(cl, deps=True) == NEW
+    app, worker = (hosts[r] for r in ("app", "worker"))
+    builds = [c for c in app.calls if c[0] == "pip install"]
+    assert len(builds) == 1 and did(worker, "pip install", NEW)
+    log = labeled(world.log)
+    assert log.index((APP, "pip install")) < log.index((APP, "wheelhouse size")) < log.index((APP, "wheelhouse pack"))
+    assert log.index((APP, "wheelhouse pack")) < log.index((WORKER, "wheelhouse unpack")) < log.index((WORKER, "pip install"))
+    assert (APP, "wheelhouse remove") in log and (WORKER, "wheelhouse remove") in log
+    assert worker.releases[NEW].venv == app.releases[NEW].venv == NEW
 
 
 def test_a_new_venv_goes_through_the_same_slot_switch_with_no_restart(site, world):
@@ -328,3 +373,22 @@ def test_a_lock_whose_holder_still_runs_here_is_refused(site, world):
         deploy(cl)
     assert hosts["app"].lock == format_lock(alive) and alive.pid == os.getpid()
     assert world.log == [(APP, "lock")]
+
+
+def test_a_deploy_from_the_saved_node_list_stops_before_any_change_when_the_cloud_disagrees(site, world):
+    """quick-update opens the cluster from the saved node list while the cloud is asked: the engine waits
+    for that answer after reading the nodes and planning, and a different list stops it (NodesChanged: the
+    task starts again from the cloud's list) with nothing changed."""
+    from fabfile.deploy.errors import NodesChanged
+
+    cl, hosts, out = site
+
+    class Lookup:
+        def result(self):
+            return [h.node for h in hosts.values()][:1]          # a node is gone
+
+    cl.seen, cl.lookup = [h.node for h in hosts.values()], Lookup()
+    with pytest.raises(NodesChanged):
+        deploy(cl)
+    assert {s for s in world.stages() if s not in ("lock", "state", "unlock", "lock read")} == set()
+    assert all(h.current == R2 and h.lock is None for h in hosts.values())

@@ -122,3 +122,30 @@ def test_the_json_line_holds_only_what_json_can(django_project):
     f = facts_of(django_project, "path_settings")
     assert f["static_root"] == str(django_project / "s")
     json.dumps(f)
+
+
+def test_with_migrations_it_lists_what_the_database_lacks_until_migrate(tmp_path):
+    """--migrations: the startproject's migrations all pending on a new SQLite file, none once migrated
+    (what lets a deploy skip migrate); the admin's, auth's... apps all have migrations."""
+    project = startproject(tmp_path / "django")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO")}
+    env["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
+
+    def facts() -> dict:
+        p = subprocess.run([sys.executable, "-", "--migrations"], input=script("django_facts"), cwd=project,
+                           text=True, capture_output=True, timeout=120, env=env)
+        assert p.returncode == 0, p.stderr
+        return parse_facts(p.stdout)
+
+    before = facts()["migrations"]
+    assert ["auth", "0001_initial"] in before["pending"] and before["unmigrated"] == []
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=project, env=env, check=True,
+                   capture_output=True, timeout=300)
+    assert facts()["migrations"] == {"pending": [], "unmigrated": []}
+    assert "migrations" not in facts_of(project, "mysite.settings")      # only when asked
+
+
+def test_the_deploy_asks_for_migrations_with_the_facts():
+    command, _ = facts_command(Layout("demo", "demo.settings", "requirements.txt"), "20240131120000-1a2b3c4",
+                               migrations=True)
+    assert command.endswith("python - --migrations'")

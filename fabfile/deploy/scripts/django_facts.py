@@ -3,6 +3,8 @@
 The settings module, DEBUG, the default database (engine, host, port, name: never the password), static
 and media settings, the storage backends, the host and proxy settings, the INSTALLED_APPS that change how a
 deploy goes, whether the staticfiles finders find any file, and WHIPUP_OVERRIDES if the settings define it.
+With --migrations, also the migrations the database lacks ("pending", as migrate would apply them) and the
+apps with models but no migrations ("unmigrated": migrate creates their tables), or the error asking it.
 """
 import json
 import os
@@ -41,6 +43,21 @@ def has_static():
     return False
 
 
+def migrations():
+    from django.apps import apps
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        unmigrated = sorted(label for label in executor.loader.unmigrated_apps
+                            if any(True for _ in apps.get_app_config(label).get_models()))
+    except Exception as exc:  # the database unreachable, say: migrate then runs and says why
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"pending": [[m.app_label, m.name] for m, _backwards in plan], "unmigrated": unmigrated}
+
+
 def text(value):
     return None if value is None else str(value)
 
@@ -65,4 +82,6 @@ facts = {
     "has_static": has_static(),
     "whipup_overrides": getattr(settings, "WHIPUP_OVERRIDES", None),
 }
+if "--migrations" in sys.argv[1:]:
+    facts["migrations"] = migrations()
 sys.stdout.write(json.dumps(facts, default=str, sort_keys=False) + "\n")
