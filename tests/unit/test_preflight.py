@@ -2,7 +2,6 @@
 ZERO mutating calls (nothing created); the shipped roles.yaml passes, in one read call per kind of check."""
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -93,14 +92,13 @@ def test_shipped_instance_types_are_offered_by_moto(ec2, cfg):
     assert {r.instance_type for r in cfg.roles} <= preflight.offered_types(ec2, None)
 
 
-def test_rerun_of_a_complete_cluster_is_fast_and_changes_nothing(ec2, cfg, fast, log):
+def test_rerun_of_a_complete_cluster_changes_nothing_and_reports_its_preflight(ec2, cfg, fast, log):
+    """(Tests assert no time: bench/ prints how long a rerun takes.)"""
     provision(ec2, cfg, wait_ssh=False, timing=fast, log=lambda _m: None)
     counter = MutationCounter.of(ec2)
-    started = time.monotonic()
     provision(ec2, cfg, wait_ssh=False, timing=fast, log=log.append)
     assert counter.total == 0
-    line = next(line for line in log if line.startswith("preflight: "))
-    assert float(line.split()[1]) < 0.5 and time.monotonic() - started < 1.0, line
+    assert [line.split()[0] for line in log if line.startswith("preflight: ")] == ["preflight:"]
 
 
 # --- each failure alone --------------------------------------------------------------------
