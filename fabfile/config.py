@@ -16,6 +16,7 @@ from typing import Any
 from . import exposure, names
 from .monitor.config import MonitorConfig, check_role, parse_monitor
 from .tls.config import NO_SITE, SiteConfig, parse_site, with_site_packages
+from .dataconfig import PG_DATA, BackupConfig, VolumeConfig, parse_backup, parse_volume  # noqa: F401
 from .appconfig import STRATEGIES, AppConfig, parse_app  # noqa: F401  (AppConfig, STRATEGIES: re-exported)
 from .validate import (AMI_ID, AMI_OWNER, INSTANCE_TYPE, OWNER, PACKAGE, REGION, SERVICE,
                        SUBNET_ID, USER, VPC_ID, Invalid, absolute, boolean, choice, cidr, integer, join, key_file,
@@ -90,29 +91,6 @@ class TemplateSpec:
     action: str
     owner: str
     mode: str
-
-
-VOLUME_TYPES = ("gp3", "gp2", "io1", "io2", "st1", "sc1", "standard")
-VOLUME_DEVICE = re.compile(r"\A/dev/(?:sd|xvd)[f-p]\Z", re.ASCII)
-PG_DATA = "/var/lib/postgresql"   # the db role's volume mount: Debian's clusters live under it
-NIGHTLY = re.compile(r"\A(?:[01][0-9]|2[0-3]):[0-5][0-9]\Z", re.ASCII)
-
-
-@dataclass(frozen=True)
-class VolumeConfig:
-    """A data volume of each node of the role (roles.<role>.volume): an EBS volume of its own, tagged with
-    the node's role and index, kept when the instance goes (DeleteOnTermination false)."""
-    size_gb: int
-    type: str
-    device: str            # as attached (/dev/xvdf); Nitro instances show it as an NVMe disk, found by id
-    mount: str
-
-
-@dataclass(frozen=True)
-class BackupConfig:
-    """roles.db.backup: the nightly `pg_dump` (UTC time of day, or None) and how many nightly ones to keep."""
-    nightly: str | None = "03:00"
-    keep: int = 7
 
 
 @dataclass(frozen=True)
@@ -199,8 +177,6 @@ _SSH_KEYS = ("user", "public_key", "private_key", "connect")
 _AMI_KEYS = ("id", "name", "owner")
 _ROLE_KEYS = ("count", "instance_type", "root_volume_gb", "elastic_ip", "termination_protection",
               "ports", "packages", "templates", "services", "ami", "volume", "backup")
-_VOLUME_KEYS = ("size_gb", "type", "device", "mount")
-_BACKUP_KEYS = ("nightly", "keep")
 _PORT_KEYS = ("port", "from", "public")
 _TEMPLATE_KEYS = ("src", "dest", "notify", "action", "owner", "mode")
 _CONFIGURE_KEYS = ("templates_dir", "apt_max_age_hours")
@@ -345,33 +321,9 @@ def _role(name: str, value: Any, path: str, role_names: tuple[str, ...], cluster
         templates=list_of(m.get("templates", []), f"{path}.templates", lambda v, p: _template(v, p, services)),
         services=services,
         ami=_ami(m["ami"], f"{path}.ami") if "ami" in m else cluster_ami,
-        volume=_volume(name, m["volume"], f"{path}.volume") if m.get("volume") is not None else None,
-        backup=_backup(m.get("backup", {}), f"{path}.backup"),
+        volume=parse_volume(name, m["volume"], f"{path}.volume") if m.get("volume") is not None else None,
+        backup=parse_backup(m.get("backup", {}), f"{path}.backup"),
     )
-
-
-def _volume(role: str, value: Any, path: str) -> VolumeConfig:
-    m = mapping(value, path, _VOLUME_KEYS, required=("size_gb",))
-    mount = absolute(m.get("mount", PG_DATA if role == "db" else "/data"), f"{path}.mount")
-    if role == "db" and mount.rstrip("/") != PG_DATA:
-        raise Invalid(f"{path}.mount", f"the db role's volume holds PostgreSQL's clusters: expected {PG_DATA}, "
-                                       f"got {shown(mount)}")
-    if mount.rstrip("/") in ("", "/", "/etc", "/usr", "/var", "/srv", "/home", "/root", "/boot"):
-        raise Invalid(f"{path}.mount", f"expected a directory of its own, not {shown(mount)}")
-    return VolumeConfig(
-        size_gb=integer(m["size_gb"], f"{path}.size_gb", 1, 16384),
-        type=choice(m.get("type", "gp3"), f"{path}.type", VOLUME_TYPES),
-        device=string(m.get("device", "/dev/xvdf"), f"{path}.device", VOLUME_DEVICE, "a device like /dev/xvdf"),
-        mount=mount.rstrip("/"),
-    )
-
-
-def _backup(value: Any, path: str) -> BackupConfig:
-    m = mapping(value, path, _BACKUP_KEYS)
-    nightly = m.get("nightly", "03:00")
-    if nightly is not None and nightly is not False:
-        nightly = string(nightly, f"{path}.nightly", NIGHTLY, "a UTC time like 03:00 (or null: none)")
-    return BackupConfig(nightly=nightly or None, keep=integer(m.get("keep", 7), f"{path}.keep", 1, 365))
 
 
 def _port_rule(value: Any, path: str, role_names: tuple[str, ...]) -> PortRule:

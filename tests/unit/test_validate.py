@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fabfile import appconfig, config, validate, vault
+from fabfile import appconfig, config, dataconfig, validate, vault
 from fabfile.configure import scram
 from fabfile.deploy import releases
 
@@ -23,7 +23,8 @@ SAMPLES = {
     (appconfig, "ENV_NAME"): "FOO_BAR", (appconfig, "WSGI"): "mysite.wsgi:application",
     (appconfig, "URL_PATH"): "/-/health", (appconfig, "SSM_NAME"): "/whipup/demo/KEY",
     (appconfig, "PYTHON_SPEC"): ">=3.12,<3.14", (appconfig, "DURATION"): "30m",
-    (config, "_ROLE_NAME"): "app", (config, "VOLUME_DEVICE"): "/dev/xvdf", (config, "NIGHTLY"): "03:00", (vault, "NAME"): "db_password", (releases, "SHA"): "a" * 40,
+    (config, "_ROLE_NAME"): "app", (dataconfig, "VOLUME_DEVICE"): "/dev/xvdf", (dataconfig, "NIGHTLY"): "03:00", (vault, "NAME"): "db_password",
+    (releases, "SHA"): "a" * 40,
     (releases, "RELEASE_ID"): "20261126143113-b7c1d3a",
     (scram, "_VERIFIER"): "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy", (validate, "_PLAIN_KEY"): "cluster",
 }
@@ -32,7 +33,7 @@ SEARCHED = ("_REQ_NAME", "_ENV_VAR")   # patterns that find a part of a string, 
 
 def test_every_validating_pattern_is_listed():
     found: dict[tuple, tuple] = {}
-    for module in (validate, config, appconfig, vault, releases, scram):
+    for module in (validate, config, dataconfig, appconfig, vault, releases, scram):
         for name, value in vars(module).items():
             if isinstance(value, re.Pattern) and name not in SEARCHED:
                 found.setdefault((id(value), name), (module, name))   # an imported pattern is its module's
