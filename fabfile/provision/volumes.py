@@ -122,8 +122,12 @@ def mount_script(vol: VolumeConfig, volume_id: str) -> str:
         '  n=$((n + 1)); if [ "$n" -gt 240 ]; then echo "volume: no block device $dev after 120 s" >&2; exit 1; fi',
         "  sleep 0.5",
         "done",
-        'if ! blkid -p "$dev" >/dev/null 2>&1; then mkfs.ext4 -q -L whipup-data "$dev"; '
-        'echo "volume: file system made on $dev"; fi',
+        'if ! blkid -p "$dev" >/dev/null 2>&1; then',
+        # Debian 13's minimal images have no e2fsprogs (Debian 12's do): its own package, through apt's proxy
+        '  if ! command -v mkfs.ext4 >/dev/null 2>&1; then echo "volume: installing e2fsprogs (mkfs.ext4)"; '
+        'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs >/dev/null; fi',
+        '  mkfs.ext4 -q -L whipup-data "$dev"; echo "volume: file system made on $dev"',
+        "fi",
         'mkdir -p "$mp"',
         'if [ -n "$(ls -A "$mp")" ]; then echo "volume: $mp already holds files: not mounted over them" >&2; '
         "exit 1; fi",

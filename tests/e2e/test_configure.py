@@ -222,7 +222,8 @@ def test_a_second_configure_changes_nothing_and_restarts_nothing(cluster):
 def test_dry_run_after_a_template_edit_shows_the_diff_and_leaves_the_hosts_alone(cluster):
     template = cluster.templates / "etc/nginx/sites-available/whipup.conf.j2"
     text = template.read_text()
-    template.write_text(text.replace("    server_tokens off;\n", "    server_tokens off;\n" + EDIT, 1))
+    anchor = "    client_max_body_size 10m;\n"   # the site's server block (a TLS-only block comes first)
+    template.write_text(text.replace(anchor, anchor + EDIT, 1))
     before = cluster.pids()
     site_before = cluster.ssh("proxy-0", f"sha256sum {SITE}")
     cluster.mark()

@@ -245,7 +245,7 @@ def test_sandbox_down_leaves_nothing(cloud):
     assert len(pids) == 2
     state = Path(cloud.env["WHIPUP_SANDBOX_STATE"])
     daemons = [int(p.read_text().split()[0]) for p in (state / "run").glob("*.pid")]
-    assert len(daemons) == 5  # api, proxy, S3 gate, git server, materializer
+    assert len(daemons) == 8  # api, proxy, S3 gate, git server, DNS (dnsmasq + its zone sync), ACME (pebble), materializer
     fab("sandbox.down", env=cloud.env)
     bridge = cloud.env["WHIPUP_SANDBOX_BRIDGE"]
     assert bridge not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout

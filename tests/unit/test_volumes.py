@@ -107,6 +107,7 @@ def test_the_mount_script_quotes_its_values():
     assert first == "mp='/data/x; whoami'; dev=/dev/xvdf; by_id=/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc"
     assert shlex.split(first)[0] == "mp=/data/x; whoami;"   # one word; the ; after it ends the assignment
     assert "mkfs.ext4 -q -L whipup-data" in script and 'if [ -n "$(ls -A "$mp")" ]' in script
+    assert "if ! command -v mkfs.ext4 >/dev/null 2>&1; then" in script and "install -y -qq e2fsprogs" in script
     assert 'echo "$dev $mp ext4 defaults,nofail,x-whipup.volume 0 2"' in script
 
 
