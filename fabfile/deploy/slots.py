@@ -18,7 +18,7 @@ import math
 from typing import Iterable
 
 from ..layout import Layout, check_slot, slot_port
-from .commands import as_app, as_root, q, release_arg, switch
+from .commands import as_app, as_root, q, release_arg, switch, tied
 from .supervisor import supervisor_rpc, supervisor_signal, supervisor_status
 
 BOOT_POLL = 0.1          # seconds between two health probes of a booting slot
@@ -82,7 +82,9 @@ def boot_script(layout: Layout, slot: str, release_id: str, address: str, path: 
 
 
 def boot(layout: Layout, slot: str, release_id: str, address: str, path: str, timeout: float) -> str:
-    return as_root(boot_script(layout, slot, release_id, address, path, timeout))
+    """The boot script as root, ended with its SSH session (`tied`): a deploy killed while the slot boots
+    leaves no health poll running on the node."""
+    return as_root(tied(boot_script(layout, slot, release_id, address, path, timeout)))
 
 
 def warm_up_script(layout: Layout, slot: str) -> str:

@@ -22,6 +22,19 @@ exec "$@"
 """
 
 
+def in_session(cmd: str, stdin: str | None = None, **kw) -> subprocess.CompletedProcess:
+    """`sh -c cmd` as an SSH session runs it: with no `stdin` to send, its stdin is a pipe that stays open
+    until the command ends (a `tied` command ends when its session's stdin does)."""
+    if stdin is not None:
+        return subprocess.run(["sh", "-c", cmd], input=stdin, capture_output=True, text=True, **kw)
+    r, w = os.pipe()
+    try:
+        return subprocess.run(["sh", "-c", cmd], stdin=r, capture_output=True, text=True, **kw)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 class Result:
     def __init__(self, exited=0, stdout="", stderr=""):
         self.exited, self.stdout, self.stderr = exited, stdout, stderr

@@ -7,6 +7,7 @@ import os
 import pwd
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from fabfile.deploy import commands as c
 from fabfile.deploy import slots
 from fabfile.deploy.releases import parse_state
 from fabfile.layout import Layout
+from local_host import in_session
 
 R = "20240131120000-1a2b3c4"
 R2 = "20240131130000-5e6f708"
@@ -80,8 +82,7 @@ def host(tmp_path):
            "CLOCK": str(tmp_path / "clock"), "PROBES": str(tmp_path / "probes.log")}
 
     def run(cmd: str, stdin: str | None = None, **extra) -> subprocess.CompletedProcess:
-        p = subprocess.run(["sh", "-c", cmd], input=stdin, capture_output=True, text=True, timeout=60,
-                           env={**env, **extra}, cwd=tmp_path)
+        p = in_session(cmd, stdin, timeout=60, env={**env, **extra}, cwd=tmp_path)
         assert not (tmp_path / "pwned").exists(), "a value ran as a command"
         return p
 
@@ -145,6 +146,27 @@ def test_a_boot_waits_for_its_health_path_no_longer_than_its_timeout(host):
     assert run.probes() == ["http://127.0.0.1:8001/-/health"] * 3            # the clock said 1 (+3), 2, 3, 4
     assert os.readlink(lay.slot("b")) == lay.release(R)
     assert run.log() == ["supervisorctl stop demo-web-b", "supervisorctl update demo-web-b"]
+
+
+def test_a_boot_ends_with_its_ssh_session_and_leaves_no_health_poll_behind(host, tmp_path):
+    """A deploy killed while a slot boots: the session's stdin closes, and the boot's poll loop (which would
+    go on for its whole timeout) ends with it, its process group killed."""
+    lay, run = host
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "LOG": str(tmp_path / "calls.log"),
+           "PWNED": str(tmp_path / "pwned"), "CLOCK": str(tmp_path / "clock"), "PROBES": str(tmp_path / "probes.log")}
+    (tmp_path / "bin" / "date").write_text("#!/bin/sh\nexec /bin/date \"$@\"\n")       # the real clock
+    p = subprocess.Popen(["sh", "-c", slots.boot(lay, "b", R, "127.0.0.1", "/health", 120)], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "probes.log").exists():
+        assert time.monotonic() < deadline and p.poll() is None, "the boot never polled"
+        time.sleep(0.05)
+    p.stdin.close()                                   # the SSH session ends
+    assert p.wait(10) == 143
+    probes = len(run.probes())
+    time.sleep(1)                                     # a live loop polls every 0.1 s
+    assert len(run.probes()) == probes, "the health poll outlived its session"
 
 
 def test_a_boot_of_a_program_supervisor_does_not_know_says_to_configure(host):

@@ -24,6 +24,7 @@ from fabfile.deploy import runtime, slots
 from fabfile.deploy import supervisor as sv
 from fabfile.deploy.releases import in_use, parse_state
 from fabfile.layout import SLOTS, Layout, env_file_text
+from local_host import in_session
 
 pytest.importorskip("supervisor")
 pytest.importorskip("gunicorn")
@@ -124,7 +125,7 @@ class Node:
         self.proc.wait(timeout=60)
 
     def run(self, cmd: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120, env=self.env)
+        return in_session(cmd, timeout=120, env=self.env)
 
     def status(self, slot: str) -> tuple[str, int | None]:
         st = parse_state(self.run(c.state(self.lay, [self.lay.slot_program(slot)])).stdout)
