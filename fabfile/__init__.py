@@ -22,7 +22,7 @@ TASKS = {
     "inspect": (".project.tasks", "inspect"), "certificate": (".tls.tasks", "certificate"),
     "backup": (".backup.tasks", "backup"), "backups": (".backup.tasks", "backups"),
     "restore": (".backup.tasks", "restore"), "snapshot": (".backup.tasks", "snapshot"),
-    "recover": (".recover", "recover_task"),
+    "recover": (".recover", "recover_task"), "receiver": (".monitor.tasks", "receiver"),
 }
 COLLECTIONS = ("sandbox", "env")
 

@@ -5,7 +5,7 @@
       email: {to: ops@example.com, from: whipup@example.com, smarthost: smtp.example.com:587}
       recover: false        # true: NodeDown of an app or proxy node runs `fab recover ROLE` by itself
       backup_max_age: 26h   # BackupTooOld fires past this (null: no backup alert)
-      receiver_port: 9097   # the recovery receiver's port (on the sandbox bridge address)
+      receiver_port: 9097   # where the recovery receiver's tunnel listens on the monitor node (loopback)
 
 The block does nothing while the `monitor` role has count 0 (the shipped roles.yaml); `count: 1` turns it on.
 Parsed by config.py into `Config.monitor`; errors carry the key path (`monitor.webhooks[0]: ...`).
@@ -23,6 +23,8 @@ NODE_EXPORTER = "prometheus-node-exporter"       # package and service, on every
 NODE_EXPORTER_PORT = 9100
 DEFAULT_BACKUP_MAX_AGE = 26 * 3600               # a nightly schedule plus two hours of slack
 DEFAULT_RECEIVER_PORT = 9097
+MONITOR_PORTS = {9090: "Prometheus", 9093: "Alertmanager", 9094: "Alertmanager's cluster port",
+                 9100: "node_exporter", 9115: "blackbox_exporter"}      # what listens on the monitor node
 
 # an http(s) URL of printable ASCII without spaces or quotes (it is rendered into YAML and never into a shell)
 URL = re.compile(r"\Ahttps?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*)?\Z", re.ASCII)
@@ -62,8 +64,15 @@ def parse_monitor(value: Any, path: str) -> MonitorConfig:
         email=None if m.get("email") is None else _email(m["email"], f"{path}.email"),
         recover=boolean(m.get("recover", False), f"{path}.recover"),
         backup_max_age=None if age is None else duration(age, f"{path}.backup_max_age", hi=31 * 24 * 3600),
-        receiver_port=integer(m.get("receiver_port", DEFAULT_RECEIVER_PORT), f"{path}.receiver_port", 1024, 65535),
+        receiver_port=_receiver_port(m.get("receiver_port", DEFAULT_RECEIVER_PORT), f"{path}.receiver_port"),
     )
+
+
+def _receiver_port(value: Any, path: str) -> int:
+    port = integer(value, path, 1024, 65535)
+    if port in MONITOR_PORTS:
+        raise Invalid(path, f"{port} is taken on the monitor node by {MONITOR_PORTS[port]}; choose another port")
+    return port
 
 
 def check_role(roles, path: str = "roles") -> None:

@@ -27,14 +27,12 @@ BLACKBOX = "127.0.0.1:9115"
 RECOVER_ROLES = ("app", "proxy")  # a lost node of these roles is rebuilt by `recover` when monitor.recover is on
 
 
-def receiver_url(cfg, environ: Mapping[str, str] | None = None) -> str | None:
-    """Where Alertmanager posts the alerts that start a recovery (None: monitor.recover off, or on aws, where
-    the control machine is not reachable from the cluster): the sandbox bridge address, on the local cloud."""
-    if not cfg.monitor.recover or cfg.cluster.target != "sandbox":
+def receiver_url(cfg) -> str | None:
+    """Where Alertmanager posts the alerts that start a recovery (None: monitor.recover off): the monitor node's
+    own loopback, which the receiver's reverse SSH tunnel brings to the control machine (tunnel.py)."""
+    if not cfg.monitor.recover:
         return None
-    from ..sandbox.settings import load_settings
-
-    return f"http://{load_settings(environ).bridge_address}:{cfg.monitor.receiver_port}/recover"
+    return f"http://127.0.0.1:{cfg.monitor.receiver_port}/recover"
 
 
 def monitor_context(cfg, by_role: Mapping[str, list[dict]], recover_url: str | None) -> dict:

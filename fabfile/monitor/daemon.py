@@ -1,5 +1,6 @@
 """The recovery receiver as a process of this machine: started by whip-up-full-system (monitor.recover on, the
-monitor role on, target sandbox), found again by its pid file, stopped by `fab destroy`.
+monitor role on, either target) or `fab receiver`, found again by its pid file, stopped by `fab destroy` or
+`fab receiver --stop`. It rebuilds lost nodes while this machine runs it: on AWS, run it on one that stays up.
 
 State dir: <cluster>/monitor-receiver.pid (its pid) and monitor-receiver.log (what it received and ran).
 """
@@ -42,9 +43,8 @@ def wanted(cfg) -> bool:
     return enabled(cfg) and receiver_url(cfg) is not None
 
 
-def receiver_argv(cfg, listen: str) -> list[str]:
-    return [sys.executable, "-m", MODULE, "--config", str(cfg.path), "--listen", listen,
-            "--port", str(cfg.monitor.receiver_port)]
+def receiver_argv(cfg) -> list[str]:
+    return [sys.executable, "-m", MODULE, "--config", str(cfg.path), "--target", cfg.cluster.target]
 
 
 def ensure_receiver(cfg, log: Log) -> None:
@@ -56,15 +56,17 @@ def ensure_receiver(cfg, log: Log) -> None:
     if pid is not None:
         log(f"monitor: recovery receiver already ok (pid {pid}, {url})")
         return
-    from ..sandbox.settings import load_settings
-
     ensure_cluster_dir(cfg)
     root = Path(__file__).resolve().parents[2]
     with open(log_path(cfg), "ab") as out:
-        p = subprocess.Popen(receiver_argv(cfg, load_settings().bridge_address), cwd=root, stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(receiver_argv(cfg), cwd=root, stdin=subprocess.DEVNULL,
                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     pid_path(cfg).write_text(f"{p.pid}\n")
-    log(f"monitor: recovery receiver started (pid {p.pid}, {url}; log {log_path(cfg)})")
+    log(f"monitor: recovery receiver started (pid {p.pid}, {url} on the monitor node, tunnelled here; "
+        f"log {log_path(cfg)})")
+    if cfg.cluster.target == "aws":
+        log("monitor: lost app/proxy nodes are rebuilt while this machine runs the receiver "
+            "(`fab receiver` starts it again, e.g. on a machine that stays up)")
 
 
 def stop_receiver(cfg, log: Log) -> None:

@@ -1,19 +1,19 @@
 """The recovery receiver: Alertmanager's `recover` webhook turns a lost app or proxy node into `fab recover ROLE`.
 
-Where it runs, and why (first stage): on the control machine, where roles.yaml, the state dir (the cluster's SSH
-key, known hosts, secrets) and the cloud API credentials already are, started by whip-up-full-system when
-roles.yaml has `monitor.recover: true` and the monitor role on. It listens on the local cloud's bridge address
-only (the address the hosts reach this machine at, as the proxy and the S3 gate), never 0.0.0.0; the monitor
-node's Alertmanager posts there (templates/etc/prometheus/alertmanager.yml.j2, receiver `recover`, matched on
-NodeDown with role app or proxy). The monitor node itself holds no credential and can start nothing but this.
-On aws the control machine is not reachable from the cluster: the receiver then belongs on the monitor node
-(whipup in a venv there, an instance profile scoped to the cluster's EC2 calls; not built yet).
+Where it runs, and why: on the control machine, where roles.yaml, the state dir (the cluster's SSH key, known
+hosts, secrets) and the cloud API credentials already are; started by whip-up-full-system when roles.yaml has
+`monitor.recover: true` and the monitor role on (or by `fab receiver`, on a machine that stays up). It listens on
+127.0.0.1 only, on a port of its own, and reaches the monitor node by a reverse SSH tunnel (tunnel.py): the monitor
+node's Alertmanager posts to 127.0.0.1:<monitor.receiver_port> on its own loopback, which the tunnel brings here
+(templates/etc/prometheus/alertmanager.yml.j2, receiver `recover`, matched on NodeDown with role app or proxy).
+The same on both targets: nothing in the cluster connects to this machine, and the monitor node holds no
+credential and can start nothing but this.
 
 One recovery runs at a time; an alert arriving while one runs for that role is dropped (Alertmanager repeats
 it every 5 minutes while the node is still down: a failed recovery is retried then). Each run's output goes
 to the log next to the pid file (state dir: <cluster>-monitor-receiver.log).
 
-    python -m fabfile.monitor.receiver --config roles.yaml --listen 10.255.255.254 --port 9097
+    python -m fabfile.monitor.receiver --config roles.yaml --target sandbox
 """
 from __future__ import annotations
 
@@ -54,14 +54,14 @@ def has_recover_task(fab_list: str) -> bool:
     return any(line.split()[:1] == ["recover"] for line in fab_list.splitlines())
 
 
-def recover_argv(role: str, config: str, has_recover: bool) -> list[str]:
+def recover_argv(role: str, config: str, target: str, has_recover: bool) -> list[str]:
     """PURE: the command that rebuilds a lost node of `role`: `fab recover ROLE`, or, where that task does not
     exist, `fab whip-up-full-system` (it launches the missing node, configures it and deploys its peers' release:
     fabfile/deploy/catchup.py). An argv: nothing reaches a shell."""
     if role not in RECOVER_ROLES:
         raise ValueError(f"not a role the monitor recovers: {role!r}")
     task = ["recover", role] if has_recover else ["whip-up-full-system"]
-    return [sys.executable, "-m", "fabric", *task, "--config", config]
+    return [sys.executable, "-m", "fabric", *task, "--config", config, "--target", target]
 
 
 class Recoverer:
@@ -124,11 +124,14 @@ def handler(recoverer: Recoverer, log: Callable[[str], None]):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=f"python -m {MODULE}")
     p.add_argument("--config", required=True)
-    p.add_argument("--listen", required=True, help="the sandbox bridge address (never 0.0.0.0)")
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--target", required=True, choices=("sandbox", "aws"))
     a = p.parse_args(argv)
-    if a.listen in ("0.0.0.0", "::", ""):
-        p.error("--listen: the bridge address only, not every address")
+    from ..boundary import load
+    from ..provision.tasks import connect_ec2
+    from ..ssh import connect
+    from .tunnel import keep_open
+
+    cfg = load(a.config, a.target)
     root = Path(__file__).resolve().parents[2]
 
     def log(line: str) -> None:
@@ -136,11 +139,19 @@ def main(argv: list[str] | None = None) -> int:
 
     listed = subprocess.run([sys.executable, "-m", "fabric", "-l"], cwd=root, capture_output=True, text=True)
     has_recover = has_recover_task(listed.stdout)
-    recoverer = Recoverer(lambda role: recover_argv(role, a.config, has_recover), log, root)
-    server = http.server.ThreadingHTTPServer((a.listen, a.port), handler(recoverer, log))
-    log(f"listening on {a.listen}:{a.port} (pid {os.getpid()}); recovery: "
+    recoverer = Recoverer(lambda role: recover_argv(role, a.config, a.target, has_recover), log, root)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler(recoverer, log))
+    port = server.server_address[1]
+    stop = threading.Event()
+    threading.Thread(target=keep_open, args=(cfg, cfg.monitor.receiver_port, port, log, stop), daemon=True,
+                     kwargs={"open_ec2": lambda: connect_ec2(cfg)[0], "connect": connect}).start()
+    log(f"listening on 127.0.0.1:{port} (pid {os.getpid()}), reached from the monitor node's "
+        f"127.0.0.1:{cfg.monitor.receiver_port}; recovery: "
         f"{'fab recover ROLE' if has_recover else 'fab whip-up-full-system (no recover task yet)'}")
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        stop.set()
     return 0
 
 

@@ -130,8 +130,8 @@ def test_the_boot_script_starts_the_slot_and_asks_its_health_path_on_its_own_por
         'echo "@@ ${code:-000} $w ${r#* }"',
         '[ "$code" = 200 ]',
     ])
-    assert slots.boot(L, "b", R, "10.0.0.10", "/-/health", 29.5) == c.as_root(
-        slots.boot_script(L, "b", R, "10.0.0.10", "/-/health", 29.5))
+    assert slots.boot(L, "b", R, "10.0.0.10", "/-/health", 29.5) == c.as_root(c.tied(     # ends with its session
+        slots.boot_script(L, "b", R, "10.0.0.10", "/-/health", 29.5)))
 
 
 def test_a_value_that_reaches_a_boot_stays_one_argument():

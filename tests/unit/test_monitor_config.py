@@ -75,6 +75,7 @@ def test_no_monitor_block_and_null_backup_age(roles_file):
     (lambda d: d["monitor"].update(recover="yes"), "roles.yaml: monitor.recover: expected true or false, got 'yes'"),
     (lambda d: d["monitor"].update(backup_max_age="1d"), "roles.yaml: monitor.backup_max_age: expected a duration like 90s, 30m or 2h, got '1d'"),
     (lambda d: d["monitor"].update(receiver_port=80), "roles.yaml: monitor.receiver_port: expected an integer 1024-65535, got 80"),
+    (lambda d: d["monitor"].update(receiver_port=9093), "roles.yaml: monitor.receiver_port: 9093 is taken on the monitor node by Alertmanager"),
     (lambda d: d["roles"]["monitor"].update(count=2), "roles.yaml: roles.monitor.count: at most 1 (one Prometheus for the cluster), got 2"),
 ])
 def test_errors_name_the_key(roles_file, edit, message):

@@ -29,12 +29,13 @@ def test_only_firing_node_down_of_app_and_proxy_nodes_start_a_recovery():
 def test_the_recover_command_is_fab_recover_once_that_task_exists():
     listed = "Available tasks:\n\n  provision   Create ...\n  recover     Rebuild a lost node of ROLE\n"
     assert has_recover_task(listed) and not has_recover_task("  recovery-drill  x\n  releases  y\n")
-    assert recover_argv("app", "/x/roles.yaml", True) == [sys.executable, "-m", "fabric", "recover", "app",
-                                                          "--config", "/x/roles.yaml"]
-    assert recover_argv("proxy", "/x/r y.yaml; whoami", False) == [
-        sys.executable, "-m", "fabric", "whip-up-full-system", "--config", "/x/r y.yaml; whoami"]   # an argv
+    assert recover_argv("app", "/x/roles.yaml", "aws", True) == [
+        sys.executable, "-m", "fabric", "recover", "app", "--config", "/x/roles.yaml", "--target", "aws"]
+    assert recover_argv("proxy", "/x/r y.yaml; whoami", "sandbox", False) == [
+        sys.executable, "-m", "fabric", "whip-up-full-system", "--config", "/x/r y.yaml; whoami",
+        "--target", "sandbox"]                                                                  # an argv
     with pytest.raises(ValueError):
-        recover_argv("db", "/x", True)
+        recover_argv("db", "/x", "sandbox", True)
 
 
 def test_one_recovery_per_role_at_a_time(tmp_path):
@@ -79,9 +80,11 @@ def test_the_receiver_answers_alertmanager_on_loopback(tmp_path):
     assert offered == [["app"]]
 
 
-def test_the_receiver_refuses_to_listen_everywhere():
+def test_the_receiver_needs_its_target():
     with pytest.raises(SystemExit):
-        receiver.main(["--config", "r.yaml", "--listen", "0.0.0.0", "--port", "9097"])
+        receiver.main(["--config", "r.yaml"])
+    with pytest.raises(SystemExit):
+        receiver.main(["--config", "r.yaml", "--target", "x; whoami"])
 
 
 def answer(result):
@@ -115,22 +118,20 @@ def test_status_asks_prometheus_on_loopback_and_shows_each_node():
     assert status.parse(answer([])) is None                  # fewer answers than questions
 
 
-def test_the_receiver_process_is_wanted_only_with_recover_and_the_monitor_on(cfg, monkeypatch):
+def test_the_receiver_process_is_wanted_only_with_recover_and_the_monitor_on(cfg):
     import dataclasses
     import os
 
     from fabfile.monitor import daemon
     from fabfile.monitor.config import MonitorConfig
 
-    monkeypatch.setenv("WHIPUP_SANDBOX_BRIDGE_ADDRESS", "10.255.9.254")
     on = dataclasses.replace(cfg, roles=tuple(dataclasses.replace(r, count=1) if r.name == "monitor" else r
                                               for r in cfg.roles), monitor=MonitorConfig(recover=True))
     assert daemon.wanted(on)
     assert not daemon.wanted(dataclasses.replace(on, monitor=MonitorConfig()))
     assert not daemon.wanted(dataclasses.replace(cfg, monitor=MonitorConfig(recover=True)))   # role at count 0
-    assert daemon.receiver_argv(on, "10.255.9.254") == [
-        sys.executable, "-m", "fabfile.monitor.receiver", "--config", str(cfg.path), "--listen", "10.255.9.254",
-        "--port", "9097"]
+    assert daemon.receiver_argv(on) == [
+        sys.executable, "-m", "fabfile.monitor.receiver", "--config", str(cfg.path), "--target", "sandbox"]
     lines = []
     daemon.ensure_receiver(cfg, lines.append)                 # not wanted: nothing started, nothing said
     assert lines == [] and not daemon.pid_path(cfg).exists()
