@@ -32,7 +32,7 @@ from .deploy.planning import HEALTH_TIMEOUT, dotenv, site_address
 from .layout import DB_ROLE
 from .nodes import find_nodes
 from .provision.converge import provision
-from .provision.tasks import connect_ec2
+from .provision.tasks import connect_ec2, open_media, open_profiles
 from .provision.timing import DEFAULT_TIMING
 from .provision.volumes import attached_to, create_volume_for, find_volumes
 from .remote import run
@@ -107,12 +107,18 @@ def _point_app_at_db(cl: Cluster, out, *, force: bool = False) -> None:
         f"gunicorn reloaded gracefully")
 
 
+def _profiles(cfg: Config, counter) -> list:
+    """The instance profiles a relaunched node needs on aws (media for app/worker, backups for db)."""
+    return open_profiles(cfg, counter, open_media(cfg, counter))
+
+
 def recover_db(cfg: Config, out=print) -> str:
-    ec2, _ = connect_ec2(cfg)
+    ec2, counter = connect_ec2(cfg)
     healthy = _retire(ec2, cfg, DB_ROLE, out)
     source = "running" if healthy else _data_source(ec2, cfg, _cluster_zone(ec2, cfg), out)
     if not healthy:
-        provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING, log=out)     # the node, its volume mounted
+        provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING, log=out,    # the node, its volume mounted
+                  profiles=_profiles(cfg, counter))
         configure_cluster(cfg, ec2, quiet=True)                               # PostgreSQL on it; pg_hba, ...
         ensure_nightly(cfg, find_nodes(ec2, cfg.cluster.name), out)
     cl = open_cluster(cfg, ec2)
@@ -138,13 +144,13 @@ def _cluster_zone(ec2, cfg: Config) -> str:
 
 
 def recover_node(cfg: Config, role: str, out=print) -> str:
-    ec2, _ = connect_ec2(cfg)
+    ec2, counter = connect_ec2(cfg)
     if _retire(ec2, cfg, role, out) and all(
             n.state == "running" for n in find_nodes(ec2, cfg.cluster.name, role=role)):
         running = [n for n in find_nodes(ec2, cfg.cluster.name, role=role) if n.state == "running"]
         if len(running) >= cfg.role(role).count:
             return f"every {role} node runs: nothing to launch"
-    provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING, log=out)
+    provision(ec2, cfg, wait_ssh=True, timing=DEFAULT_TIMING, log=out, profiles=_profiles(cfg, counter))
     configure_cluster(cfg, ec2, quiet=True)
     cl = open_cluster(cfg, ec2)
     try:

@@ -3,8 +3,10 @@ whipup installs (`fab configure` does, on the db nodes), which takes a `pg_dump 
 backups bucket (kind nightly), deletes the nightly ones beyond the `keep` newest, and leaves its result
 in RESULT (JSON: ok, id, size, seconds, deleted, error) and a line in LOG: what a monitor reads.
 
-The node has no AWS credentials: it reaches the bucket unsigned, as through a VPC endpoint. The local
-cloud's S3 (moto) takes that; on AWS it needs the db node's own permission on the bucket (not made yet).
+Every S3 request is signed (SigV4, payload unsigned): on the local cloud with its keys (which are no secret),
+on AWS with the db node's instance profile (provision/iam.py, BACKUPS: put, tag, list and delete under the
+app's prefix), its temporary credentials read from the instance metadata (IMDSv2) at each run. Nothing
+secret is on disk or on a command line: the upload is made by the script itself, not by curl.
 """
 from __future__ import annotations
 
@@ -24,44 +26,90 @@ LOG = "/var/log/whipup-backup.log"
 
 NIGHTLY_PY = r'''#!/usr/bin/python3
 """whipup's nightly backup (managed by `fab configure`): pg_dump -Fc to the backups bucket, retention, result."""
-import datetime, json, os, subprocess, sys, time, urllib.parse, urllib.request, xml.etree.ElementTree as ET
+import datetime, json, os, subprocess, sys, time, urllib.error, urllib.parse, urllib.request, xml.etree.ElementTree as ET
 
 CONF, WORK = "/etc/whipup/backup.json", "/var/lib/postgresql/whipup-backup"
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
-def request(method, url, body=None, headers=None):
+def request(method, url, body=None, headers=None, timeout=3600):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # S3 is reached directly
-    with opener.open(urllib.request.Request(url, data=body, method=method, headers=headers or {}), timeout=3600) as r:
+    with opener.open(urllib.request.Request(url, data=body, method=method, headers=headers or {}), timeout=timeout) as r:
         return r.read()
 
 
-def signed(c, method, url):
-    """SigV4 headers (payload unsigned) with the node's keys, if it has any (the local cloud's); else none."""
-    if not c.get("keys"):
-        return {}
+def s3(c, method, url, body=None, extra=None, tries=3):
+    """One signed S3 request, tried again (fresh signature) on an error that is not the request's own fault."""
+    for n in range(tries):
+        if hasattr(body, "seek"):
+            body.seek(0)
+        try:
+            return request(method, url, body, {**(extra or {}), **signed(c, method, url, extra)})
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500 or n == tries - 1:
+                raise RuntimeError("%s %s: HTTP %s %s" % (method, url.split("?")[0], exc.code, exc.read()[:300]))
+        except OSError:
+            if n == tries - 1:
+                raise
+        time.sleep(2 ** n)
+
+
+def credentials(c):
+    """(access key, secret key, session token or None): the local cloud's keys, else the instance profile's
+    from the instance metadata (IMDSv2: a session token first)."""
+    if c.get("keys"):
+        return c["keys"][0], c["keys"][1], None
+    imds = c.get("imds", "http://169.254.169.254")
+    try:
+        token = request("PUT", imds + "/latest/api/token", b"", {"X-aws-ec2-metadata-token-ttl-seconds": "300"},
+                        timeout=5).decode()
+        head = {"X-aws-ec2-metadata-token": token}
+        base = imds + "/latest/meta-data/iam/security-credentials/"
+        role = request("GET", base, headers=head, timeout=5).decode().split()[0]
+        got = json.loads(request("GET", base + role, headers=head, timeout=5))
+    except Exception as exc:
+        raise RuntimeError("no credentials for S3: the db node has no instance profile (run fab provision), "
+                           "or the instance metadata did not answer: %s" % exc)
+    return got["AccessKeyId"], got["SecretAccessKey"], got.get("Token")
+
+
+def signed(c, method, url, extra=None):
+    """SigV4 headers (payload unsigned) for one request, `extra` headers (x-amz-tagging) signed with them."""
     import hashlib, hmac
+    access, secret, token = c["creds"]
     u = urllib.parse.urlsplit(url)
     now = datetime.datetime.now(datetime.timezone.utc)
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     head = {"host": u.netloc, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "x-amz-date": stamp}
+    head.update({k.lower(): v for k, v in (extra or {}).items()})
+    if token:
+        head["x-amz-security-token"] = token
     names = ";".join(sorted(head))
-    canon = "\n".join([method, u.path, u.query, "".join(k + ":" + head[k] + "\n" for k in sorted(head)), names,
+    query = "&".join(sorted(u.query.split("&"))) if u.query else ""
+    canon = "\n".join([method, u.path, query, "".join(k + ":" + head[k] + "\n" for k in sorted(head)), names,
                        "UNSIGNED-PAYLOAD"])
     scope = day + "/" + c["region"] + "/s3/aws4_request"
     text = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canon.encode()).hexdigest()])
-    key = ("AWS4" + c["keys"][1]).encode()
+    key = ("AWS4" + secret).encode()
     for part in (day, c["region"], "s3", "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     sig = hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
-    head["Authorization"] = ("AWS4-HMAC-SHA256 Credential=" + c["keys"][0] + "/" + scope + ", SignedHeaders=" +
+    head["Authorization"] = ("AWS4-HMAC-SHA256 Credential=" + access + "/" + scope + ", SignedHeaders=" +
                              names + ", Signature=" + sig)
     del head["host"]
     return head
 
 
-def nightly_keys(base, app):
-    xml = request("GET", base + "?list-type=2&prefix=" + urllib.parse.quote(app + "/"))
+def put_file(c, url, path, tags):
+    """The dump to `url` with its tags (a query string), streamed from disk. Its own content type: urllib's
+    default is a form's, which a form parser (moto's) would eat."""
+    with open(path, "rb") as body:
+        s3(c, "PUT", url, body, {"x-amz-tagging": tags.replace(":", "%3A"), "Content-Type": "application/octet-stream",
+                                 "Content-Length": str(os.path.getsize(path))})
+
+
+def nightly_keys(c, base, app):
+    xml = s3(c, "GET", base + "?list-type=2&prefix=" + urllib.parse.quote(app + "/", safe=""))
     keys = [e.text for e in ET.fromstring(xml).iter(NS + "Key")]
     return sorted(k for k in keys if k.endswith("-nightly" + SUFFIX))
 
@@ -101,13 +149,12 @@ def main():
         subprocess.run(["runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-f", path, c["database"]], check=True)
         size = os.path.getsize(path)
         tags = "whipup:kind=nightly&whipup:time=" + urllib.parse.quote(result["at"]) + "&whipup:release=-&whipup:sha=-"
-        subprocess.run(["curl", "-sS", "--fail", "--noproxy", "*", "--retry", "3", "-m", "3600", "-o", "/dev/null",
-                        "-H", "x-amz-tagging: " + tags.replace(":", "%3A"), "-T", path,
-                        base + "/" + urllib.parse.quote(key)], check=True)
-        old = nightly_keys(base, c["app"])
+        c["creds"] = credentials(c)
+        put_file(c, base + "/" + urllib.parse.quote(key), path, tags)
+        old = nightly_keys(c, base, c["app"])
         gone = old[:-c["keep"]] if len(old) > c["keep"] else []
         for k in gone:
-            request("DELETE", base + "/" + urllib.parse.quote(k), headers=signed(c, "DELETE", base + "/" + urllib.parse.quote(k)))
+            s3(c, "DELETE", base + "/" + urllib.parse.quote(k))
         result.update(ok=True, key=key, size=size, deleted=gone)
     except Exception as exc:   # the result file says why
         result["error"] = str(exc)[:500]

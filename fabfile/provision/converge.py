@@ -14,8 +14,8 @@ Per-role failures are collected and raised together as one ProvisionError.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, Iterable, TypeVar
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, TypeVar
 
 from ..config import Config, RoleConfig
 from ..errors import ProvisionError
@@ -40,7 +40,7 @@ class Shared:
     public_key: str            # the cluster key, authorized on every node
     subnet: ops.Subnet
     group_ids: dict[str, str]  # role -> security group id
-    instance_profile: str | None = None  # app and worker nodes' (iam.py), on aws with media s3
+    instance_profiles: Mapping[str, str] = field(default_factory=dict)  # role -> profile (iam.py), on aws
 
 
 def checked(ec2, cfg: Config, log: Log, role: str | None = None, *, python: str | None = None) -> Config:
@@ -51,9 +51,9 @@ def checked(ec2, cfg: Config, log: Log, role: str | None = None, *, python: str 
     return preflight.check(ec2, cfg, role=role, log=log, python=python).config
 
 
-def prepare(ec2, cfg: Config, timing: Timing, log: Log, profile=None) -> Shared:
-    """Key pair, subnet and security groups (with reconciled rules) for every role; the instance profile
-    (`profile`: an iam.AppProfile, or None) made or found."""
+def prepare(ec2, cfg: Config, timing: Timing, log: Log, profiles=()) -> Shared:
+    """Key pair, subnet and security groups (with reconciled rules) for every role; the instance profiles
+    (`profiles`: iam.AppProfile, one per purpose) made or found."""
     cluster = cfg.cluster
     public_key = ensure_identity(cfg)
     if ops.ensure_key_pair(ec2, cluster.name, public_key, timing):
@@ -68,8 +68,19 @@ def prepare(ec2, cfg: Config, timing: Timing, log: Log, profile=None) -> Shared:
             | monitor_grants(cfg, role.name, group_ids))
         if added or revoked:
             log(f"{role.name}: security group {group_ids[role.name]}: +{added} -{revoked} rules")
-    profile_name = profile.ensure(log) if profile is not None else None
-    return Shared(public_key=public_key, subnet=subnet, group_ids=group_ids, instance_profile=profile_name)
+    by_role = {role: name for p in profiles for name in (p.ensure(log),) for role in p.purpose.roles}
+    return Shared(public_key=public_key, subnet=subnet, group_ids=group_ids, instance_profiles=by_role)
+
+
+def _attach_profile(ec2, role: str, instances: list[dict], profile: str | None, log: Log) -> None:
+    """A node launched before its role had an instance profile gets it now (no restart: its credentials
+    appear in the instance metadata within seconds)."""
+    if profile is None:
+        return
+    for instance in instances:
+        if not instance.get("IamInstanceProfile") and instance["State"]["Name"] in ("pending", "running", "stopped"):
+            ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": profile}, InstanceId=instance["InstanceId"])
+            log(f"{role}: instance profile {profile} attached to {instance['InstanceId']}")
 
 
 def converge_role(ec2, cfg: Config, role: RoleConfig, shared: Shared, timing: Timing, log: Log,
@@ -96,12 +107,13 @@ def converge_role(ec2, cfg: Config, role: RoleConfig, shared: Shared, timing: Ti
                 cfg.cluster, role, index, image=image, subnet_id=shared.subnet.id,
                 group_id=shared.group_ids[role.name],
                 user_data=builders.user_data(shared.public_key, ensure_host_key(cfg, name)),
-                instance_profile=launch_profile(role.name, shared.instance_profile),
+                instance_profile=launch_profile(role.name, shared.instance_profiles),
             )
             tokens = builders.client_tokens(cluster, role.name, index, retired.get(str(index), []))
             launched.append(ops.launch(ec2, params, tokens))
             log(f"{role.name}: launched {name} {launched[-1]} ({role.instance_type}, {image.id})")
     existing = [node_from_instance(i) for i in live.values()]
+    _attach_profile(ec2, role.name, list(live.values()), launch_profile(role.name, shared.instance_profiles), log)
     ops.start(ec2, existing, timing)
     ops.wait_running(ec2, launched + [n.instance_id for n in existing if n.state != "running"], timing)
     nodes = find_nodes(ec2, cluster, role=role.name)
@@ -176,11 +188,11 @@ def failure(errors: dict[str, str]) -> ProvisionError:
 
 
 def provision(ec2, cfg: Config, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
-              log: Log = print, python: str | None = None, profile=None) -> list[Node]:
+              log: Log = print, python: str | None = None, profiles=()) -> list[Node]:
     """Bring every role to its count of running, reachable nodes; the cluster's nodes. `python`: the
-    project's Python constraint, for `ami: auto` (None: Debian 12); `profile`: as for `prepare`."""
+    project's Python constraint, for `ami: auto` (None: Debian 12); `profiles`: as for `prepare`."""
     cfg = checked(ec2, cfg, log, python=python)
-    shared = prepare(ec2, cfg, timing, log, profile)
+    shared = prepare(ec2, cfg, timing, log, profiles)
     _, errors = each(cfg.roles, lambda role: converge_role(ec2, cfg, role, shared, timing, log),
                      key=lambda role: role.name)
     nodes, problems = pin_known_hosts(ec2, cfg)
@@ -201,13 +213,13 @@ def next_free_index(nodes: list[Node]) -> int:
 
 
 def create_node(ec2, cfg: Config, role_name: str, *, wait_ssh: bool = True, timing: Timing = DEFAULT_TIMING,
-                log: Log = print, python: str | None = None, profile=None) -> Node:
-    """Launch one more node of a role, at its lowest free index; the new node (`python`, `profile` as for
+                log: Log = print, python: str | None = None, profiles=()) -> Node:
+    """Launch one more node of a role, at its lowest free index; the new node (`python`, `profiles` as for
     provision)."""
     cfg.role(role_name)
     cfg = checked(ec2, cfg, log, role=role_name, python=python)
     role = cfg.role(role_name)
-    shared = prepare(ec2, cfg, timing, log, profile)
+    shared = prepare(ec2, cfg, timing, log, profiles)
     index = next_free_index(find_nodes(ec2, cfg.cluster.name, role=role.name))
     if index >= role.count:
         log(f"{role.name}: node {index} is beyond count {role.count} in {cfg.path.name}; "

@@ -22,7 +22,7 @@ from .destroy import describe_plan, plan_destroy
 from .dns import SiteRecords, proxy_addresses
 from .destroy import destroy as destroy_plan
 from .ec2 import resolve_subnet
-from .iam import AppProfile, wants_profile
+from .iam import AppProfile, wants_backups_profile, wants_profile
 from .iam import describe as describe_profile
 from .media import MediaBucket
 from .media import describe as describe_media
@@ -59,21 +59,33 @@ def open_profile(cfg: Config, counter: MutationCounter, media: MediaBucket | Non
     return AppProfile.open(cfg, iam, media.name)
 
 
+def open_profiles(cfg: Config, counter: MutationCounter, media: MediaBucket | None) -> list[AppProfile]:
+    """Every instance profile the cluster's nodes launch with on aws (iam.py): the app nodes' media one, the
+    db nodes' nightly backups one; none on the sandbox (no IAM client is made)."""
+    profiles = [p for p in (open_profile(cfg, counter, media),) if p is not None]
+    if wants_backups_profile(cfg):
+        from ..backup.store import BackupStore
+
+        iam = counter.attach(open_cloud(cfg.cluster.target, cfg.cluster.region).client("iam"))
+        profiles.append(AppProfile.backups(cfg, iam, BackupStore.open(cfg).bucket))
+    return profiles
+
+
 def provision_cluster(ec2, cfg: Config, counter: MutationCounter, *, wait_ssh: bool, python: str | None = None) -> list:
     """converge.provision, and the media bucket: checked before the first change (a bucket or IAM role name
     held by someone else stops the run with nothing created), made once the nodes are; on aws the app nodes'
     instance profile (before they launch) and the VPC's S3 gateway endpoint; with cluster.domain, the site's
     Route53 records to the proxies' elastic IPs (dns.py); the cluster's nodes."""
     media = open_media(cfg, counter)
-    profile = open_profile(cfg, counter, media)
+    profiles = open_profiles(cfg, counter, media)
     if media is not None:
         media.check()
-    if profile is not None:
+    for profile in profiles:
         profile.check()
-    nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING, python=python, profile=profile)
+    nodes = converge.provision(ec2, cfg, wait_ssh=wait_ssh, timing=DEFAULT_TIMING, python=python, profiles=profiles)
     if media is not None:
         subnet = resolve_subnet(ec2, cfg.cluster)
-        if profile is not None:
+        if wants_profile(cfg):
             S3Endpoint(ec2, cfg.cluster.name, cfg.cluster.region).ensure(subnet.vpc_id, subnet.id)
         media.ensure(cfg, subnet.vpc_id)
     if cfg.cluster.site.domain:
@@ -103,10 +115,10 @@ def create_node(c, role, cfg: Config, wait_ssh=True, python=None):
     """Launch one more node of ROLE, at its lowest free index."""
     cfg.role(role)
     ec2, counter = connect_ec2(cfg)
-    profile = open_profile(cfg, counter, open_media(cfg, counter))
+    profiles = open_profiles(cfg, counter, open_media(cfg, counter))
     try:
         node = converge.create_node(ec2, cfg, role, wait_ssh=wait_ssh, timing=DEFAULT_TIMING,
-                                    python=python or cfg.app.python, profile=profile)
+                                    python=python or cfg.app.python, profiles=profiles)
     finally:
         print(counter.summary())
     print(status_text(cfg.cluster.name, [node]))
@@ -137,15 +149,16 @@ def destroy(c, cfg: Config, yes=False):
     plan = plan_destroy(ec2, cfg.cluster.name)
     media = open_media(cfg, counter)
     media_plan = media.plan() if media is not None else None
-    profile = open_profile(cfg, counter, media)
-    profile_plan = profile.plan() if profile is not None else None
+    profiles = [(p, p.plan()) for p in open_profiles(cfg, counter, media)]
+    profiles = [(p, name) for p, name in profiles if name is not None]
     lines = describe_plan(plan)
-    if plan.empty and (media_plan is not None or profile_plan is not None):
+    if plan.empty and (media_plan is not None or profiles):
         lines = [f"cluster {cfg.cluster.name}: will remove"]
     names = cfg.cluster.site.names
     dns_lines = [f"  the A records of {', '.join(names)} (their hosted zone stays)"] if names and not plan.empty else []
-    print("\n".join(lines + describe_media(media_plan) + describe_profile(profile_plan) + dns_lines))
-    if plan.empty and media_plan is None and profile_plan is None:
+    profile_lines = [line for p, name in profiles for line in describe_profile(name, p.purpose)]
+    print("\n".join(lines + describe_media(media_plan) + profile_lines + dns_lines))
+    if plan.empty and media_plan is None and not profiles:
         return
     if not yes:
         _confirm(cfg.cluster.name)
@@ -153,7 +166,7 @@ def destroy(c, cfg: Config, yes=False):
         stop_receiver(cfg, print)       # monitor.recover's receiver: no recovery of a cluster being destroyed
         if not plan.empty:
             destroy_plan(ec2, plan, DEFAULT_TIMING)
-        if profile is not None and profile_plan is not None:
+        for profile, _ in profiles:
             profile.destroy()           # after the instances: none holds it any more
         if media is not None and media_plan is not None:
             media.destroy(cfg, media_plan)

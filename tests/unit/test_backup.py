@@ -128,21 +128,131 @@ def test_the_cron_line_and_the_jobs_settings():
                     "metric": "/var/lib/prometheus/node-exporter/whipup_backup.prom", "region": "us-east-1", "keys": None}
 
 
-def test_the_nightly_script_compiles_and_signs_as_s3_wants():
-    code = compile(nightly.NIGHTLY_PY, "whipup-nightly-backup", "exec")
+def nightly_ns() -> dict:
     ns: dict = {"__name__": "not_main"}
-    exec(code, ns)   # noqa: S102 - our own script's functions, to test them
-    head = ns["signed"]({"keys": ["testing", "testing"], "region": "us-east-1"}, "DELETE",
-                        "http://10.0.0.1:8898/b/demo/x.dump")
-    assert head["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
-    assert "SignedHeaders=host;x-amz-content-sha256;x-amz-date" in head["Authorization"]
-    assert ns["signed"]({"keys": None}, "DELETE", "http://x/y") == {}
+    exec(compile(nightly.NIGHTLY_PY, "whipup-nightly-backup", "exec"), ns)   # noqa: S102 - our own script
+    return ns
+
+
+def test_the_nightly_script_signs_as_botocore_does_with_a_session_token_and_its_tags():
+    """The db node's requests on AWS: SigV4 with the instance profile's temporary credentials, the tags header
+    signed, the payload unsigned: the same Authorization as botocore's S3 signer at the same instant."""
+    import datetime as dt
+    from unittest import mock
+
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.config
+    import botocore.credentials
+
+    ns = nightly_ns()
+    when = dt.datetime(2026, 12, 2, 3, 0, 5, tzinfo=dt.timezone.utc)
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return when
+
+    ns["datetime"] = mock.Mock(datetime=Clock, timezone=dt.timezone)
+    url = "https://s3.eu-west-1.amazonaws.com/b-backups/demo/20261202T030005Z-nightly.dump"
+    tags = {"x-amz-tagging": "whipup%3Akind=nightly&whipup%3Arelease=-"}
+    c = {"region": "eu-west-1", "creds": ("ASIAEXAMPLE", "secret/key", "session-token")}
+    ours = ns["signed"](c, "PUT", url, tags)
+    req = botocore.awsrequest.AWSRequest("PUT", url, headers=dict(tags))
+    req.context["client_config"] = botocore.config.Config(s3={"payload_signing_enabled": False})
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when.replace(tzinfo=None)):
+        botocore.auth.S3SigV4Auth(botocore.credentials.Credentials("ASIAEXAMPLE", "secret/key", "session-token"),
+                                  "s3", "eu-west-1").add_auth(req)
+    assert ours["Authorization"] == req.headers["Authorization"]
+    assert ours["x-amz-security-token"] == "session-token" and ours["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    listing = "https://s3.eu-west-1.amazonaws.com/b-backups?list-type=2&prefix=demo%2F"
+    req = botocore.awsrequest.AWSRequest("GET", listing)
+    req.context["client_config"] = botocore.config.Config(s3={"payload_signing_enabled": False})
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when.replace(tzinfo=None)):
+        botocore.auth.S3SigV4Auth(botocore.credentials.Credentials("ASIAEXAMPLE", "secret/key", "session-token"),
+                                  "s3", "eu-west-1").add_auth(req)
+    assert ns["signed"](c, "GET", listing)["Authorization"] == req.headers["Authorization"]
+
+
+def test_the_nightly_script_takes_the_instance_profiles_credentials_from_imdsv2():
+    import http.server
+    import threading
+
+    seen = []
+
+    class Imds(http.server.BaseHTTPRequestHandler):
+        def _answer(self, body: bytes, code=200):
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_PUT(self):  # noqa: N802
+            seen.append(("PUT", self.path, self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")))
+            self._answer(b"tok")
+
+        def do_GET(self):  # noqa: N802
+            seen.append(("GET", self.path, self.headers.get("X-aws-ec2-metadata-token")))
+            if self.path.endswith("/security-credentials/"):
+                self._answer(b"whipup-demo-db-us-east-1")
+            else:
+                self._answer(json.dumps({"AccessKeyId": "ASIA1", "SecretAccessKey": "s", "Token": "t"}).encode())
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Imds)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ns = nightly_ns()
+    try:
+        imds = f"http://127.0.0.1:{server.server_address[1]}"
+        assert ns["credentials"]({"keys": None, "imds": imds}) == ("ASIA1", "s", "t")
+    finally:
+        server.shutdown()
+    assert seen == [("PUT", "/latest/api/token", "300"),
+                    ("GET", "/latest/meta-data/iam/security-credentials/", "tok"),
+                    ("GET", "/latest/meta-data/iam/security-credentials/whipup-demo-db-us-east-1", "tok")]
+    assert ns["credentials"]({"keys": ["testing", "testing"]}) == ("testing", "testing", None)   # the local cloud
+    with pytest.raises(RuntimeError, match="the db node has no instance profile"):
+        ns["credentials"]({"keys": None, "imds": "http://127.0.0.1:9"})
+
+
+def test_the_nightly_scripts_requests_against_a_moto_server_on_loopback(tmp_path):
+    """The job's S3 side as it runs on a node (urllib, signed): the dump put with its tags, the app's nightly
+    ones listed under its prefix only, one deleted."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="testing",
+                              aws_secret_access_key="testing")
+        client.create_bucket(Bucket="whipup-bk")
+        client.put_object(Bucket="whipup-bk", Key="other/20261201T030000Z-nightly.dump", Body=b"o")
+        ns = nightly_ns()
+        c = {"region": "us-east-1", "creds": ns["credentials"]({"keys": ["testing", "testing"]})}
+        dump = tmp_path / "x.dump"
+        dump.write_bytes(b"PGDMP" + b"x" * 70000)
+        base = endpoint + "/whipup-bk"
+        ns["put_file"](c, base + "/demo/20261202T030005Z-nightly.dump", str(dump), "whipup:kind=nightly&whipup:release=-")
+        got = client.get_object(Bucket="whipup-bk", Key="demo/20261202T030005Z-nightly.dump")["Body"].read()
+        assert got == dump.read_bytes()
+        tagset = client.get_object_tagging(Bucket="whipup-bk", Key="demo/20261202T030005Z-nightly.dump")["TagSet"]
+        assert {t["Key"]: t["Value"] for t in tagset} == {"whipup:kind": "nightly", "whipup:release": "-"}
+        assert ns["nightly_keys"](c, base, "demo") == ["demo/20261202T030005Z-nightly.dump"]
+        ns["s3"](c, "DELETE", base + "/demo/20261202T030005Z-nightly.dump")
+        assert ns["nightly_keys"](c, base, "demo") == []
+        with pytest.raises(RuntimeError, match="HTTP 404"):
+            ns["s3"](c, "GET", endpoint + "/no-such-bucket?list-type=2")
+    finally:
+        server.stop()
 
 
 def test_the_nightly_metric_keeps_the_last_success_through_a_failed_run(tmp_path):
     """The monitor's BackupTooOld reads whipup_backup_last_success_timestamp_seconds: a failure must not reset it."""
-    ns: dict = {"__name__": "not_main"}
-    exec(compile(nightly.NIGHTLY_PY, "whipup-nightly-backup", "exec"), ns)   # noqa: S102
+    ns = nightly_ns()
     path = str(tmp_path / "textfile" / "whipup_backup.prom")
     ns["write_metric"](path, True, 1764621000.4)
     ns["write_metric"](path, False, 1764707400.0)

@@ -51,8 +51,9 @@ def test_policies_and_params_exactly():
                                            "PolicyDocument": json.dumps(access_policy("b"))}
     assert create_profile_params("c1", "c1-app-eu-west-1") == {"InstanceProfileName": "c1-app-eu-west-1",
                                                                "Tags": TAGS}
-    assert [launch_profile(r, "p") for r in ("proxy", "app", "db", "worker")] == [None, "p", None, "p"]
-    assert launch_profile("app", None) is None
+    by_role = {"app": "p", "worker": "p", "db": "d"}
+    assert [launch_profile(r, by_role) for r in ("proxy", "app", "db", "worker")] == [None, "p", "d", "p"]
+    assert launch_profile("app", {}) is None
 
 
 def test_endpoint_params_exactly():
@@ -154,19 +155,64 @@ def test_an_endpoint_not_whipups_is_used_and_never_removed(ec2, log):
 
 # --- the tasks on target aws ----------------------------------------------------------------------------------------
 
-def test_aws_provision_attaches_the_profile_to_app_and_worker_and_destroy_removes_all(ec2, roles_file, capsys):
+def test_aws_provision_attaches_the_profiles_media_to_app_and_worker_backups_to_db_and_destroy_removes_all(
+        ec2, roles_file, capsys):
     roles_file.write_text(roles_file.read_text().replace("  ami: auto ", '  ami: {name: "debian-12-amd64-*", owner: self} '))
     tasks.provision(Context(), config=str(roles_file), target="aws", wait_ssh=False)
     reservations = ec2.describe_instances()["Reservations"]
     by_role = {next(t["Value"] for t in i["Tags"] if t["Key"] == "whipup:role"): i.get("IamInstanceProfile")
                for r in reservations for i in r["Instances"]}
-    assert by_role["proxy"] is None and by_role["db"] is None
+    assert by_role["proxy"] is None
     assert all(by_role[r]["Arn"].endswith("instance-profile/whipup-demo-app-us-east-1") for r in ("app", "worker"))
+    assert by_role["db"]["Arn"].endswith("instance-profile/whipup-demo-db-us-east-1")     # the nightly backups
+    iam = boto3.client("iam", region_name="us-east-1")
+    doc = iam.get_role_policy(RoleName="whipup-demo-db-us-east-1", PolicyName="whipup-backups")["PolicyDocument"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    assert doc["Statement"][0]["Resource"].endswith("-backups-123456789012-us-east-1/demo/*")
     capsys.readouterr()
     tasks.destroy(Context(), config=str(roles_file), target="aws", yes=True)
     out = capsys.readouterr().out
     assert "  instance profile  whipup-demo-app-us-east-1" in out and "deleted S3 gateway endpoint(s) vpce-" in out
+    assert "  instance profile  whipup-demo-db-us-east-1  (IAM role whipup-demo-db-us-east-1: the db nodes' " \
+           "nightly backups)" in out
     iam = boto3.client("iam", region_name="us-east-1")
     assert iam.list_roles()["Roles"] == [] and iam.list_instance_profiles()["InstanceProfiles"] == []
     assert ec2.describe_vpc_endpoints()["VpcEndpoints"] == [] or all(
         e["State"].lower() == "deleted" for e in ec2.describe_vpc_endpoints()["VpcEndpoints"])
+
+
+# --- the db nodes' backups profile ---------------------------------------------------------------------------------
+
+def test_the_backups_policy_is_the_apps_prefix_only_and_wanted_only_with_a_nightly_on_aws(cfg):
+    from fabfile.provision.iam import backups_policy, wants_backups_profile
+
+    assert backups_policy("bk", "demo") == {"Version": "2012-10-17", "Statement": [
+        {"Sid": "WhipupBackupObjects", "Effect": "Allow",
+         "Action": ["s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", "s3:DeleteObject"],
+         "Resource": "arn:aws:s3:::bk/demo/*"},
+        {"Sid": "WhipupBackupList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::bk",
+         "Condition": {"StringLike": {"s3:prefix": ["demo/*"]}}}]}
+    assert not wants_backups_profile(cfg)                                    # the sandbox: no IAM
+    assert wants_backups_profile(aws_cfg(cfg, media="local"))               # whatever the media
+    no_nightly = dataclasses.replace(aws_cfg(cfg), roles=tuple(
+        dataclasses.replace(r, backup=dataclasses.replace(r.backup, nightly=None)) if r.name == "db" else r
+        for r in cfg.roles))
+    assert not wants_backups_profile(no_nightly)
+    assert [p.purpose.key for p in tasks.open_profiles(cfg, MutationCounter(), None)] == []
+
+
+def test_a_db_node_launched_before_its_profile_gets_it_on_the_next_provision(ec2, roles_file, capsys):
+    roles_file.write_text(roles_file.read_text().replace("  ami: auto ", '  ami: {name: "debian-12-amd64-*", owner: self} ')
+                          .replace("nightly: \"03:00\"", "nightly: null"))
+    tasks.provision(Context(), config=str(roles_file), target="aws", wait_ssh=False)
+
+    def db_profile():
+        return [i.get("IamInstanceProfile") for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+                if {"Key": "whipup:role", "Value": "db"} in i["Tags"]]
+
+    assert db_profile() == [None]                                            # no nightly: no profile
+    roles_file.write_text(roles_file.read_text().replace("nightly: null", "nightly: \"03:00\""))
+    capsys.readouterr()
+    tasks.provision(Context(), config=str(roles_file), target="aws", wait_ssh=False)
+    assert db_profile()[0]["Arn"].endswith("instance-profile/whipup-demo-db-us-east-1")
+    assert "db: instance profile whipup-demo-db-us-east-1 attached to i-" in capsys.readouterr().out

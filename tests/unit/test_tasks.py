@@ -77,10 +77,11 @@ def test_provision_task_reports_mutating_calls(ec2, roles_file, capsys):
     roles_file.write_text(roles_file.read_text().replace("  ami: auto ", '  ami: {name: "debian-12-amd64-*", owner: self} '))
     tasks.provision(Context(), config=str(roles_file), target="aws", wait_ssh=False)
     first = capsys.readouterr().out
-    assert "29 mutating API calls (AddRoleToInstanceProfile 1, AllocateAddress 1, AssociateAddress 1, AttachVolume 1" in first, first
+    assert "33 mutating API calls (AddRoleToInstanceProfile 2, AllocateAddress 1, AssociateAddress 1, AttachVolume 1" in first, first
     assert "CreateBucket 1" in first and "PutBucketPolicy 1" in first    # the media bucket (app.media: s3)
-    # on aws: the app nodes' role, policy and profile, and the VPC's S3 gateway endpoint
-    assert "CreateInstanceProfile 1, CreateRole 1" in first and "PutRolePolicy 1" in first
+    # on aws: the app nodes' and the db nodes' roles, policies and profiles, and the VPC's S3 gateway endpoint
+    assert "CreateInstanceProfile 2, CreateRole 2" in first and "PutRolePolicy 2" in first
+    assert first.count("media: instance profile whipup-demo-app-us-east-1") == 1
     assert "CreateVpcEndpoint 1" in first
     assert "whipup-demo-db-0" in first
     tasks.provision(Context(), config=str(roles_file), target="aws", wait_ssh=False)
@@ -88,6 +89,7 @@ def test_provision_task_reports_mutating_calls(ec2, roles_file, capsys):
     assert "0 mutating API calls\n" in again
     assert "media: bucket whipup-demo-media-123456789012-us-east-1 already ok" in again
     assert "media: instance profile whipup-demo-app-us-east-1 already ok" in again
+    assert "backups: instance profile whipup-demo-db-us-east-1 already ok" in again
     assert "already ok\n" in again.split("media: S3 gateway endpoint ")[1]
 
 
