@@ -192,7 +192,7 @@ def _config(data: Any, path: Path) -> Config:
     packages = list_of(top.get("packages", []), "packages", _package)
     roles = with_site_packages(_roles(top["roles"], "roles", cluster.ami), cluster.site)
     configure = _configure(top.get("configure", {}), "configure", root)
-    monitor = parse_monitor(top.get("monitor"), "monitor")
+    monitor = parse_monitor(top.get("monitor"), "monitor", root)
     check_role(roles)
     names.check_app_name(app.name, "app.name", cluster.ssh.user)
     names.check_cluster_names(cluster.name, (r.name for r in roles))

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 from .backup.nightly import ensure_all as ensure_nightly
+from .monitor.smtp import ensure_all as ensure_smtp
 from .boundary import cluster_task
 from .config import Config, check_templates
 from .configure.facts import FactsError
@@ -66,7 +67,9 @@ def whip_up_full_system(c, cfg: Config, dry_run=False, python: str | None = None
     marks = [("provision", time.monotonic() - start)]
     print("== configure")
     configure_cluster(cfg, ec2)
-    ensure_nightly(cfg, find_nodes(ec2, cfg.cluster.name), print)          # the db node's nightly backup
+    nodes = find_nodes(ec2, cfg.cluster.name)
+    ensure_nightly(cfg, nodes, print)                                      # the db node's nightly backup
+    ensure_smtp(cfg, nodes, print)                                         # the monitor's SMTP login, if any
     ensure_receiver(cfg, print)        # monitor.recover: the monitor's alerts start `recover` from here
     marks.append(("configure", time.monotonic() - start))
     if cfg.cluster.site.tls:

@@ -34,13 +34,16 @@ def configure(c, role=None, dry_run=False, wait=False, wait_timeout=None, break_
     results = configure_seen(cfg, lambda: connect_ec2(cfg)[0], configure_cluster, role=role, dry_run=dry_run,
                              wait=seconds, break_lock=break_lock)
     db = {r.name for r in results or () if r.role == "db"}
-    if not dry_run and db:                            # the db node's nightly backup (roles.db.backup)
+    mon = {r.name for r in results or () if r.role == "monitor"} if cfg.monitor.email else set()
+    if not dry_run and (db or mon):                   # the db node's nightly backup, the monitor's SMTP login
         from ..backup.nightly import ensure_all     # the backup package sits above configure
         from ..inventory import load
+        from ..monitor import smtp
         from ..nodes import find_nodes
 
         nodes = load(cfg) or find_nodes(connect_ec2(cfg)[0], cfg.cluster.name)
         ensure_all(cfg, [n for n in nodes if n.name in db], print)
+        smtp.ensure_all(cfg, [n for n in nodes if n.name in mon], print)
 
 
 def connect_ec2(cfg: Config):

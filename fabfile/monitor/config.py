@@ -2,7 +2,8 @@
 
     monitor:
       webhooks: [https://hooks.example.com/whipup]      # Alertmanager POSTs every alert (firing, resolved)
-      email: {to: ops@example.com, from: whipup@example.com, smarthost: smtp.example.com:587}
+      email: {to: ops@example.com, from: whipup@example.com, smarthost: smtp.example.com:587,
+              username: apikey, password_file: ~/.whipup/smtp-password}    # the last two: a relay with login
       recover: false        # true: NodeDown of an app or proxy node runs `fab recover ROLE` by itself
       backup_max_age: 26h   # BackupTooOld fires past this (null: no backup alert)
       receiver_port: 9097   # where the recovery receiver's tunnel listens on the monitor node (loopback)
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ..validate import Invalid, boolean, integer, list_of, mapping, shown, string
+from ..validate import Invalid, boolean, file_path, integer, list_of, mapping, shown, string, text_file
 
 MONITOR_ROLE = "monitor"
 NODE_EXPORTER = "prometheus-node-exporter"       # package and service, on every node while the role is on
@@ -30,17 +32,20 @@ MONITOR_PORTS = {9090: "Prometheus", 9093: "Alertmanager", 9094: "Alertmanager's
 URL = re.compile(r"\Ahttps?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*)?\Z", re.ASCII)
 EMAIL = re.compile(r"\A[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\Z", re.ASCII)
 HOST_PORT = re.compile(r"\A[A-Za-z0-9.-]+:[0-9]{1,5}\Z", re.ASCII)
+USERNAME = re.compile(r"\A[A-Za-z0-9._%+@-]{1,128}\Z", re.ASCII)
 
 _KEYS = ("webhooks", "email", "recover", "backup_max_age", "receiver_port")
-_EMAIL_KEYS = ("to", "from", "smarthost", "require_tls")
+_EMAIL_KEYS = ("to", "from", "smarthost", "require_tls", "username", "password_file")
 
 
 @dataclass(frozen=True)
 class EmailSettings:
     to: str
     sender: str                 # roles.yaml `from`
-    smarthost: str              # host:port of an SMTP relay that takes the monitor's mail without a password
+    smarthost: str              # host:port of the SMTP relay
     require_tls: bool = True
+    username: str | None = None           # SMTP login, with the password read from `password_file` (this machine)
+    password_file: Path | None = None     # copied to the monitor node 0640 root:prometheus (smtp.py), never rendered
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class MonitorConfig:
     receiver_port: int = DEFAULT_RECEIVER_PORT
 
 
-def parse_monitor(value: Any, path: str) -> MonitorConfig:
+def parse_monitor(value: Any, path: str, root: Path = Path(".")) -> MonitorConfig:
     from ..appconfig import duration
 
     if value is None:
@@ -61,7 +66,7 @@ def parse_monitor(value: Any, path: str) -> MonitorConfig:
     age = m.get("backup_max_age", DEFAULT_BACKUP_MAX_AGE)
     return MonitorConfig(
         webhooks=tuple(dict.fromkeys(list_of(m.get("webhooks", []), f"{path}.webhooks", _url))),
-        email=None if m.get("email") is None else _email(m["email"], f"{path}.email"),
+        email=None if m.get("email") is None else _email(m["email"], f"{path}.email", root),
         recover=boolean(m.get("recover", False), f"{path}.recover"),
         backup_max_age=None if age is None else duration(age, f"{path}.backup_max_age", hi=31 * 24 * 3600),
         receiver_port=_receiver_port(m.get("receiver_port", DEFAULT_RECEIVER_PORT), f"{path}.receiver_port"),
@@ -89,13 +94,25 @@ def _url(value: Any, path: str) -> str:
     return text
 
 
-def _email(value: Any, path: str) -> EmailSettings:
+def _email(value: Any, path: str, root: Path) -> EmailSettings:
     m = mapping(value, path, _EMAIL_KEYS, required=("to", "from", "smarthost"))
+    if ("username" in m) != ("password_file" in m):
+        given, missing = ("username", "password_file") if "username" in m else ("password_file", "username")
+        raise Invalid(f"{path}.{missing}", f"required with {given} (an SMTP login is both)")
+    username = None if m.get("username") is None else string(m["username"], f"{path}.username", USERNAME,
+                                                                "an SMTP user name (printable, no spaces or quotes)")
+    password = None
+    if m.get("password_file") is not None:
+        password = file_path(m["password_file"], f"{path}.password_file", root, must_exist=True)
+        text = text_file(password, f"{path}.password_file").strip()
+        if not text or "\n" in text:
+            raise Invalid(f"{path}.password_file", f"{password}: expected the password on one line")
     return EmailSettings(
         to=string(m["to"], f"{path}.to", EMAIL, "an email address"),
         sender=string(m["from"], f"{path}.from", EMAIL, "an email address"),
         smarthost=string(m["smarthost"], f"{path}.smarthost", HOST_PORT, "host:port of an SMTP relay"),
         require_tls=boolean(m.get("require_tls", True), f"{path}.require_tls"),
+        username=username, password_file=password,
     )
 
 

@@ -24,6 +24,7 @@ GROUP_WAIT = "5s"           # Alertmanager: how long it gathers a new group's al
 PROMETHEUS = "127.0.0.1:9090"     # the monitor's own services listen on loopback only
 ALERTMANAGER = "127.0.0.1:9093"
 BLACKBOX = "127.0.0.1:9115"
+SMTP_PASSWORD = "/etc/prometheus/alertmanager-smtp-password"   # written by smtp.py, never by a template
 RECOVER_ROLES = ("app", "proxy")  # a lost node of these roles is rebuilt by `recover` when monitor.recover is on
 
 
@@ -59,7 +60,9 @@ def monitor_context(cfg, by_role: Mapping[str, list[dict]], recover_url: str | N
         "db": [{"name": n["name"], "target": f"{n['private_ip']}:{DB_PORT}"} for n in by_role.get(DB_ROLE, [])],
         "webhooks": list(m.webhooks),
         "email": None if m.email is None else {"to": m.email.to, "from": m.email.sender,
-                                               "smarthost": m.email.smarthost, "require_tls": m.email.require_tls},
+                                               "smarthost": m.email.smarthost, "require_tls": m.email.require_tls,
+                                               "username": m.email.username,
+                                               "password_file": SMTP_PASSWORD if m.email.username else None},
         "recover_url": recover_url,
         "recover_roles": list(RECOVER_ROLES),
         "backup_max_age": m.backup_max_age,

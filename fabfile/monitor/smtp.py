@@ -1,0 +1,53 @@
+"""The monitor's SMTP password (roles.yaml monitor.email.password_file) on the monitor node.
+
+Alertmanager reads it from its own file (`smtp_auth_password_file`, Alertmanager 0.25 and later: Debian 12
+and 13), so alertmanager.yml, a template whose diffs configure prints, never holds it. The password goes
+from the file on this machine to the node on stdin, written 0640 root:prometheus only when it differs (cmp
+on the node: no hash of it travels or is printed); a change restarts Alertmanager. Run after configure
+(`fab configure`, whip-up), as the nightly backup job is.
+"""
+from __future__ import annotations
+
+import shlex
+
+from ..remote import run, sudo_sh
+from .config import MONITOR_ROLE, enabled
+from .context import SMTP_PASSWORD
+
+SERVICE = "prometheus-alertmanager"
+
+
+def install_command(path: str = SMTP_PASSWORD, service: str = SERVICE, group: str = "prometheus") -> str:
+    """stdin to `path` (0640 root:prometheus) when it differs, then a restart of `service`; prints changed or
+    unchanged. The new file is made with its mode before the secret is written into it."""
+    q = shlex.quote
+    tmp = f"{path}.tmp"
+    return sudo_sh("\n".join([
+        "set -e",
+        f"install -d -m 0755 $(dirname {q(path)})",
+        f"rm -f {q(tmp)}",
+        f"install -m 0640 -o root -g {q(group)} /dev/null {q(tmp)}",
+        f"cat > {q(tmp)}",
+        f"if cmp -s {q(tmp)} {q(path)}; then rm -f {q(tmp)}; echo unchanged; exit 0; fi",
+        f"mv -f {q(tmp)} {q(path)}",
+        f"service {q(service)} restart >/dev/null 2>&1 || service {q(service)} start >/dev/null",
+        "echo changed",
+    ]))
+
+
+def ensure_all(cfg, nodes, out) -> None:
+    """The password on every running monitor node (nothing without a monitor or an SMTP login)."""
+    email = cfg.monitor.email
+    if not enabled(cfg) or email is None or email.password_file is None:
+        return
+    from ..ssh import connect
+
+    secret = email.password_file.read_text(encoding="utf-8").strip() + "\n"
+    for node in (n for n in nodes if n.role == MONITOR_ROLE and n.state == "running"):
+        conn = connect(cfg, node)
+        try:
+            done = run(conn, install_command(), step="install the SMTP password", stdin=secret).stdout.strip()
+        finally:
+            conn.close()
+        out(f"[{node.name}] monitor: SMTP password for {email.username}: "
+            f"{'changed, Alertmanager restarted' if done == 'changed' else 'already ok'}")
