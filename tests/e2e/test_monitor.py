@@ -7,7 +7,8 @@ address (the only address the hosts reach this machine at), with `monitor.recove
 - Prometheus on the monitor node scrapes every node's node_exporter and probes the site, the app node's slots
   and PostgreSQL: `fab status` shows each node healthy, as the monitor sees it;
 - gunicorn stopped on the app node (both slots, through supervisor, so nothing restarts it): the AppUnhealthy
-  alert reaches the webhook within a bounded wait (the time it took is printed);
+  alert reaches the webhook within a bounded wait (the time it took is printed), and by email through an SMTP
+  relay on the bridge that wants a login (roles.yaml's username and password_file);
 - the app node terminated: NodeDown reaches the recovery receiver whip-up started, which rebuilds the node with
   no command run here; the site serves again from a new instance (the time it took is printed).
 Figures are printed as `MEASURE ...` lines.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import threading
 import time
 
@@ -87,6 +89,45 @@ class Hooks:
         return found[0]
 
 
+class Mail:
+    """An SMTP relay that wants a login (aiosmtpd, AUTH LOGIN, on the sandbox bridge address): what the
+    monitor's Alertmanager sends by email, and whether it logged in with the password roles.yaml names."""
+
+    def __init__(self, address: str, port: int, username: str, password: str):
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.username, self.password = username, password
+        self.logins: list[tuple[str, bool]] = []
+        self.messages: list[tuple[float, str]] = []
+        mail = self
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            login = auth_data.login.decode() if isinstance(auth_data.login, bytes) else str(auth_data.login)
+            given = auth_data.password.decode() if isinstance(auth_data.password, bytes) else str(auth_data.password)
+            ok = (login, given) == (mail.username, mail.password)
+            mail.logins.append((login, ok))
+            return AuthResult(success=ok)
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+                mail.messages.append((time.monotonic(), envelope.content.decode("utf-8", "replace")))
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname=address, port=port, authenticator=authenticator,
+                                     auth_required=True, auth_require_tls=False,
+                                     auth_exclude_mechanism=["PLAIN"])   # Go's PLAIN wants TLS off loopback
+        self.controller.start()
+
+    def wait(self, needle: str, since: float, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while not (found := [t for t, text in self.messages if t >= since and needle in text]):
+            assert time.monotonic() < deadline, \
+                f"no mail with {needle!r} within {timeout} s; logins {self.logins}, {len(self.messages)} mails"
+            time.sleep(0.5)
+        return found[0]
+
+
 @pytest.fixture(scope="module")
 def mon(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("monitor")
@@ -96,25 +137,33 @@ def mon(tmp_path_factory):
         with sandbox_settings(env):
             bridge = env["WHIPUP_SANDBOX_BRIDGE_ADDRESS"]
             hooks = Hooks(bridge, 9900 + SANDBOX)
+            mail = Mail(bridge, 9800 + SANDBOX, "whipup-alerts", "pa55-" + os.urandom(6).hex())
+            (tmp / "smtp-password").write_text(mail.password + "\n")
             roles = cluster_roles(tmp, "mon", make_network(env, SANDBOX))
             data = yaml.safe_load(roles.read_text())
             data["roles"]["worker"]["count"] = 0
             data["roles"]["monitor"]["count"] = 1                      # the one line that turns it on
             data["monitor"].update(webhooks=[f"http://{bridge}:{9900 + SANDBOX}/hook"], recover=True,
-                                   receiver_port=9700 + SANDBOX)
+                                   receiver_port=9700 + SANDBOX,
+                                   email={"to": "ops@example.test", "from": "whipup@example.test",
+                                          "smarthost": f"{bridge}:{9800 + SANDBOX}", "require_tls": False,
+                                          "username": mail.username, "password_file": str(tmp / "smtp-password")})
             roles.write_text(yaml.safe_dump(data, sort_keys=False))
             cl = DemoCluster(env, roles, tmp, "monitor")
             start = time.monotonic()
             out = cl.fab("whip-up-full-system", timeout=2400).stdout
             print(f"\nMEASURE monitor: cold whip-up-full-system {time.monotonic() - start:.0f} s")
             assert "monitor: recovery receiver started" in out, out[-3000:]
+            assert f"monitor: SMTP password for {mail.username}: changed" in out, out[-3000:]
+            assert mail.password not in out
             cl.load()
-            cl.hooks = hooks
+            cl.hooks, cl.mail = hooks, mail
             quiet = hooks.wait_quiet(ALERT_WAIT)
             print(f"MEASURE monitor: the whip-up's own alerts resolved at the webhook {quiet:.0f} s after it ended")
             yield cl
             cl.fab("destroy", "--yes", check=False)              # stops the receiver too
             hooks.server.shutdown()
+            mail.controller.stop()
     finally:
         fab("sandbox.down", env=env, check=False)
 
@@ -173,6 +222,9 @@ def test_gunicorn_stopped_on_the_app_node_alerts_the_webhook(mon):
         except AssertionError as e:
             raise AssertionError(f"{e}\n{monitor_view(mon)}") from None
         print(f"\nMEASURE monitor: gunicorn stopped -> AppUnhealthy at the webhook in {arrived - since:.1f} s")
+        mailed = mon.mail.wait("AppUnhealthy", since, ALERT_WAIT)            # and by email, logged in
+        print(f"MEASURE monitor: gunicorn stopped -> AppUnhealthy by email in {mailed - since:.1f} s")
+        assert (mon.mail.username, True) in mon.mail.logins and (mon.mail.username, False) not in mon.mail.logins
         assert alert["labels"]["node"] == mon.nodes["app-0"].name and alert["labels"]["role"] == "app"
         wait_status(mon, mon.nodes["app-0"].name, "AppUnhealthy")
     finally:
