@@ -18,6 +18,7 @@ HTTP goes only to the proxy's private IP once `ip route get` shows it on this sa
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
@@ -130,9 +131,12 @@ def _watch_headers(cl, stop: threading.Event, found: dict) -> None:
 
 def test_restore_brings_the_rows_back_behind_a_maintenance_page(cl):
     before = cl.checksum()
+    start = time.monotonic()
     b = cl.fab("backup")
     assert_ran(b)
     assert "-manual: " in b.stdout
+    print(f"\nMEASURE backup of the demo database: {time.monotonic() - start:.1f} s (the whole fab process): "
+          f"{b.stdout.strip().splitlines()[-1]}")
     cl.psql("DELETE FROM notes_note WHERE id % 2 = 0; INSERT INTO notes_note (text, created_at) VALUES ('junk', now());")
     assert cl.checksum() != before
     seen, headers, stop = [], {}, threading.Event()
@@ -200,6 +204,7 @@ def test_the_nightly_job_backs_up_and_keeps_the_newest(cl):
         time.sleep(1.1)                                        # ids are per second
     result = cl.ssh("db-0", "sudo -n cat /var/lib/whipup/backup-nightly.json")
     assert '"ok": true' in result and '"deleted": ["demo/' in result, result
+    print(f"\nMEASURE nightly backup on the db node: {json.loads(result)['seconds']} s")
     assert len([r for r in cl.backups() if r[-2] == "nightly"]) == 1
 
 
