@@ -168,7 +168,10 @@ def mon(tmp_path_factory):
             assert mail.password not in out
             cl.load()
             cl.hooks, cl.mail = hooks, mail
-            quiet = hooks.wait_quiet(ALERT_WAIT)
+            try:
+                quiet = hooks.wait_quiet(ALERT_WAIT)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n{monitor_view(cl)}") from None
             print(f"MEASURE monitor: the whip-up's own alerts resolved at the webhook {quiet:.0f} s after it ended")
             yield cl
             cl.fab("destroy", "--yes", check=False)              # stops the receiver too
@@ -206,6 +209,15 @@ def monitor_view(cl) -> str:
     lines.append("alertmanager: " + cl.ssh("monitor-0", "curl -sS -m 5 http://127.0.0.1:9093/api/v2/alerts",
                                            check=False))
     lines.append("app-0: " + cl.ssh("app-0", "sudo -n supervisorctl status", check=False))
+    lines.append("alertmanager's log: " + cl.ssh(
+        "monitor-0", "sudo -n tail -n 25 /var/log/prometheus/prometheus-alertmanager.log", check=False))
+    mail = getattr(cl, "mail", None)
+    if mail is not None:
+        lines.append(f"mail: logins {mail.logins}, {len(mail.messages)} messages")
+    hooks = getattr(cl, "hooks", None)
+    if hooks is not None:
+        lines.append(f"webhook: {len(hooks.posts)} posts: " + "; ".join(
+            f"{b.get('status')} {[a['labels'].get('alertname') for a in b.get('alerts', [])]}" for _, b in hooks.posts))
     return "\n".join(lines)
 
 
