@@ -42,7 +42,8 @@ def ensure_all(cfg, nodes, out) -> None:
         return
     from ..ssh import connect
 
-    secret = email.password_file.read_text(encoding="utf-8").strip() + "\n"
+    secret = email.password_file.read_text(encoding="utf-8").strip()     # no newline: Alertmanager before 0.27
+                                                                         # would send it as part of the password
     for node in (n for n in nodes if n.role == MONITOR_ROLE and n.state == "running"):
         conn = connect(cfg, node)
         try:
