@@ -3,8 +3,10 @@
 Alertmanager reads it from its own file (`smtp_auth_password_file`, Alertmanager 0.25 and later: Debian 12
 and 13), so alertmanager.yml, a template whose diffs configure prints, never holds it. The password goes
 from the file on this machine to the node on stdin, written 0640 root:prometheus only when it differs (cmp
-on the node: no hash of it travels or is printed); a change restarts Alertmanager. Run after configure
-(`fab configure`, whip-up), as the nightly backup job is.
+on the node: no hash of it travels or is printed). Alertmanager reads the file at each notification, so a
+change needs no restart (a restart would drop its alerts in memory: a resolution Prometheus sent before it
+sent the alert again would never be told). Run after configure (`fab configure`, whip-up), as the nightly
+backup job is.
 """
 from __future__ import annotations
 
@@ -14,12 +16,9 @@ from ..remote import run, sudo_sh
 from .config import MONITOR_ROLE, enabled
 from .context import SMTP_PASSWORD
 
-SERVICE = "prometheus-alertmanager"
-
-
-def install_command(path: str = SMTP_PASSWORD, service: str = SERVICE, group: str = "prometheus") -> str:
-    """stdin to `path` (0640 root:prometheus) when it differs, then a restart of `service`; prints changed or
-    unchanged. The new file is made with its mode before the secret is written into it."""
+def install_command(path: str = SMTP_PASSWORD, group: str = "prometheus") -> str:
+    """stdin to `path` (0640 root:`group`) when it differs; prints changed or unchanged. The new file is made
+    with its mode before the secret is written into it."""
     q = shlex.quote
     tmp = f"{path}.tmp"
     return sudo_sh("\n".join([
@@ -30,7 +29,6 @@ def install_command(path: str = SMTP_PASSWORD, service: str = SERVICE, group: st
         f"cat > {q(tmp)}",
         f"if cmp -s {q(tmp)} {q(path)}; then rm -f {q(tmp)}; echo unchanged; exit 0; fi",
         f"mv -f {q(tmp)} {q(path)}",
-        f"service {q(service)} restart >/dev/null 2>&1 || service {q(service)} start >/dev/null",
         "echo changed",
     ]))
 
@@ -51,4 +49,4 @@ def ensure_all(cfg, nodes, out) -> None:
         finally:
             conn.close()
         out(f"[{node.name}] monitor: SMTP password for {email.username}: "
-            f"{'changed, Alertmanager restarted' if done == 'changed' else 'already ok'}")
+            f"{'changed' if done == 'changed' else 'already ok'}")
