@@ -20,7 +20,6 @@ import json
 import os
 import threading
 import time
-import warnings
 
 import pytest
 import yaml
@@ -30,7 +29,8 @@ from fabfile.remote import RemoteError
 from .conftest import cluster_roles, fab, make_network, sandbox_env
 from .demo import DemoCluster, sandbox_settings
 
-pytestmark = pytest.mark.e2e
+# the test relay's point: a login without TLS, on the sandbox bridge (aiosmtpd warns at each session)
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")]
 
 SANDBOX = 17
 ALERT_WAIT = 240        # bounded wait for an alert (the bar is 60 s: printed, not asserted)
@@ -98,8 +98,6 @@ class Mail:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
 
-        # the point of this relay: a login without TLS, on the sandbox bridge (aiosmtpd warns per session)
-        warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
         self.username, self.password = username, password
         self.logins: list[tuple[str, bool]] = []
         self.messages: list[tuple[float, str]] = []
