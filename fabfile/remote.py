@@ -36,6 +36,24 @@ def sudo_sh(script: str, *, user: str | None = None) -> str:
     return sudo(["sh", "-c", script], user=user)
 
 
+def install_stdin(path: str, mode: str, group: str = "root") -> str:
+    """stdin to `path` (`mode`, root:`group`) when it differs; prints changed or unchanged. The temp file is
+    made with its mode before anything is written into it (the text may be a secret); `cmp` on the host, so
+    nothing of the text travels back."""
+    q = shlex.quote
+    tmp = f"{path}.tmp"
+    return sudo_sh("\n".join([
+        "set -e",
+        f"install -d -m 0755 $(dirname {q(path)})",
+        f"rm -f {q(tmp)}",
+        f"install -m {q(mode)} -o root -g {q(group)} /dev/null {q(tmp)}",
+        f"cat > {q(tmp)}",
+        f"if cmp -s {q(tmp)} {q(path)}; then rm -f {q(tmp)}; echo unchanged; exit 0; fi",
+        f"mv -f {q(tmp)} {q(path)}",
+        "echo changed",
+    ]))
+
+
 class RemoteError(Exception):
     """A command failed on a host; names the host, the step and what it printed."""
 

@@ -14,7 +14,7 @@ import json
 import shlex
 
 from ..media import SANDBOX_KEYS
-from ..remote import run, sudo_sh
+from ..remote import install_stdin, run, sudo_sh
 from .names import SUFFIX
 
 SCRIPT = "/usr/local/sbin/whipup-nightly-backup"
@@ -194,10 +194,7 @@ def cron_line(nightly: str) -> str:
 
 def install_file(path: str, mode: str) -> str:
     """stdin to `path` (mode) when it differs; prints changed or unchanged."""
-    q = shlex.quote
-    return sudo_sh(f"install -d -m 0755 $(dirname {q(path)}) && cat > {q(path)}.tmp && "
-                   f"if cmp -s {q(path)}.tmp {q(path)}; then rm -f {q(path)}.tmp; echo unchanged; "
-                   f"else chmod {q(mode)} {q(path)}.tmp && mv -f {q(path)}.tmp {q(path)} && echo changed; fi")
+    return install_stdin(path, mode)
 
 
 def remove_cron() -> str:

@@ -10,27 +10,14 @@ backup job is.
 """
 from __future__ import annotations
 
-import shlex
-
-from ..remote import run, sudo_sh
+from ..remote import install_stdin, run
 from .config import MONITOR_ROLE, enabled
 from .context import SMTP_PASSWORD
 
+
 def install_command(path: str = SMTP_PASSWORD, group: str = "prometheus") -> str:
-    """stdin to `path` (0640 root:`group`) when it differs; prints changed or unchanged. The new file is made
-    with its mode before the secret is written into it."""
-    q = shlex.quote
-    tmp = f"{path}.tmp"
-    return sudo_sh("\n".join([
-        "set -e",
-        f"install -d -m 0755 $(dirname {q(path)})",
-        f"rm -f {q(tmp)}",
-        f"install -m 0640 -o root -g {q(group)} /dev/null {q(tmp)}",
-        f"cat > {q(tmp)}",
-        f"if cmp -s {q(tmp)} {q(path)}; then rm -f {q(tmp)}; echo unchanged; exit 0; fi",
-        f"mv -f {q(tmp)} {q(path)}",
-        "echo changed",
-    ]))
+    """stdin to `path` (0640 root:`group`) when it differs; prints changed or unchanged."""
+    return install_stdin(path, "0640", group)
 
 
 def ensure_all(cfg, nodes, out) -> None:

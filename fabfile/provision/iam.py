@@ -35,11 +35,14 @@ class Purpose:
     roles: tuple[str, ...]    # the node roles launched with it
     policy_name: str
     infix: str                # in the profile's name: <cluster>-<infix>-<region>
-    description: str
+    description: str          # the IAM role's
+    access: str               # destroy's plan line says what goes
 
 
-MEDIA = Purpose("media", PROFILE_ROLES, POLICY_NAME, "app", "app and worker nodes write the media bucket")
-BACKUPS = Purpose("backups", ("db",), "whipup-backups", "db", "db nodes write their nightly backups")
+MEDIA = Purpose("media", PROFILE_ROLES, POLICY_NAME, "app", "app and worker nodes write the media bucket",
+                "the app nodes' media access")
+BACKUPS = Purpose("backups", ("db",), "whipup-backups", "db", "db nodes write their nightly backups",
+                  "the db nodes' nightly backups")
 
 
 def profile_name(cluster: str, region: str, infix: str = MEDIA.infix) -> str:
@@ -229,5 +232,4 @@ class AppProfile:
 
 def describe(name: str | None, purpose: Purpose = MEDIA) -> list[str]:
     """destroy's plan line for the profile."""
-    what = "the app nodes' media access" if purpose is MEDIA else "the db nodes' nightly backups"
-    return [f"  instance profile  {name}  (IAM role {name}: {what})"] if name else []
+    return [f"  instance profile  {name}  (IAM role {name}: {purpose.access})"] if name else []

@@ -54,8 +54,10 @@ def test_one_recovery_per_role_at_a_time(tmp_path):
     assert r.offer(["app"]) == ["app"]                     # done: a new alert starts a new one
 
 
-def test_the_receiver_answers_alertmanager_on_loopback(tmp_path):
-    offered = []
+def serving_receiver() -> tuple[object, list[list[str]]]:
+    """The receiver's HTTP handler on 127.0.0.1 (a port of its own), with a recoverer that keeps what it was
+    offered: (the running server, the offers)."""
+    offered: list[list[str]] = []
 
     class Fake:
         def offer(self, roles):
@@ -64,6 +66,11 @@ def test_the_receiver_answers_alertmanager_on_loopback(tmp_path):
 
     server = receiver.http.server.ThreadingHTTPServer(("127.0.0.1", 0), receiver.handler(Fake(), lambda s: None))
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, offered
+
+
+def test_the_receiver_answers_alertmanager_on_loopback(tmp_path):
+    server, offered = serving_receiver()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         body = json.dumps({"alerts": [alert("NodeDown", "app")]}).encode()

@@ -11,8 +11,10 @@ import time
 import paramiko
 import pytest
 
-from fabfile.monitor import receiver, tunnel
+from fabfile.monitor import tunnel
 from fabfile.nodes import Node
+
+from test_monitor_receiver import serving_receiver
 
 
 class Cfg:
@@ -109,15 +111,7 @@ def post_through(transport: paramiko.Transport, port: int, body: bytes) -> bytes
 
 
 def test_an_alert_posted_on_the_monitors_loopback_reaches_the_receiver_and_again_after_a_drop():
-    offered = []
-
-    class Recoverer:
-        def offer(self, roles):
-            offered.append(list(roles))
-            return list(roles)
-
-    server = receiver.http.server.ThreadingHTTPServer(("127.0.0.1", 0), receiver.handler(Recoverer(), lambda s: None))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, offered = serving_receiver()
     here = server.server_address[1]
     peer, lines, stop = SshPeer(), [], threading.Event()
     th = threading.Thread(target=tunnel.keep_open, args=(Cfg, 9097, here, lines.append, stop), daemon=True,
