@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, TextIO, TypeVar
 
 from paramiko.ssh_exception import ChannelException, SSHException
 
@@ -209,7 +209,7 @@ class HostOutcome:
 class Progress:
     """A line per host and stage, as work proceeds; safe from many threads."""
 
-    out: object = field(default_factory=lambda: sys.stdout)
+    out: TextIO = field(default_factory=lambda: sys.stdout)
     quiet: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -217,7 +217,9 @@ class Progress:
         if self.quiet:
             return
         with self._lock:
-            print(f"[{host}] {stage}" + (f": {message}" if message else ""), file=self.out, flush=True)
+            # one write per line: several Progress objects share stdout in whip-up's pipeline
+            self.out.write(f"[{host}] {stage}" + (f": {message}" if message else "") + "\n")
+            self.out.flush()
 
 
 def on_hosts(nodes: list[Node], fn: Callable[[Node], T], *, max_workers: int = 32) -> list[HostOutcome]:

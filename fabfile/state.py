@@ -50,6 +50,26 @@ def write_private(path: Path, text: str) -> None:
     write_file(path, text, 0o600)
 
 
+def create_private(path: Path, text: str) -> str:
+    """`path` created 0600 with `text` unless it exists already (the first of several writers wins, even in
+    threads of one run: whip-up's pipeline); what `path` holds afterwards."""
+    ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)           # atomic, and never replaces: a value already there stays
+        except FileExistsError:
+            pass
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path.read_text()
+
+
 def write_public(path: Path, text: str) -> None:
     write_file(path, text, 0o644)
 

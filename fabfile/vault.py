@@ -13,7 +13,7 @@ import re
 import secrets as _random
 
 from .config import Config
-from .state import cluster_dir, ensure_cluster_dir, ensure_dir, write_private
+from .state import cluster_dir, create_private, ensure_cluster_dir, ensure_dir
 
 NAME = re.compile(r"\A[a-z][a-z0-9_]*\Z", re.ASCII)   # matched whole (fullmatch)
 
@@ -26,9 +26,7 @@ def secret(cfg: Config, name: str, *, nbytes: int = 32) -> str:
     path = ensure_dir(cluster_dir(cfg) / "secrets") / name
     if path.exists():
         return path.read_text().strip()
-    value = _random.token_urlsafe(nbytes)
-    write_private(path, value + "\n")
-    return value
+    return create_private(path, _random.token_urlsafe(nbytes) + "\n").strip()
 
 
 def mask(text: str, values: list[str]) -> str:

@@ -1,8 +1,9 @@
 """fab whip-up-full-system: from nothing to a working site, the three packages below in their order.
 
 provision (nodes, groups, keys) -> configure (packages, files, services) -> deploy (release, switch,
-health gate) -> a check of the site from outside. This module sits above the packages it drives; none
-of them imports it.
+health gate) -> a check of the site from outside; the db and monitor nodes configure alongside the rest
+until the deploy's first stage that uses the database (`pipeline`). This module sits above the packages
+it drives; none of them imports it.
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import time
 import urllib.error
 import urllib.request
 
-from .backup.nightly import ensure_all as ensure_nightly
-from .monitor.smtp import ensure_all as ensure_smtp
+from typing import Callable
+
+from . import pipeline
 from .boundary import cluster_task
 from .config import Config, check_templates
 from .configure.facts import FactsError
@@ -23,6 +25,7 @@ from .deploy import catchup, commands, engine
 from .deploy.cluster import Cluster, gather, open_cluster
 from .deploy.planning import DeployOptions, site_address
 from .deploy.errors import DeployError
+from .deploy.guard import Guard
 from .deploy.source import Source, local_source, warnings
 from .deploy.tasks import resolve_source
 from .layout import WEB_PORT
@@ -65,19 +68,21 @@ def whip_up_full_system(c, cfg: Config, dry_run=False, python: str | None = None
     provision_cluster(ec2, cfg, counter, wait_ssh=True, python=python)     # nodes, groups, keys, the media bucket
     print(counter.summary())
     marks = [("provision", time.monotonic() - start)]
-    print("== configure")
-    configure_cluster(cfg, ec2)
-    nodes = find_nodes(ec2, cfg.cluster.name)
-    ensure_nightly(cfg, nodes, print)                                      # the db node's nightly backup
-    ensure_smtp(cfg, nodes, print)                                         # the monitor's SMTP login, if any
-    ensure_receiver(cfg, print)        # monitor.recover: the monitor's alerts start `recover` from here
-    marks.append(("configure", time.monotonic() - start))
-    if cfg.cluster.site.tls:
-        print("== certificate")
-        tls_stage.certificates(cfg, ec2)
-        marks.append(("certificate", time.monotonic() - start))
-    print("== deploy")
-    deployed, address = _deploy_and_check(cfg, ec2, source)
+
+    def certify_and_deploy(held, db_ready) -> tuple[float, str]:
+        marks.append(("configure", time.monotonic() - start))
+        ensure_receiver(cfg, print)    # monitor.recover: the monitor's alerts start `recover` from here
+        if cfg.cluster.site.tls:
+            print("== certificate")
+            tls_stage.certificates(cfg, ec2)
+            marks.append(("certificate", time.monotonic() - start))
+        print("== deploy")
+        return _deploy_and_check(cfg, ec2, source, held=held, db_ready=db_ready)
+
+    background, _ = pipeline.split(cfg, find_nodes(ec2, cfg.cluster.name))
+    print("== configure" + (f" ({', '.join(background)} alongside, until the deploy needs them)"
+                            if background else ""))
+    deployed, address = pipeline.build(cfg, ec2, certify_and_deploy)
     marks.append(("deploy", deployed - start))
     print(f"done in {time.monotonic() - start:.0f} s (" + ", ".join(
         f"{name} at {secs:.0f} s" for name, secs in marks) + ")")
@@ -96,16 +101,19 @@ def _start_local_cloud(dry_run: bool) -> None:
     control.up(settings)
 
 
-def _deploy_and_check(cfg: Config, ec2, source: Source | None) -> tuple[float, str]:
-    """Deploy to the configured cluster, then check its site: (when the deploy ended, the site's address)."""
+def _deploy_and_check(cfg: Config, ec2, source: Source | None, *, held: Guard | None = None,
+                      db_ready: Callable[[], None] = lambda: None) -> tuple[float, str]:
+    """Deploy to the configured cluster, then check its site: (when the deploy ended, the site's address).
+    `held`, `db_ready`: the pipeline's lock and its wait for the database (`pipeline.build`)."""
     cl = open_cluster(cfg, ec2)
     try:
-        if not _rebuilt(cl, source):
+        if not _rebuilt(cl, source, held, db_ready):
             source = source or resolve_source(cfg, cl)
             for w in warnings(cfg, source):
                 print(f"warning: {w}")
-            engine.deploy(cl, source, DeployOptions(action="deploy"))
+            engine.deploy(cl, source, DeployOptions(action="deploy"), held=held, db_ready=db_ready)
         deployed = time.monotonic()
+        db_ready()                         # the site's pages use the database
         address = site_address(cfg, cl)
         print("== check")
         for line in check_site(cfg, cl, address):
@@ -115,7 +123,7 @@ def _deploy_and_check(cfg: Config, ec2, source: Source | None) -> tuple[float, s
         cl.close()
 
 
-def _rebuilt(cl: Cluster, head: Source | None) -> bool:
+def _rebuilt(cl: Cluster, head: Source | None, held: Guard | None, db_ready: Callable[[], None]) -> bool:
     """Nodes that have no release while their peers serve one (a lost node launched again) get the peers'
     release, only them (`catchup`); True when that was the case. HEAD, if it differs, waits for fab deploy."""
     states = gather(cl, cl.proxies + cl.apps + cl.workers)
@@ -124,7 +132,8 @@ def _rebuilt(cl: Cluster, head: Source | None) -> bool:
         return False
     release = next(iter(missing.values()))
     sha = catchup.commit_of(states, release)
-    catchup.rebuild(cl, states, missing, catchup.source_for(cl, states, missing, sha))
+    db_ready()                             # a rebuilt node's release answers its health path with the database
+    catchup.rebuild(cl, states, missing, catchup.source_for(cl, states, missing, sha), held=held)
     if head is not None and head.sha != sha:
         print(f"note: HEAD {head.short} is not deployed (the cluster serves {release}): fab deploy ships it")
     return True

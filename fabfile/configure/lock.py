@@ -82,8 +82,11 @@ class ClusterLock:
 
     def __init__(self, cfg: Config, nodes: list[Node], *, wait: float | None = None, break_lock: bool = False,
                  dry_run: bool = False, out: Callable[[str], None] = print, layout: Layout | None = None,
-                 connect_to=None, sleep=None, clock=None):
+                 connect_to=None, sleep=None, clock=None, action: str = ACTION,
+                 shared: bool = False):
         self.cfg, self.wait, self.break_lock, self.dry_run, self.out = cfg, wait, break_lock, dry_run, out
+        self.action = action           # what a deploy refused meanwhile is told holds the lock
+        self.shared = shared           # held around several runs (whip-up's): their audit lines keep it
         self.layout = layout or Layout.of(cfg)
         self.anchor = anchor_of(nodes)
         self._connect = connect_to or connect
@@ -123,7 +126,7 @@ class ClusterLock:
         shown = None
         while True:
             try:
-                self.guard = acquire(self.cl, "", ACTION, break_lock=self.break_lock)
+                self.guard = acquire(self.cl, "", self.action, break_lock=self.break_lock)
                 self.current = self._current()      # read under the lock: a deploy waited for may have moved it
                 return
             except LockHeld as exc:
@@ -166,7 +169,8 @@ class ClusterLock:
                              from_release=self.current, to_release=self.current, from_sha=None, to_sha=None,
                              component=role or "all", seconds=round(seconds, 1), detail=audit_detail(results))
         if self.guard is not None:
-            self.guard.audit(record)
+            # one run of several under a lock held around them (whip-up's pipeline): the line, the lock kept
+            (self.guard.borrowed() if self.shared else self.guard).audit(record)
         else:                           # no lock was held: no deploys.log on the anchor yet, or none to hold
             _local_audit(self.cfg, record, self.out)
 

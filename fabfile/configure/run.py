@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import nullcontext
+from typing import Collection
 
 from ..layout import DB_ROLE
 from ..nodes import Node, find_nodes
@@ -23,7 +25,7 @@ from ..ssh import connect
 from .apply import Runner, StageFailed, apply_plan, read_files
 from .desired import desired_state
 from .facts import facts_command, parse_facts
-from .lock import cluster_lock
+from .lock import ClusterLock, cluster_lock
 from .plan import Plan, make_plan
 from .slotsync import includes_upstream, live_slots, refresh_changed, upstream_files, web_program_changed
 from .report import HostResult, dry_run_report, service_runs, summary_line
@@ -35,12 +37,13 @@ class ConfigureError(Exception):
     """configure cannot start (no nodes, no templates dir); the message says what to do."""
 
 
-def select_nodes(cfg, nodes: list[Node], role: str | None) -> tuple[list[Node], list[str]]:
-    """The nodes to configure (of `role`, or all), and notes about nodes that are skipped."""
+def select_nodes(cfg, nodes: list[Node], role: str | Collection[str] | None) -> tuple[list[Node], list[str]]:
+    """The nodes to configure (of `role`, or of those roles, or all), and notes about nodes that are skipped."""
     notes = []
     targets = []
+    roles = {role} if isinstance(role, str) else role
     for node in nodes:
-        if role is not None and node.role != role:
+        if roles is not None and node.role not in roles:
             continue
         if node.role not in cfg.role_names:
             notes.append(f"{node.name}: role {node.role!r} is not in {cfg.path.name}; skipped")
@@ -161,20 +164,22 @@ def _host_error(r: HostResult) -> ConfigureError:
 
 def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = False, out=None,
                       quiet: bool = False, wait: float | None = None, break_lock: bool = False,
-                      nodes: list[Node] | None = None, confirm=None, connect=None) -> list[HostResult]:
-    """Converge the cluster's nodes (of `role`, or all) under the deploy lock (`lock`: refused while a deploy
-    holds it, or waited for, up to `wait` seconds); HostFailures if any host failed.
+                      nodes: list[Node] | None = None, confirm=None, connect=None,
+                      roles: Collection[str] | None = None, lock: ClusterLock | None = None) -> list[HostResult]:
+    """Converge the cluster's nodes (of `role`, or of `roles`, or all) under the deploy lock (refused while a
+    deploy holds it, or waited for, up to `wait` seconds); HostFailures if any host failed.
 
     `nodes`: the cluster's nodes as listed before (configure/seen.py), with `confirm()` raising NodesChanged
     when the cloud's own list differs, called before the first change and at the end; `connect()` makes the
-    ec2 client where one is needed and `ec2` is None."""
+    ec2 client where one is needed and `ec2` is None. `lock`: a lock opened (and later closed) by the caller
+    around several runs (whip-up's pipeline, `cluster_lock(..., shared=True)`)."""
     start = time.monotonic()
     out = out or sys.stdout
     if role is not None:
         cfg.role(role)   # ConfigError for an unknown role
     if nodes is None:
         nodes = find_nodes(ec2, cfg.cluster.name)
-    targets, notes = select_nodes(cfg, nodes, role)
+    targets, notes = select_nodes(cfg, nodes, role if role is not None else roles)
     for note in notes:
         print(note, file=out)
     if not targets:
@@ -186,7 +191,9 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
     secrets = [v for v in stored(cfg).values() if v]
     progress = Progress(out=out, quiet=quiet)
     say = lambda line: print(line, file=out, flush=True)   # noqa: E731
-    with cluster_lock(cfg, nodes, wait=wait, break_lock=break_lock, dry_run=dry_run, out=say) as lock:
+    held = nullcontext(lock) if lock is not None else cluster_lock(cfg, nodes, wait=wait, break_lock=break_lock,
+                                                                    dry_run=dry_run, out=say)
+    with held as lock:
         if any(includes_upstream(cfg, w.files) for w in wants.values()):   # under the lock: no switch meanwhile
             wants = desired_for(cfg, targets, nodes, dry_run=dry_run, live=live_slots(cfg, nodes))
         outcomes = on_hosts(targets, lambda n: converge_host(cfg, n, wants[n.instance_id], dry_run=dry_run,

@@ -15,7 +15,7 @@ from ..remote import run
 from . import health, reload, stages, switchover
 from .cluster import Cluster, Timer
 from .errors import DeployError
-from .guard import guarded
+from .guard import Guard, guarded
 from .lock import AuditRecord, iso, utc_now, whoami
 from .planning import DeployOptions, Plan, runtime_of
 from .releases import NodeState, VenvPlan
@@ -71,8 +71,10 @@ def source_for(cl: Cluster, states: dict[str, NodeState], missing: dict[str, str
     return inspected_source(cl.cfg, "git", sha, split_listing(out), read, branch=cl.cfg.app.branch)
 
 
-def rebuild(cl: Cluster, states: dict[str, NodeState], missing: dict[str, str], source: Source) -> None:
-    """Deploy `source` (the peers' release's commit) to the nodes in `missing` under the lock."""
+def rebuild(cl: Cluster, states: dict[str, NodeState], missing: dict[str, str], source: Source, *,
+            held: Guard | None = None) -> None:
+    """Deploy `source` (the peers' release's commit) to the nodes in `missing` under the lock (`held`: the
+    caller's, whip-up's)."""
     releases = set(missing.values())
     if len(releases) != 1:
         raise DeployError("the nodes to rebuild belong to different releases (" + ", ".join(sorted(releases))
@@ -85,7 +87,7 @@ def rebuild(cl: Cluster, states: dict[str, NodeState], missing: dict[str, str], 
     code = [m for m in new if m.role in ("app", "worker")]
     plan = Plan(release, source, opts, code, [m for m in new if m.role == "proxy"], states,
                 {m.name: VenvPlan("install", None, release, "a rebuilt node") for m in code}, runtime_of(cl, source))
-    with guarded(cl, release, "rebuild") as guard:
+    with guarded(cl, release, "rebuild", held=held) as guard:
         try:
             _stages(cl, plan, timer, states)
         except Exception as exc:

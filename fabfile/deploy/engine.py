@@ -74,14 +74,19 @@ def drain(cl: Cluster, plan: Plan) -> None:
                                              if plan.before[m.name].live and m.name in plan.booted})
 
 
-def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | None = None) -> str | None:
-    """Deploy `source`; the release id, or None when every node already runs it (or --dry-run)."""
+def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | None = None,
+           held: Guard | None = None, db_ready: Callable[[], None] | None = None) -> str | None:
+    """Deploy `source`; the release id, or None when every node already runs it (or --dry-run).
+
+    `held`: the lock, already held by the caller (whip-up's pipeline). `db_ready()`: returns once the
+    database can be used (whip-up configures the db node meanwhile), called before the first stage that
+    uses it (`DB_STAGES`)."""
     release = release_id(now or utc_now(), source.sha)
     timer = Timer()
     if opts.dry_run:
         _dry_run(cl, source, opts, release)
         return None
-    with guarded(cl, release, opts.action, break_lock=opts.break_lock) as guard:
+    with guarded(cl, release, opts.action, break_lock=opts.break_lock, held=held) as guard:
         states = timer.step("state", lambda: gather(cl, _nodes(cl, opts)))
         plan = make_plan(cl, source, opts, states, release)
         if up_to_date(cl, plan):
@@ -91,15 +96,23 @@ def deploy(cl: Cluster, source: Source, opts: DeployOptions, *, now: datetime | 
         for line in describe_plan(cl, plan):
             cl.out(line)
         cl.confirm()        # opened from the saved node list: the cloud's must agree before anything changes
-        run_stages(cl, plan, timer, guard)
+        run_stages(cl, plan, timer, guard, db_ready)
         return release
 
 
-def run_stages(cl: Cluster, plan: Plan, timer: Timer, guard: Guard) -> None:
+# the stages that use the database (its first one waits for `db_ready`); the code stage never does
+DB_STAGES = ("settings check", "collectstatic+migrate", "release command", "migrations check")
+
+
+def run_stages(cl: Cluster, plan: Plan, timer: Timer, guard: Guard, db_ready: Callable[[], None] | None = None
+               ) -> None:
     """Every stage in order, then prune and audit; a failure takes the failure path."""
     switched: list[Member] = []
     try:
         for name, stage in before_switch(plan):
+            if name in DB_STAGES and db_ready is not None:
+                timer.step("database ready", db_ready)
+                db_ready = None
             if name == "collectstatic+migrate":     # a backup first when there are migrations to apply
                 timer.step("restore point", lambda: restore_point(cl, plan))
             timer.step(name, lambda: stage(cl, plan))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from ..remote import RemoteError, run
@@ -30,13 +30,19 @@ class Guard:
     member: Member
     info: LockInfo
     released: bool = False
+    keep: bool = False          # borrowed: held by the caller, who releases it (whip-up's pipeline)
 
     def audit(self, record: AuditRecord) -> None:
-        """Append `record` on the anchor node (releasing the lock in the same round trip) and locally."""
-        write_audit(self.cl, record, self)
+        """Append `record` on the anchor node (releasing the lock in the same round trip, unless it is
+        borrowed) and locally."""
+        write_audit(self.cl, record, None if self.keep else self)
+
+    def borrowed(self) -> "Guard":
+        """This lock for a run inside the holder's: it audits, and leaves the release to the holder."""
+        return replace(self, keep=True)
 
     def release(self) -> None:
-        if self.released:
+        if self.released or self.keep:
             return
         try:
             run(self.member.conn, cmd.lock_release(self.cl.layout, self.info.token), step="release the deploy lock")
@@ -92,8 +98,13 @@ def acquire(cl: Cluster, release: str, action: str, *, break_lock: bool = False)
 
 
 @contextmanager
-def guarded(cl: Cluster, release: str, action: str, *, break_lock: bool = False) -> Iterator[Guard]:
-    """The cluster's lock held for the block (see `acquire`), released when it ends."""
+def guarded(cl: Cluster, release: str, action: str, *, break_lock: bool = False,
+            held: Guard | None = None) -> Iterator[Guard]:
+    """The cluster's lock held for the block (see `acquire`), released when it ends; or `held`, a lock this
+    process already holds around the block (whip-up's), borrowed: its holder releases it."""
+    if held is not None:
+        yield held.borrowed()
+        return
     guard = acquire(cl, release, action, break_lock=break_lock)
     try:
         yield guard
