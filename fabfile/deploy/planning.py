@@ -78,6 +78,15 @@ class Plan:
     def current(self, name: str) -> str | None:
         return self.before[name].current
 
+    @property
+    def pending_migrations(self) -> bool | None:
+        """Whether the database lacks a migration of this release, as the settings check found (None: it did
+        not say, or has not run)."""
+        found = (self.facts or {}).get("migrations")
+        if not isinstance(found, dict) or "pending" not in found:
+            return None
+        return bool(found.get("pending")) or bool(found.get("unmigrated"))
+
 
 def involved(cl: Cluster, component: str) -> tuple[list[Member], list[Member]]:
     """(code nodes, static nodes) for a component: web = app (+ proxy static), workers = worker nodes."""

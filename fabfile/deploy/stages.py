@@ -159,8 +159,7 @@ def collectstatic(cl: Cluster, plan: Plan) -> None:
 
 def migrate(cl: Cluster, plan: Plan) -> None:
     """migrate, unless the new release's settings check found no migration the database lacks."""
-    pending = (plan.facts or {}).get("migrations") or {}
-    if pending.get("pending") == [] and not pending.get("unmigrated"):
+    if plan.pending_migrations is False:
         cl.progress(cl.apps[0].name, "migrate", "skipped: the database has every migration of this release")
         return
     out = _on_app0(cl, manage.migrate(cl.layout, plan.release), "migrate", timeout=3600).stdout

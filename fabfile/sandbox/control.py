@@ -126,7 +126,8 @@ def start_api(settings: SandboxSettings, log) -> None:
     if procs.read_pidfile(pidfile(settings, "moto")) and api_answers(settings):
         return log(f"api: already up at {settings.endpoint}")
     procs.stop_pidfile(pidfile(settings, "moto"))
-    procs.spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(settings.port)],
+    procs.spawn([sys.executable, "-m", "fabfile.sandbox.api", "-H", "127.0.0.1", "-p", str(settings.port),
+                 "--mark", str(settings.api_mark)],
                 settings.state_dir / "logs" / "moto.log", pidfile(settings, "moto"), env=_env(settings))
     wait_until(lambda: api_answers(settings), settings, "moto", "moto server", f"answer on {settings.endpoint}", 30)
     log(f"api: started at {settings.endpoint}")

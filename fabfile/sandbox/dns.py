@@ -20,9 +20,11 @@ import socket
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 
 from . import net
+from .api import WATCHER_AGENT, due, mark_of
 from .settings import SandboxSettings, load_settings
 
 log = logging.getLogger("whipup.dns")
@@ -148,23 +150,32 @@ class Sync:
             log.info("records: %s", "; ".join(text.strip().splitlines()) or "none")
         return changed
 
-    def run(self, interval: float = 1.0) -> None:
+    def run(self, interval: float = 0.2) -> None:
+        """A step whenever the API's mark moved (sandbox/api.py), else every IDLE_RECONCILE seconds."""
         hosts_dir(self.settings).mkdir(parents=True, exist_ok=True)
+        seen, last = None, 0.0
         while not self.stopping.is_set():
-            try:
-                self.step()
-            except Exception as exc:  # the API may be restarting: keep trying
-                log.warning("sync failed: %s", exc)
+            mark = mark_of(self.settings.api_mark)
+            if due(mark, seen, time.monotonic() - last):
+                seen, last = mark, time.monotonic()
+                try:
+                    self.step()
+                except Exception as exc:  # the API may be restarting: keep trying
+                    log.warning("sync failed: %s", exc)
+                    seen = None
             self.stopping.wait(interval)
 
 
 def clients(settings: SandboxSettings):
     import boto3
 
+    from botocore.config import Config as BotoConfig
+
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                             region_name=settings.region)
-    return (session.client("route53", endpoint_url=settings.endpoint),
-            session.client("ec2", endpoint_url=settings.endpoint))
+    own = BotoConfig(user_agent_extra=WATCHER_AGENT)           # its requests leave the API's mark alone
+    return (session.client("route53", endpoint_url=settings.endpoint, config=own),
+            session.client("ec2", endpoint_url=settings.endpoint, config=own))
 
 
 def main() -> None:

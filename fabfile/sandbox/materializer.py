@@ -1,6 +1,7 @@
 """The materializer: makes moto's instance list real, one host per instance.
 
-It polls the local cloud's DescribeInstances and reconciles:
+It reads the local cloud's DescribeInstances (when the API says something changed: sandbox/api.py, and
+every IDLE_RECONCILE seconds) and reconciles:
   pending/running        -> host created (first time) and booted
   stopping/stopped       -> host's processes stopped, disk kept
   shutting-down/terminated, or unknown to the API -> host and disk removed
@@ -18,6 +19,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -26,12 +28,14 @@ from botocore.exceptions import ClientError
 
 from ..debian import RELEASES, sandbox_image_name
 from . import firewall, hosts, net, volumes
+from .api import WATCHER_AGENT, due, mark_of
 from .errors import SandboxError
 from .settings import SandboxSettings, load_settings
 
 log = logging.getLogger("whipup.materializer")
 
 RUN = ("pending", "running")
+CHECK_EVERY = 2.0         # seconds between two checks of the hosts' routes and the packet filter
 STOP = ("stopping", "stopped")
 GONE = ("shutting-down", "terminated")
 
@@ -63,7 +67,9 @@ def ec2_client(settings: SandboxSettings):
     return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                          region_name=settings.region).client(
         "ec2", endpoint_url=settings.endpoint,
-        config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10))
+        config=BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=10,
+                          user_agent_extra=WATCHER_AGENT))     # its own requests leave the API's mark alone
+
 
 
 def list_instances(ec2) -> list[dict]:
@@ -185,19 +191,25 @@ class Materializer:
         return running
 
     def run(self) -> None:
+        """Reconcile whenever the API's mark moved (else every IDLE_RECONCILE s); the routes and the
+        packet filter checked every CHECK_EVERY s."""
         log.info("materializer up: endpoint %s, region %s", self.settings.endpoint, self.settings.region)
-        steps = 0
+        seen, last, checked, running = None, 0.0, time.monotonic(), set()
         while not self.stopping.is_set():
             try:
-                running = self.step()
-                steps += 1
-                if steps % 10 == 0:
+                mark = mark_of(self.settings.api_mark)
+                if due(mark, seen, time.monotonic() - last):
+                    seen, last = mark, time.monotonic()       # read before: a change during the step counts
+                    running = self.step()
+                if time.monotonic() - checked >= CHECK_EVERY:
+                    checked = time.monotonic()
                     self.repair_routes(running)
                     if not self.firewall.check():
                         log.warning("security groups: table inet %s was missing: applying it again",
                                     firewall.table_name(self.settings.bridge))
             except Exception as exc:  # the API may be restarting: keep trying
                 log.warning("reconcile failed: %s", exc)
+                seen = None
                 self.stopping.wait(1.0)
             self.stopping.wait(self.settings.poll_interval)
         log.info("materializer stopped (hosts keep running)")

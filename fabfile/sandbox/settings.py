@@ -74,6 +74,11 @@ class SandboxSettings:
     def run_dir(self) -> Path:
         return self.state_dir / "run"
 
+    @property
+    def api_mark(self) -> Path:
+        """The file whose time the API moves on every change (sandbox/api.py; the materializer watches it)."""
+        return self.run_dir / "api.changed"
+
 
 def load_settings(environ: dict[str, str] | None = None) -> SandboxSettings:
     env = os.environ if environ is None else environ

@@ -1,0 +1,71 @@
+"""The local cloud's API marks each change (sandbox/api.py) and the materializer reconciles on the mark, not
+on a fast poll of four Describe calls: a real moto server on loopback, a real boto3 client of each kind."""
+from __future__ import annotations
+
+import threading
+import time
+
+import boto3
+from botocore.config import Config as BotoConfig
+from werkzeug.serving import make_server
+
+from fabfile.sandbox import api
+from fabfile.sandbox.api import WATCHER_AGENT, due, marking, mark_of
+
+
+def serve(tmp_path):
+    """moto's WSGI app behind `marking`, on an ephemeral loopback port: (endpoint, mark, stop)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    mark = tmp_path / "api.changed"
+    server = make_server("127.0.0.1", 0, marking(DomainDispatcherApplication(create_backend_app), mark),
+                         threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", mark, server.shutdown
+
+
+def client(endpoint, agent=None):
+    return boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing", config=BotoConfig(user_agent_extra=agent))
+
+
+def test_a_users_request_moves_the_mark_and_the_materializers_own_requests_do_not(tmp_path):
+    endpoint, mark, stop = serve(tmp_path)
+    try:
+        watcher, user = client(endpoint, WATCHER_AGENT), client(endpoint)
+        watcher.describe_instances()
+        assert mark_of(mark) is None                 # nothing but the materializer asked yet
+        user.create_key_pair(KeyName="k")
+        first = mark_of(mark)
+        assert first is not None
+        for _ in range(3):
+            watcher.describe_instances()
+            watcher.describe_security_groups()
+        assert mark_of(mark) == first
+        time.sleep(0.01)
+        user.describe_key_pairs()
+        assert mark_of(mark) > first
+    finally:
+        stop()
+
+
+def test_the_mark_moves_only_once_the_change_is_in_the_api(tmp_path):
+    """The materializer reads the mark before its Describe calls: a mark that moved before moto applied the
+    change would let that reconcile miss it."""
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(WATCHER_AGENT)        # the request is being handled: no mark yet
+        assert not (tmp_path / "m").exists()
+        start_response("200 OK", [])
+        return [b""]
+
+    marking(app, tmp_path / "m")({"HTTP_USER_AGENT": "Boto3/1"}, lambda *a: None)
+    assert seen and (tmp_path / "m").exists()
+
+
+def test_reconcile_when_the_mark_moved_when_there_is_none_and_every_idle_period():
+    idle = api.IDLE_RECONCILE
+    assert due(5, 4, 0.1) and due(None, None, 0.1)
+    assert not due(5, 5, 0.1) and not due(5, 5, idle - 0.01)
+    assert due(5, 5, idle)
