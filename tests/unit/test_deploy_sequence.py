@@ -5,7 +5,6 @@ the lock, the audit line. Rollback's are in test_rollback_sequence."""
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 import pytest
 from deploy_fakes import SCRIPTS, WORKERS, classify, make_cluster
@@ -87,23 +86,6 @@ def test_collectstatic_and_migrate_are_skipped_when_nothing_of_theirs_changed(si
     stages = world.stages(APP)
     assert "static key" in stages and "collectstatic" not in stages and "count static" not in stages
     assert "migrate" not in stages and "static pack" in stages and did(hosts["proxy"], "static unpack", NEW)
-
-
-def test_migrate_runs_when_the_database_lacks_one_after_a_restore_point(site, world, monkeypatch):
-    """The settings check found the migration: the restore point is taken on its word (no `migrate --check`,
-    a second Django process), then migrate runs."""
-    from fabfile.backup import run as backup_run
-
-    cl, hosts, out = site
-    hosts["app"].pending_migrations = [["notes", "0002_more"]]
-    taken = []
-    monkeypatch.setattr(backup_run.BackupStore, "open", classmethod(lambda cls, cfg: "store"))
-    monkeypatch.setattr(backup_run, "take", lambda cl, store, kind, release, sha, out: taken.append(
-        (kind, release, world.stages(APP).count("migrate"))) or SimpleNamespace(id="b1"))
-    assert deploy(cl) == NEW
-    assert "migrate" in world.stages(APP) and "collectstatic" in world.stages(APP)
-    assert taken == [("restore-point", R2, 0)]                      # before migrate
-    assert "migrate check" not in world.stages(APP)
 
 
 def test_a_healthy_update_boots_the_idle_slot_switches_gates_then_drains(site, world):
