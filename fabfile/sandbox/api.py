@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 WATCHER_AGENT = "whipup-sandbox-watcher"     # in the User-Agent of the materializer's and the DNS sync's clients
+MAX_INSTANCES = 64        # the local cloud's account limit (an idle host holds 8 MiB; every host shares the cores)
 IDLE_RECONCILE = 10.0     # seconds between two reconciles of a watcher while the API reports no change
 
 
@@ -52,6 +53,23 @@ def marking(app: Callable, mark: Path) -> Callable:
     return wrapped
 
 
+def with_instance_limit(limit: int) -> None:
+    """DescribeAccountAttributes' max-instances is the local cloud's own limit (moto answers AWS's old default,
+    20; this machine holds more hosts than that: bench/scale.py runs 26)."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.account_attributes import AccountAttributes
+
+    answer = AccountAttributes.describe_account_attributes
+
+    def describe(self) -> ActionResult:
+        result = answer(self).result
+        for attribute in result["AccountAttributes"]:           # type: ignore[index]
+            if attribute["AttributeName"] == "max-instances":
+                attribute["AttributeValues"] = [{"AttributeValue": str(limit)}]
+        return ActionResult(result)
+    AccountAttributes.describe_account_attributes = describe   # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
@@ -60,7 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-H", "--host", default="127.0.0.1")
     ap.add_argument("-p", "--port", type=int, required=True)
     ap.add_argument("--mark", type=Path, required=True, help="the file whose time every change moves")
+    ap.add_argument("--max-instances", type=int, default=MAX_INSTANCES, help="the account's instance limit")
     args = ap.parse_args(argv)
+    with_instance_limit(args.max_instances)
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     touch(args.mark)

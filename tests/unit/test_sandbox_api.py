@@ -69,3 +69,19 @@ def test_reconcile_when_the_mark_moved_when_there_is_none_and_every_idle_period(
     assert due(5, 4, 0.1) and due(None, None, 0.1)
     assert not due(5, 5, 0.1) and not due(5, 5, idle - 0.01)
     assert due(5, 5, idle)
+
+
+def test_the_local_clouds_account_limit_is_its_own(tmp_path, monkeypatch):
+    """moto answers AWS's old default (20); the local cloud holds more hosts (preflight reads this)."""
+    from moto.ec2.responses.account_attributes import AccountAttributes
+
+    monkeypatch.setattr(AccountAttributes, "describe_account_attributes",        # put back after the test
+                        AccountAttributes.describe_account_attributes)
+    api.with_instance_limit(api.MAX_INSTANCES)
+    endpoint, mark, stop = serve(tmp_path)
+    try:
+        answer = client(endpoint).describe_account_attributes(AttributeNames=["max-instances"])
+        (attribute,) = [a for a in answer["AccountAttributes"] if a["AttributeName"] == "max-instances"]
+        assert attribute["AttributeValues"] == [{"AttributeValue": "64"}]
+    finally:
+        stop()
