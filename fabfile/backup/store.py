@@ -55,14 +55,20 @@ class BackupStore:
         return cls(cloud.client("s3"), signer, bucket_name(cfg.cluster.name, account, cfg.cluster.region, PURPOSE),
                    cfg.app.name, cfg.cluster.name, endpoint)
 
-    def ensure(self) -> str:
-        """The bucket exists, tagged with the cluster, public access blocked; what was done."""
+    def exists(self) -> bool:
+        """The bucket is there (a head request; changes nothing)."""
         try:
             self.s3.head_bucket(Bucket=self.bucket)
-            return "already ok"
+            return True
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
                 raise
+        return False
+
+    def ensure(self) -> str:
+        """The bucket exists, tagged with the cluster, public access blocked; what was done."""
+        if self.exists():
+            return "already ok"
         region = self.s3.meta.region_name
         self.s3.create_bucket(**create_bucket_params(self.bucket, region))
         self.s3.put_bucket_tagging(Bucket=self.bucket, Tagging={"TagSet": tags(cluster_tags(self.cluster,
