@@ -203,7 +203,7 @@ def remove_cron() -> str:
 
 
 def hosts_s3(cfg) -> str:
-    from .store import hosts_endpoint
+    from .names import hosts_endpoint
 
     return hosts_endpoint(cfg) or f"https://s3.{cfg.cluster.region}.amazonaws.com"
 
@@ -254,12 +254,13 @@ def ensure_all(cfg, nodes, out, connect_to=None, bucket: str | None = None) -> N
     `connect_to`: ssh.connect's stand-in (configure's pooled connections); `bucket`: the backups bucket,
     known to exist (`bucket_ready`, asked alongside the run), or None to check (and make) it here."""
     from ..ssh import connect
-    from .store import BackupStore
 
     db = [n for n in nodes if n.role == "db" and n.state == "running"]
     if not db or "db" not in cfg.role_names:
         return
     if bucket is None:
+        from .store import BackupStore
+
         store = BackupStore.open(cfg)
         store.ensure()
         bucket = store.bucket

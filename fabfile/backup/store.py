@@ -18,18 +18,9 @@ from ..media import bucket_name
 from ..naming import TAG_CLUSTER, cluster_tags, tags
 from ..provision.media import PRIVATE, create_bucket_params
 from ..sandbox.settings import ACCOUNT_ID as SANDBOX_ACCOUNT
-from .names import PURPOSE, Backup, backups_from, tag_set
+from .names import PURPOSE, Backup, backups_from, hosts_endpoint, tag_set  # noqa: F401  (hosts_endpoint: re-exported)
 
 URL_SECONDS = 3600
-
-
-def hosts_endpoint(cfg: Config) -> str | None:
-    """Where the nodes reach S3: the sandbox's gate; None on AWS (the regional endpoint)."""
-    if cfg.cluster.target != "sandbox":
-        return None
-    from ..sandbox.settings import load_settings
-
-    return load_settings().s3_endpoint
 
 
 @dataclass(frozen=True)
