@@ -245,8 +245,7 @@ def bucket_ready(cfg) -> str | None:
 
     if "db" not in cfg.role_names:
         return None
-    store = BackupStore.open(cfg)
-    return store.bucket if store.exists() else None
+    return BackupStore.existing(cfg)
 
 
 def ensure_all(cfg, nodes, out, connect_to=None, bucket: str | None = None) -> None:
