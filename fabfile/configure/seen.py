@@ -71,13 +71,14 @@ def usable(seen: list[Node] | None, role: str | None) -> bool:
     return bool(seen) and any(role in (None, n.role) for n in seen) and all(n.state == "running" for n in seen)
 
 
-def configure_seen(cfg, connect: Callable[[], object], configure: Callable, *, also: Alongside | None = None, **kw):
+def configure_seen(cfg, connect: Callable[[], object], configure: Callable, *, also: Alongside | None = None,
+                   lookup_connect: Callable[[], object] | None = None, **kw):
     """configure(cfg, ec2, nodes=..., confirm=..., **kw) from the saved list with the cloud asked alongside
-    (and `also`, answered once configure has returned), else (or when the nodes changed)
-    configure(cfg, connect(), **kw)."""
+    (by `lookup_connect()`'s client, default `connect()`'s; and `also`, answered once configure has
+    returned), else (or when the nodes changed) configure(cfg, connect(), **kw)."""
     seen = inventory.load(cfg)
     if usable(seen, kw.get("role")):
-        lookup = inventory.Lookup(lambda: _nodes_and(cfg, connect, also))
+        lookup = inventory.Lookup(lambda: _nodes_and(cfg, lookup_connect or connect, also))
         try:
             results = configure(cfg, None, nodes=seen, confirm=Confirm(cfg, seen, _NodesOf(lookup)),
                                 connect=connect, **kw)

@@ -35,8 +35,17 @@ def configure(c, role=None, dry_run=False, wait=False, wait_timeout=None, break_
     bucket = None if dry_run or "db" not in cfg.role_names else Alongside(lambda: bucket_ready(cfg))
     with Connections(cfg) as pool:                    # each host's connection opened once, for every step
         results = configure_seen(cfg, lambda: connect_ec2(cfg)[0], configure_cluster, role=role, dry_run=dry_run,
-                                 wait=seconds, break_lock=break_lock, connections=pool, also=bucket)
+                                 wait=seconds, break_lock=break_lock, connections=pool, also=bucket,
+                                 lookup_connect=lambda: lookup_ec2(cfg))
         finish(cfg, results, dry_run, pool, bucket.answer if bucket is not None else None)
+
+
+def lookup_ec2(cfg: Config):
+    """The forked lookup's ec2 client: DescribeInstances only (slimmodel: EC2's whole model costs ~0.15 CPU-s)."""
+    from ..cloud import open_cloud
+    from ..slimmodel import slim_client
+
+    return slim_client(open_cloud(cfg.cluster.target, cfg.cluster.region), cfg.cluster.state_dir / ".cache")
 
 
 def bucket_ready(cfg: Config) -> str | None:
