@@ -13,10 +13,10 @@ import functools
 import gc
 import inspect
 import socket
+import sys
 from contextlib import contextmanager
 from typing import Callable, Mapping
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from invoke import Exit, Task, task
 from paramiko.ssh_exception import SSHException
 
@@ -40,6 +40,19 @@ def load(config: str, target: str | None) -> Config:
     return with_target(load_config(config), target)
 
 
+def cloud_message(exc: BaseException) -> str | None:
+    """botocore's error as the task says it, or None for any other. botocore is not imported for this: a
+    task that never loaded it (a no-op configure) cannot have raised its errors."""
+    boto = sys.modules.get("botocore.exceptions")
+    if boto is None:
+        return None
+    if isinstance(exc, boto.EndpointConnectionError):
+        return f"cannot reach the cloud ({exc}); for the sandbox, start it: fab sandbox.up"
+    if isinstance(exc, (boto.ClientError, boto.BotoCoreError)):
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 @contextmanager
 def exits(*errors: type[BaseException]):
     """whipup's, botocore's (and `errors`) as invoke.Exit(message, 1): the task boundary."""
@@ -47,12 +60,13 @@ def exits(*errors: type[BaseException]):
         yield
     except (ConfigError, CloudError, ProvisionError, *errors) as exc:
         raise Exit(str(exc), code=1) from None
-    except EndpointConnectionError as exc:
-        raise Exit(f"cannot reach the cloud ({exc}); for the sandbox, start it: fab sandbox.up", code=1) from None
-    except (ClientError, BotoCoreError) as exc:
-        raise Exit(f"{type(exc).__name__}: {exc}", code=1) from None
     except (SSHException, socket.timeout, EOFError) as exc:
         raise Exit(f"SSH: {type(exc).__name__}: {exc}", code=1) from None
+    except Exception as exc:
+        message = cloud_message(exc)
+        if message is None:
+            raise
+        raise Exit(message, code=1) from None
     finally:
         # What the task leaves goes with the process: the interpreter's last collection at exit would spend
         # ~30-60 ms walking it (a rollback's budget is 1 s), so the survivors are moved out of its sight.

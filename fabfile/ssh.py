@@ -35,12 +35,18 @@ def check_sandbox_route(address: str) -> None:
     is gone) a packet would leave by this machine's default route.
     """
     from .sandbox.net import routed_via
-    from .sandbox.settings import load_settings
 
-    bridge = load_settings().bridge
+    bridge = sandbox_bridge()
     via = routed_via(address)
     if via not in (bridge, "lo"):  # loopback is this machine: always allowed
         raise NotInSandbox(f"{address} is not routed to the local cloud's bridge {bridge} (it goes via {via})")
+
+
+def sandbox_bridge() -> str:
+    """The local cloud's bridge: the only interface (with loopback) SSH may leave by on the sandbox."""
+    from .sandbox.settings import load_settings
+
+    return load_settings().bridge
 
 
 class PinnedConnection(Connection):
@@ -68,15 +74,17 @@ class PinnedConnection(Connection):
             self.connect_kwargs.pop("sock", None)
 
 
-def connect(cfg: Config, node: Node, *, port: int = 22, connect_timeout: float | None = 10) -> Connection:
-    """A (not yet opened) Connection to `node` as the cluster's SSH user with the cluster key."""
-    if cfg.cluster.target == "sandbox":
+def connect(cfg: Config, node: Node, *, port: int = 22, connect_timeout: float | None = 10,
+            kind: type[PinnedConnection] = PinnedConnection, routed: bool = False) -> Connection:
+    """A (not yet opened) Connection to `node` as the cluster's SSH user with the cluster key (a `kind`:
+    sshpool's); `routed`: the caller has checked the sandbox route already (sshpool, for all hosts at once)."""
+    if cfg.cluster.target == "sandbox" and not routed:
         check_sandbox_route(connect_address(cfg, node))
     known_hosts = known_hosts_path(cfg)
     if not known_hosts.is_file():
         raise ProvisionError(f"{known_hosts}: missing; run `fab provision` to write it")
     private_key = identity_paths(cfg)[0]
-    conn = PinnedConnection(
+    conn = kind(
         host=connect_address(cfg, node),
         user=cfg.cluster.ssh.user,
         port=port,

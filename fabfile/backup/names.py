@@ -110,3 +110,13 @@ def listing(backups: list[Backup]) -> list[str]:
     rows += [(b.id, f"{b.time:%Y-%m-%d %H:%M:%S}", size_text(b.size), b.kind, b.release or "-") for b in backups]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def hosts_endpoint(cfg) -> str | None:
+    """Where the nodes reach S3: the sandbox's gate; None on AWS (the regional endpoint). Here, not in store.py:
+    configure's nightly step needs it without botocore."""
+    if cfg.cluster.target != "sandbox":
+        return None
+    from ..sandbox.settings import load_settings
+
+    return load_settings().s3_endpoint

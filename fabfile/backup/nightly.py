@@ -203,9 +203,24 @@ def remove_cron() -> str:
 
 
 def hosts_s3(cfg) -> str:
-    from .store import hosts_endpoint
+    from .names import hosts_endpoint
 
     return hosts_endpoint(cfg) or f"https://s3.{cfg.cluster.region}.amazonaws.com"
+
+
+def install_files(conn, files: list[tuple[str, str, str]]) -> list[str]:
+    """Each (path, mode, text) installed over `conn`, all at once (a session each): what each printed. The
+    first failure is raised, as one after the other would."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(file: tuple[str, str, str]) -> str:
+        path, mode, text = file
+        return run(conn, install_file(path, mode), step=f"install {path}", stdin=text).stdout.strip()
+
+    if len(files) < 2:
+        return [one(f) for f in files]
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        return list(pool.map(one, files))
 
 
 def ensure(conn, cfg, bucket: str) -> str:
@@ -216,29 +231,44 @@ def ensure(conn, cfg, bucket: str) -> str:
                                                                         backup.keep, cfg.cluster.region, keys))]
     if backup.nightly:
         files.append((CRON, "0644", cron_line(backup.nightly)))
-    outs = [run(conn, install_file(p, m), step=f"install {p}", stdin=text).stdout.strip() for p, m, text in files]
+    outs = install_files(conn, files[:2])          # the script and its settings at once (two sessions) ...
+    outs += install_files(conn, files[2:])         # ... then the cron line that runs them
     if not backup.nightly:
         outs.append(run(conn, remove_cron(), step="remove the nightly cron job").stdout.strip())
     return "changed" if "changed" in outs else "already ok"
 
 
 
-def ensure_all(cfg, nodes, out) -> None:
-    """`fab configure`'s last step: the nightly job on every running db node (the bucket made if missing)."""
-    from ..ssh import connect
+def bucket_ready(cfg) -> str | None:
+    """The backups bucket's name when it exists already (read only: a head request), else None."""
     from .store import BackupStore
+
+    if "db" not in cfg.role_names:
+        return None
+    return BackupStore.existing(cfg)
+
+
+def ensure_all(cfg, nodes, out, connect_to=None, bucket: str | None = None) -> None:
+    """`fab configure`'s last step: the nightly job on every running db node (the bucket made if missing);
+    `connect_to`: ssh.connect's stand-in (configure's pooled connections); `bucket`: the backups bucket,
+    known to exist (`bucket_ready`, asked alongside the run), or None to check (and make) it here."""
+    from ..ssh import connect
 
     db = [n for n in nodes if n.role == "db" and n.state == "running"]
     if not db or "db" not in cfg.role_names:
         return
-    store = BackupStore.open(cfg)
-    store.ensure()
+    if bucket is None:
+        from .store import BackupStore
+
+        store = BackupStore.open(cfg)
+        store.ensure()
+        bucket = store.bucket
     backup = cfg.role("db").backup
     for node in db:
-        conn = connect(cfg, node)
+        conn = (connect_to or connect)(cfg, node)
         try:
-            done = ensure(conn, cfg, store.bucket)
+            done = ensure(conn, cfg, bucket)
         finally:
             conn.close()
         when = f"nightly at {backup.nightly} UTC, the {backup.keep} newest kept" if backup.nightly else "no nightly"
-        out(f"[{node.name}] backup: {when} (s3://{store.bucket}/{cfg.app.name}/): {done}")
+        out(f"[{node.name}] backup: {when} (s3://{bucket}/{cfg.app.name}/): {done}")

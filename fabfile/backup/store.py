@@ -18,18 +18,27 @@ from ..media import bucket_name
 from ..naming import TAG_CLUSTER, cluster_tags, tags
 from ..provision.media import PRIVATE, create_bucket_params
 from ..sandbox.settings import ACCOUNT_ID as SANDBOX_ACCOUNT
-from .names import PURPOSE, Backup, backups_from, tag_set
+from .names import PURPOSE, Backup, backups_from, hosts_endpoint, tag_set  # noqa: F401  (hosts_endpoint: re-exported)
 
 URL_SECONDS = 3600
 
 
-def hosts_endpoint(cfg: Config) -> str | None:
-    """Where the nodes reach S3: the sandbox's gate; None on AWS (the regional endpoint)."""
-    if cfg.cluster.target != "sandbox":
-        return None
-    from ..sandbox.settings import load_settings
+def backups_bucket(cfg: Config, cloud) -> str:
+    """`<cluster>-backups-<account>-<region>` (the account asked of STS on AWS)."""
+    account = SANDBOX_ACCOUNT if cfg.cluster.target == "sandbox" else \
+        cloud.client("sts").get_caller_identity()["Account"]
+    return bucket_name(cfg.cluster.name, account, cfg.cluster.region, PURPOSE)
 
-    return load_settings().s3_endpoint
+
+def exists(s3, bucket: str) -> bool:
+    """The bucket is there (a head request; changes nothing)."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return True
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    return False
 
 
 @dataclass(frozen=True)
@@ -44,25 +53,24 @@ class BackupStore:
     @classmethod
     def open(cls, cfg: Config) -> "BackupStore":
         cloud = open_cloud(cfg.cluster.target, cfg.cluster.region)
-        if cfg.cluster.target == "sandbox":
-            account = SANDBOX_ACCOUNT
-        else:
-            account = cloud.client("sts").get_caller_identity()["Account"]
         endpoint = hosts_endpoint(cfg)
         signer = cloud.session.client("s3", region_name=cfg.cluster.region, endpoint_url=endpoint,
                                       config=BotoConfig(signature_version="s3v4",
                                                         s3={"addressing_style": "path" if endpoint else "virtual"}))
-        return cls(cloud.client("s3"), signer, bucket_name(cfg.cluster.name, account, cfg.cluster.region, PURPOSE),
-                   cfg.app.name, cfg.cluster.name, endpoint)
+        return cls(cloud.client("s3"), signer, backups_bucket(cfg, cloud), cfg.app.name, cfg.cluster.name, endpoint)
+
+    @classmethod
+    def existing(cls, cfg: Config) -> str | None:
+        """The bucket's name when it exists already (a head request, changes nothing), else None; no signer
+        made (configure's forked cloud lookup asks this)."""
+        cloud = open_cloud(cfg.cluster.target, cfg.cluster.region)
+        bucket = backups_bucket(cfg, cloud)
+        return bucket if exists(cloud.client("s3"), bucket) else None
 
     def ensure(self) -> str:
         """The bucket exists, tagged with the cluster, public access blocked; what was done."""
-        try:
-            self.s3.head_bucket(Bucket=self.bucket)
+        if exists(self.s3, self.bucket):
             return "already ok"
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
-                raise
         region = self.s3.meta.region_name
         self.s3.create_bucket(**create_bucket_params(self.bucket, region))
         self.s3.put_bucket_tagging(Bucket=self.bucket, Tagging={"TagSet": tags(cluster_tags(self.cluster,

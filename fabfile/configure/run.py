@@ -25,7 +25,7 @@ from ..ssh import connect
 from .apply import Runner, StageFailed, apply_plan, read_files
 from .desired import desired_state
 from .facts import facts_command, parse_facts
-from .lock import ClusterLock, cluster_lock
+from .lock import ClusterLock, anchor_of, cluster_lock
 from .plan import Plan, make_plan
 from .slotsync import includes_upstream, live_slots, refresh_changed, upstream_files, web_program_changed
 from .report import HostResult, dry_run_report, service_runs, summary_line
@@ -73,13 +73,14 @@ def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool,
 
 
 def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Progress,
-                  secrets: list[str], after_stage=None, before_change=None) -> HostResult:
+                  secrets: list[str], after_stage=None, before_change=None, connect_to=None) -> HostResult:
     """Facts, plan, then apply (or report, on a dry run) on one host; never raises: errors go in the result.
 
     Installing packages creates files and (under systemd) starts services, so after a packages stage the
     facts are read once more and the rest is planned again: a cold host costs one more command, an
     up-to-date one exactly one (the facts). `after_stage(stage)` runs after each stage applied (the deploy
-    lock taken on a first configure, `lock.ClusterLock.after_stage`)."""
+    lock taken on a first configure, `lock.ClusterLock.after_stage`); `connect_to`: ssh.connect's stand-in
+    (sshpool.Connections.connect: the run's connection to that host)."""
     result = HostResult(node.name, node.role, dry_run=dry_run)
     start = time.monotonic()
     runner = None
@@ -88,7 +89,7 @@ def converge_host(cfg, node: Node, want: Desired, *, dry_run: bool, progress: Pr
     try:
         if node.state != "running":
             raise ConfigureError(f"{node.name} is {node.state}, not running")
-        conn = connect(cfg, node)
+        conn = (connect_to or connect)(cfg, node)
         runner = Runner(conn)
         try:
             def plan_from_facts(again: bool = False) -> tuple[Plan, str]:
@@ -162,43 +163,55 @@ def _host_error(r: HostResult) -> ConfigureError:
     return error
 
 
-def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = False, out=None,
-                      quiet: bool = False, wait: float | None = None, break_lock: bool = False,
-                      nodes: list[Node] | None = None, confirm=None, connect=None,
-                      roles: Collection[str] | None = None, lock: ClusterLock | None = None) -> list[HostResult]:
-    """Converge the cluster's nodes (of `role`, or of `roles`, or all) under the deploy lock (refused while a
-    deploy holds it, or waited for, up to `wait` seconds); HostFailures if any host failed.
-
-    `nodes`: the cluster's nodes as listed before (configure/seen.py), with `confirm()` raising NodesChanged
-    when the cloud's own list differs, called before the first change and at the end; `connect()` makes the
-    ec2 client where one is needed and `ec2` is None. `lock`: a lock opened (and later closed) by the caller
-    around several runs (whip-up's pipeline, `cluster_lock(..., shared=True)`)."""
-    start = time.monotonic()
-    out = out or sys.stdout
-    if role is not None:
-        cfg.role(role)   # ConfigError for an unknown role
-    if nodes is None:
-        nodes = find_nodes(ec2, cfg.cluster.name)
+def _targets(cfg, nodes: list[Node], role: str | None, roles: Collection[str] | None, out) -> list[Node]:
+    """The nodes to converge (notes printed on those skipped); ConfigureError when there are none."""
     targets, notes = select_nodes(cfg, nodes, role if role is not None else roles)
     for note in notes:
         print(note, file=out)
     if not targets:
         raise ConfigureError(f"cluster {cfg.cluster.name} has no {role + ' ' if role else ''}nodes; "
                              "run `fab provision` first")
+    return targets
+
+
+def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = False, out=None,
+                      quiet: bool = False, wait: float | None = None, break_lock: bool = False,
+                      nodes: list[Node] | None = None, confirm=None, connect=None,
+                      roles: Collection[str] | None = None, lock: ClusterLock | None = None,
+                      connections=None) -> list[HostResult]:
+    """Converge the cluster's nodes (of `role`, or of `roles`, or all) under the deploy lock (refused while a
+    deploy holds it, or waited for, up to `wait` seconds); HostFailures if any host failed.
+
+    `nodes`: the cluster's nodes as listed before (configure/seen.py), with `confirm()` raising NodesChanged
+    when the cloud's own list differs, called before the first change and at the end; `connect()` makes the
+    ec2 client where one is needed and `ec2` is None; `connections` (sshpool.Connections): every host's
+    connection opened once, all handshakes started before the templates are rendered. `lock`: a lock
+    opened (and later closed) by the caller around several runs (whip-up's pipeline, `cluster_lock(...,
+    shared=True)`)."""
+    start = time.monotonic()
+    out = out or sys.stdout
+    if role is not None:
+        cfg.role(role)   # ConfigError for an unknown role, before the cloud is asked
+    nodes = nodes if nodes is not None else find_nodes(ec2, cfg.cluster.name)
+    targets = _targets(cfg, nodes, role, roles, out)
+    ssh_to = connections.connect if connections is not None else None
+    if connections is not None:
+        connections.start(targets + [a for a in (anchor_of(nodes),) if a is not None])
     wants = desired_for(cfg, targets, nodes, dry_run=dry_run)
     if not dry_run:
         tls_stage.prepare(cfg, targets)      # with TLS: the files nginx's check needs are on the proxies
     secrets = [v for v in stored(cfg).values() if v]
     progress = Progress(out=out, quiet=quiet)
     say = lambda line: print(line, file=out, flush=True)   # noqa: E731
-    held = nullcontext(lock) if lock is not None else cluster_lock(cfg, nodes, wait=wait, break_lock=break_lock,
-                                                                    dry_run=dry_run, out=say)
+    held = nullcontext(lock) if lock is not None else cluster_lock(
+        cfg, nodes, wait=wait, break_lock=break_lock, dry_run=dry_run, out=say, connect_to=ssh_to)
     with held as lock:
         if any(includes_upstream(cfg, w.files) for w in wants.values()):   # under the lock: no switch meanwhile
-            wants = desired_for(cfg, targets, nodes, dry_run=dry_run, live=live_slots(cfg, nodes))
+            wants = desired_for(cfg, targets, nodes, dry_run=dry_run, live=live_slots(cfg, nodes, ssh_to))
         outcomes = on_hosts(targets, lambda n: converge_host(cfg, n, wants[n.instance_id], dry_run=dry_run,
                                                               progress=progress, secrets=secrets,
-                                                              after_stage=lock.after_stage(n), before_change=confirm))
+                                                              after_stage=lock.after_stage(n), before_change=confirm,
+                                                              connect_to=ssh_to))
         results, failed = _results(outcomes, dry_run)
         try:
             if confirm is not None:

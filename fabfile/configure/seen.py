@@ -10,11 +10,42 @@ its answer).
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 from .. import inventory
 from ..deploy.errors import NodesChanged
 from ..nodes import Node, find_nodes
+
+T = TypeVar("T")
+
+
+class Alongside(Generic[T]):
+    """A question the forked cloud lookup answers too, after the node list (boto3 is loaded there already):
+    `ask()` runs in the child; `answer` is its value once the run is over (None when it was not asked, or
+    failed: the caller then asks the cloud itself, as before)."""
+
+    def __init__(self, ask: Callable[[], T]):
+        self.ask = ask
+        self.answer: T | None = None
+
+
+def _nodes_and(cfg, connect: Callable[[], object], also: Alongside | None) -> tuple[list[Node], object]:
+    """The child's work: the cloud's node list, then `also`'s answer (None when it fails)."""
+    nodes = find_nodes(connect(), cfg.cluster.name)
+    try:
+        return nodes, also.ask() if also is not None else None
+    except Exception:  # the caller asks again, in the usual way, and reports what goes wrong there
+        return nodes, None
+
+
+class _NodesOf:
+    """The node list of a `_nodes_and` lookup, as Confirm asks it."""
+
+    def __init__(self, lookup: inventory.Lookup):
+        self.lookup = lookup
+
+    def result(self) -> list[Node]:
+        return self.lookup.result()[0]
 
 
 class Confirm:
@@ -40,14 +71,20 @@ def usable(seen: list[Node] | None, role: str | None) -> bool:
     return bool(seen) and any(role in (None, n.role) for n in seen) and all(n.state == "running" for n in seen)
 
 
-def configure_seen(cfg, connect: Callable[[], object], configure: Callable, **kw):
-    """configure(cfg, ec2, nodes=..., confirm=..., **kw) from the saved list with the cloud asked alongside,
-    else (or when the nodes changed) configure(cfg, connect(), **kw)."""
+def configure_seen(cfg, connect: Callable[[], object], configure: Callable, *, also: Alongside | None = None,
+                   lookup_connect: Callable[[], object] | None = None, **kw):
+    """configure(cfg, ec2, nodes=..., confirm=..., **kw) from the saved list with the cloud asked alongside
+    (by `lookup_connect()`'s client, default `connect()`'s; and `also`, answered once configure has
+    returned), else (or when the nodes changed) configure(cfg, connect(), **kw)."""
     seen = inventory.load(cfg)
     if usable(seen, kw.get("role")):
-        lookup = inventory.Lookup(lambda: find_nodes(connect(), cfg.cluster.name))
+        lookup = inventory.Lookup(lambda: _nodes_and(cfg, lookup_connect or connect, also))
         try:
-            return configure(cfg, None, nodes=seen, confirm=Confirm(cfg, seen, lookup), connect=connect, **kw)
+            results = configure(cfg, None, nodes=seen, confirm=Confirm(cfg, seen, _NodesOf(lookup)),
+                                connect=connect, **kw)
+            if also is not None:
+                also.answer = lookup.result()[1]
+            return results
         except NodesChanged as exc:
             print(f"{exc}: starting again from the cloud's list", flush=True)
         finally:

@@ -28,13 +28,14 @@ def parse_live_slot(text: str) -> str | None:
     return value if value in ("a", "b") else None
 
 
-def live_slots(cfg, nodes: list[Node]) -> dict[str, str]:
-    """{app node name: its live slot} for the running app nodes that have one (unreachable: none)."""
+def live_slots(cfg, nodes: list[Node], connect_to=None) -> dict[str, str]:
+    """{app node name: its live slot} for the running app nodes that have one (unreachable: none);
+    `connect_to`: ssh.connect's stand-in (the run's pooled connections)."""
     layout = Layout.of(cfg)
     apps = [n for n in nodes if n.role == "app" and n.state == "running" and n.private_ip]
 
     def read(node: Node) -> str | None:
-        conn = connect(cfg, node)
+        conn = (connect_to or connect)(cfg, node)
         try:
             return parse_live_slot(run(conn, live_slot_command(layout), step="read the live slot", check=False,
                                        timeout=30).stdout or "")

@@ -284,3 +284,16 @@ def test_the_bucket_is_made_private_and_tagged_once(aws, cfg):
     store.tag("demo/20261201T210509Z-manual.dump", "manual", T, "r1", "s1")
     assert [(b.id, b.size, b.release, b.sha) for b in store.list()] == [("20261201T210509Z-manual", 5, "r1", "s1")]
     assert "Signature=" in store.put_url("demo/x.dump")      # presigned (this test's client signs v2)
+
+
+def test_the_bucket_asked_alongside_configure_is_read_only(aws, cfg, monkeypatch):
+    from fabfile.config import with_target
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    on_aws = with_target(cfg, "aws")
+    assert nightly.bucket_ready(on_aws) is None                # not there: nothing made (ensure_all makes it)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    assert s3.list_buckets()["Buckets"] == []
+    store = BackupStore.open(on_aws)
+    assert store.ensure() == "created" and nightly.bucket_ready(on_aws) == store.bucket

@@ -300,6 +300,7 @@ def test_the_flags_and_a_bad_wait_timeout(roles_file, monkeypatch):
     monkeypatch.setattr(configure_tasks, "connect_ec2", lambda cfg: (None, None))
     monkeypatch.setattr(configure_tasks, "configure_cluster", lambda cfg, ec2, **kw: got.update(kw))
     configure_tasks.configure(Context(), wait=True, break_lock=True, config=str(roles_file))
+    assert got.pop("connections") is not None                            # the run's SSH connections (sshpool)
     assert got == {"role": None, "dry_run": False, "wait": 600.0, "break_lock": True}
     monkeypatch.setattr(configure_tasks, "connect_ec2", lambda cfg: pytest.fail("cloud opened"))
     with pytest.raises(Exit, match=r"--wait-timeout: expected seconds between 1 and 86400, got 'soon'"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -109,3 +110,16 @@ def test_only_the_named_tasks_modules_are_imported():
     every = subprocess.run([sys.executable, "-c", probe.replace("'configure', '--dry-run'", "'-l'")],
                            capture_output=True, text=True, timeout=120, check=True)
     assert {"configure", "deploy", "sandbox.up", "env.set"} <= set(json.loads(every.stdout)[0])
+
+
+def test_a_question_asked_alongside_is_answered_by_the_forked_lookup(cfg, cloud):
+    inventory.save(cfg, [APP, PROXY])
+    also = seen_mod.Alongside(lambda: f"bucket of {os.getpid()}")
+    assert seen_mod.configure_seen(cfg, cloud.connect, Recorder(), role=None, also=also) == "done"
+    assert also.answer.startswith("bucket of ") and also.answer != f"bucket of {os.getpid()}"   # the child's
+    failing = seen_mod.Alongside(lambda: 1 / 0)
+    seen_mod.configure_seen(cfg, cloud.connect, Recorder(), role=None, also=failing)
+    assert failing.answer is None                   # the caller asks the cloud itself, as before
+    unasked = seen_mod.Alongside(lambda: "bucket")
+    seen_mod.configure_seen(cfg, cloud.connect, Recorder(), role="db", also=unasked)   # no db node listed
+    assert unasked.answer is None

@@ -61,3 +61,13 @@ def test_flag_error_is_a_config_error_so_the_task_boundary_exits_with_it():
 def test_flag_name():
     assert flag_name("health_timeout") == "--health-timeout"
     assert flag_name("--to") == "--to" and flag_name("-y") == "-y"
+
+
+def test_botocore_errors_are_told_without_importing_botocore_for_it():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from fabfile.boundary import cloud_message
+
+    assert "cannot reach the cloud" in cloud_message(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+    error = ClientError({"Error": {"Code": "Nope", "Message": "no"}}, "DescribeInstances")
+    assert cloud_message(error).startswith("ClientError: ") and cloud_message(ValueError("x")) is None
