@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="runs of each shape (default 1)")
     ap.add_argument("--sandbox", type=int, default=None, help="use test sandbox N's names (default: the bench's own)")
     ap.add_argument("--baseline", type=Path, default=None, help="another whipup checkout to compare with")
+    ap.add_argument("--output", type=Path, default=None, help="a directory to keep each whip-up's output in")
     ap.add_argument("--shapes", default=",".join(str(i) for i in range(len(SHAPES))),
                     help="which shapes, by index (default all: " + "; ".join(SHAPES) + ")")
     args = ap.parse_args()
@@ -89,6 +90,10 @@ def main() -> None:
                     loads.append(load_average())
                     k += 1
                     done[shape + label].append(one(sb, shape, k, sides[label]))
+                    if args.output is not None:
+                        args.output.mkdir(parents=True, exist_ok=True)
+                        (args.output / f"{k:02d}-{shape}{label}.txt".replace(" ", "_")).write_text(
+                            done[shape + label][-1][0].stdout)
                     print(f"{shape}{label}: {describe(done[shape + label][-1:])}", flush=True)
     rows = [(name, describe(runs)) for name, runs in done.items() if runs]
     for title, top, bottom in RATIOS:
