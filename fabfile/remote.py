@@ -114,6 +114,7 @@ def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, chec
         else:
             kwargs["in_stream"] = False
         try:
+            opened(conn)
             with channel_slot(conn):
                 result = conn.run(command, **kwargs)
             break
@@ -140,6 +141,22 @@ def run(conn, command: str, *, step: str, stdin: str | bytes | None = None, chec
 # at once over one shared connection (the proxy asking every app node's /health, say) wait for a slot.
 CHANNELS_PER_CONNECTION = 8
 _slots_lock = threading.Lock()
+
+
+def opened(conn) -> None:
+    """`conn` connected. fabric opens a connection in its first command: threads whose first commands on one
+    connection start together would each open it (one's authentication then times out), so the first
+    opens it and the others wait for it."""
+    if getattr(conn, "is_connected", True) or not hasattr(conn, "open"):
+        return
+    with _slots_lock:
+        lock = getattr(conn, "_whipup_open_lock", None)
+        if lock is None:
+            lock = threading.Lock()
+            conn._whipup_open_lock = lock
+    with lock:
+        if not conn.is_connected:
+            conn.open()
 
 
 def channel_slot(conn) -> threading.BoundedSemaphore:

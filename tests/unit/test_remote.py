@@ -167,3 +167,38 @@ def test_a_session_the_host_refuses_is_asked_for_again_and_runs_once(monkeypatch
     with pytest.raises(remote.RemoteError, match=r"10.0.0.9: health failed:\nthe host refused a new SSH session "
                                                  r"4 times \(ChannelException"):
         run(BusyConn(refusals=9), "true", step="health")
+
+
+def test_threads_whose_first_commands_meet_on_an_unopened_connection_open_it_once():
+    """fabric opens a connection in its first command; two threads doing so at once both authenticated on
+    one transport, and one timed out (the nightly job's two files, installed at once)."""
+    import threading
+    import time as _time
+    from types import SimpleNamespace
+
+    from fabfile import remote
+
+    class Lazy:
+        host = "10.0.0.9"
+
+        def __init__(self):
+            self.is_connected, self.opens, self.ran = False, 0, []
+
+        def open(self):
+            self.opens += 1
+            _time.sleep(0.05)              # the handshake: long enough for the other thread to arrive
+            self.is_connected = True
+
+        def run(self, command, **kw):          # as fabric's: opens the connection when it is not open
+            if not self.is_connected:
+                self.open()
+            self.ran.append(command)
+            return SimpleNamespace(exited=0, stdout="", stderr="")
+
+    conn = Lazy()
+    threads = [threading.Thread(target=remote.run, args=(conn, f"true {i}"), kwargs={"step": "s"}) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert conn.opens == 1 and sorted(conn.ran) == [f"true {i}" for i in range(4)]
