@@ -83,7 +83,7 @@ def pyinfra_files(hosts, ssh, root: Path) -> dict[str, str]:
                          "ssh_known_hosts_file": str(ssh.known_hosts), "ssh_strict_host_key_checking": "yes",
                          "whipup": host_data(h.name, h.want, root)}) for h in hosts]
     inventory = ('"""Written by whipup\'s bench/peers.py."""\n'
-                 f"hosts = [\n" + "".join(f"    {entry!r},\n" for entry in entries) + "]\n")
+                 "hosts = [\n" + "".join(f"    {entry!r},\n" for entry in entries) + "]\n")
     return {"inventory.py": inventory, "deploy.py": PYINFRA_DEPLOY, **contents(hosts, root)}
 
 
