@@ -103,11 +103,13 @@ def checks(sb, config: Path, root: Path, hosts, ssh, name: str) -> list[str]:
     n, done = len(hosts), []
     primed = {p.label: converge(p.label, sb, config, root, n)[1] for p in PEERS}   # a first run: prerequisites
     done.append(f"{name}: first runs of the peers changed {primed}")
+    print(done[-1], flush=True)
     for label in LABELS:
         changes = converge(label, sb, config, root, n)[1]
         if changes:
             raise SystemExit(f"{name}: {label} reports {changes} change(s) on the converged cluster")
     done.append(f"{name}: no change on the converged cluster: " + ", ".join(LABELS))
+    print(done[-1], flush=True)
     host, f = altered_file(hosts)
     expected = 2 if f.notify else 1
     for label in LABELS:
@@ -170,7 +172,7 @@ def whipup_lines(results: dict) -> list[str]:
 
 
 def measure(sb, name: str, config: Path, runs: int, lines: list[str], results: dict) -> None:
-    root = sb.tmp / ("peers-" + name.replace(" ", "-"))
+    root = sb.tmp / ("run-" + name.split()[0] + ("-demo" if "demo" in name else ""))   # short: ssh control sockets
     hosts, ssh = render(config, sb.env, root)
     lines += checks(sb, config, root, hosts, ssh, name)
     results[name] = alternate(sb, config, root, len(hosts), runs)
