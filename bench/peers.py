@@ -98,21 +98,21 @@ def altered_file(hosts):
     return (quiet or [(h, f) for h, f in files if f.notify == "nginx"] or files)[0]
 
 
-def checks(sb, config: Path, root: Path, hosts, ssh, name: str) -> list[str]:
+def checks(sb, config: Path, root: Path, hosts, ssh, name: str, labels: tuple[str, ...]) -> list[str]:
     """The checks before timing (SystemExit when a tool does not hold); what passed, as lines."""
     n, done = len(hosts), []
-    primed = {p.label: converge(p.label, sb, config, root, n)[1] for p in PEERS}   # a first run: prerequisites
+    primed = {label: converge(label, sb, config, root, n)[1] for label in labels[1:]}   # a first run: prerequisites
     done.append(f"{name}: first runs of the peers changed {primed}")
     print(done[-1], flush=True)
-    for label in LABELS:
+    for label in labels:
         changes = converge(label, sb, config, root, n)[1]
         if changes:
             raise SystemExit(f"{name}: {label} reports {changes} change(s) on the converged cluster")
-    done.append(f"{name}: no change on the converged cluster: " + ", ".join(LABELS))
+    done.append(f"{name}: no change on the converged cluster: " + ", ".join(labels))
     print(done[-1], flush=True)
     host, f = altered_file(hosts)
     expected = 2 if f.notify else 1
-    for label in LABELS:
+    for label in labels:
         on_host(ssh, host, f"echo '# altered by bench/peers.py' >> {shlex.quote(f.path)}")
         changes = converge(label, sb, config, root, n)[1]
         sha = on_host(ssh, host, f"sha256sum {shlex.quote(f.path)}").split()[0]
@@ -121,16 +121,16 @@ def checks(sb, config: Path, root: Path, hosts, ssh, name: str) -> list[str]:
                              f"not {expected}; content {'back' if sha == f.sha256 else 'NOT back'}")
     done.append(f"{name}: {f.path} altered on {host.name}: {expected} change(s) "
                 f"({'the file and its ' + f.notify + ' ' + f.action if f.notify else 'the file'}) "
-                f"and the content back, by each of " + ", ".join(LABELS))
+                f"and the content back, by each of " + ", ".join(labels))
     return done
 
 
-def alternate(sb, config: Path, root: Path, n_hosts: int, runs: int) -> tuple[dict, list[str]]:
+def alternate(sb, config: Path, root: Path, n_hosts: int, runs: int, labels: tuple[str, ...]) -> tuple[dict, list[str]]:
     """Every label `runs` times, alternating (A B C D, B C D A, ...): {label: [Run]}, the load averages."""
-    done: dict[str, list] = {label: [] for label in LABELS}
+    done: dict[str, list] = {label: [] for label in labels}
     loads = []
     for i in range(runs):
-        for label in LABELS[i % len(LABELS):] + LABELS[:i % len(LABELS)]:
+        for label in labels[i % len(labels):] + labels[:i % len(labels)]:
             loads.append(load_average())
             run, changes = converge(label, sb, config, root, n_hosts)
             if changes:
@@ -155,8 +155,9 @@ def table(results: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, (done, loads) in results.items():
         w = median(done["whipup"])
-        ratios = [f"{median(done[p.label]) / w:.1f}x" for p in PEERS]
-        lines.append("| " + " | ".join([name, *(cell(done[label]) for label in LABELS), *ratios,
+        ratios = [f"{median(done[p.label]) / w:.1f}x" if p.label in done else "-" for p in PEERS]
+        lines.append("| " + " | ".join([name, *(cell(done[label]) if label in done else "not run"
+                                                for label in LABELS), *ratios,
                                         f"{min(loads)}-{max(loads)}"]) + " |")
     return "\n".join(lines)
 
@@ -171,11 +172,13 @@ def whipup_lines(results: dict) -> list[str]:
     return out
 
 
-def measure(sb, name: str, config: Path, runs: int, lines: list[str], results: dict) -> None:
+def measure(sb, name: str, config: Path, runs: int, lines: list[str], results: dict, ansible_hosts: int) -> None:
+    """Render, check, then time the tools on one cluster (Ansible only up to `ansible_hosts` hosts)."""
     root = sb.tmp / ("run-" + name.split()[0] + ("-demo" if "demo" in name else ""))   # short: ssh control sockets
     hosts, ssh = render(config, sb.env, root)
-    lines += checks(sb, config, root, hosts, ssh, name)
-    results[name] = alternate(sb, config, root, len(hosts), runs)
+    labels = LABELS if len(hosts) <= ansible_hosts else LABELS[:2]
+    lines += checks(sb, config, root, hosts, ssh, name, labels)
+    results[name] = alternate(sb, config, root, len(hosts), runs, labels)
     print(f"{name}: {table({name: results[name]}).splitlines()[-1]}", flush=True)
 
 
@@ -185,6 +188,8 @@ def main() -> None:
     ap.add_argument("--sandbox", type=int, default=21, help="use test sandbox N's names (default 21)")
     ap.add_argument("--sizes", default="1,8,24", help="light clusters' host counts (default 1,8,24)")
     ap.add_argument("--no-demo", action="store_true", help="only the light clusters")
+    ap.add_argument("--ansible-hosts", type=int, default=24, help="Ansible only on clusters of at most this many "
+                    "hosts (default 24: every one)")
     args = ap.parse_args()
     versions = [version("pyinfra"), version("ansible")]
     print("peers: " + ", ".join(versions), flush=True)
@@ -195,12 +200,13 @@ def main() -> None:
             repo = demo_repo(sb.tmp / "demo-app", "BENCH_SESSION")
             demo = sb.roles("peers-demo", roles=["proxy", "app", "db"], repo=repo)
             fab(sb.env, "whip-up-full-system", "--config", str(demo))
-            measure(sb, "3 hosts (demo: proxy, app, db)", demo, args.runs, lines, results)
+            measure(sb, "3 hosts (demo: proxy, app, db)", demo, args.runs, lines, results, args.ansible_hosts)
         for count in [int(s) for s in args.sizes.split(",") if s]:
             light = light_roles(sb, count)
             fab(sb.env, "provision", "--config", str(light))
             fab(sb.env, "configure", "--config", str(light))
-            measure(sb, f"{count} light host{'s' if count > 1 else ''}", light, args.runs, lines, results)
+            measure(sb, f"{count} light host{'s' if count > 1 else ''}", light, args.runs, lines, results,
+                    args.ansible_hosts)
     print(f"=== all figures\nmachine: {machine()}\npeers: {', '.join(versions)}\n\nchecks passed:")
     print("\n".join("- " + line for line in lines))
     print("\n## peers side by side, no-op converge (median of alternating runs)\n\n" + table(results))

@@ -53,8 +53,8 @@ def timed(argv: list[str], *, cwd: Path, env: dict) -> Run:
     busy = machine_busy_seconds()
     read, write = os.pipe()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(["python3", "-S", "-c", LAUNCH, str(write), *argv], cwd=cwd, env=env, stdout=out, stderr=err,
-                             stdin=subprocess.DEVNULL, pass_fds=(write,))
+        p = subprocess.Popen(["python3", "-S", "-c", LAUNCH, str(write), *argv], cwd=cwd, env=env, stdout=out,
+                             stderr=err, stdin=subprocess.DEVNULL, pass_fds=(write,))
         os.close(write)
         with os.fdopen(read) as figures:
             code = p.wait()
