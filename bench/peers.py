@@ -122,6 +122,7 @@ def checks(sb, config: Path, root: Path, hosts, ssh, name: str, labels: tuple[st
     done.append(f"{name}: {f.path} altered on {host.name}: {expected} change(s) "
                 f"({'the file and its ' + f.notify + ' ' + f.action if f.notify else 'the file'}) "
                 f"and the content back, by each of " + ", ".join(labels))
+    print(done[-1], flush=True)
     return done
 
 
