@@ -160,7 +160,7 @@ def table(results: dict) -> str:
         ratios = [f"{median(done[p.label]) / w:.1f}x" if p.label in done else "-" for p in PEERS]
         lines.append("| " + " | ".join([name, *(cell(done[label]) if label in done else "not run"
                                                 for label in LABELS), *ratios,
-                                        f"{min(loads)}-{max(loads)}"]) + " |")
+                                        f"{min(loads, key=float)}-{max(loads, key=float)}"]) + " |")
     return "\n".join(lines)
 
 
