@@ -153,7 +153,7 @@ def opened(conn) -> None:
         lock = getattr(conn, "_whipup_open_lock", None)
         if lock is None:
             lock = threading.Lock()
-            conn._whipup_open_lock = lock
+            object.__setattr__(conn, "_whipup_open_lock", lock)    # an attribute, not fabric's config
     with lock:
         if not conn.is_connected:
             conn.open()
@@ -166,7 +166,7 @@ def channel_slot(conn) -> threading.BoundedSemaphore:
         if slots is None:
             slots = threading.BoundedSemaphore(CHANNELS_PER_CONNECTION)
             try:
-                conn._whipup_channel_slots = slots
+                object.__setattr__(conn, "_whipup_channel_slots", slots)    # an attribute, not fabric's config
             except AttributeError:  # an object that takes no attributes: nothing to share
                 pass
         return slots

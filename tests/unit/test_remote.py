@@ -202,3 +202,18 @@ def test_threads_whose_first_commands_meet_on_an_unopened_connection_open_it_onc
     for t in threads:
         t.join()
     assert conn.opens == 1 and sorted(conn.ran) == [f"true {i}" for i in range(4)]
+
+
+def test_a_fabric_connection_gets_its_open_lock_and_channel_slots_as_attributes_of_its_own():
+    """fabric's Connection turns unknown attributes into config entries (copied, and a lock cannot be)."""
+    from fabric import Connection
+
+    from fabfile import remote
+
+    conn = Connection("10.0.0.9", user="admin")
+    conn.is_connected                                   # a real fabric attribute: False, nothing opened
+    assert remote.channel_slot(conn) is remote.channel_slot(conn)
+    opened = []
+    object.__setattr__(conn, "open", lambda: opened.append(1))
+    remote.opened(conn)
+    assert opened == [1] and isinstance(conn.__dict__["_whipup_open_lock"], type(threading.Lock()))
