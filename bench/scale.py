@@ -20,18 +20,12 @@ import sys
 import yaml
 
 from common import ROOT, fab, load_average, machine, private_sandbox, table
+from deploy import code_change
 
 sys.path.insert(0, str(ROOT))
-from tests.e2e.demo import demo_repo, git  # noqa: E402  (after the path)
+from tests.e2e.demo import demo_repo  # noqa: E402  (after the path)
 
 QUICK = ("quick-update", "--component", "web", "--no-deps", "--no-upgrade-django", "--yes")
-
-
-def change(repo, n: int) -> None:
-    """A code-only change (a template line), committed."""
-    page = repo / "notes" / "templates" / "notes" / "index.html"
-    page.write_text(page.read_text() + f"\n<!-- scale change {n} -->\n")
-    git(repo, "commit", "-q", "-am", f"scale change {n}")
 
 
 def figures(runs: list, hosts: int) -> str:
@@ -60,7 +54,7 @@ def main() -> None:
             for n in range(args.runs):
                 loads.append(load_average())
                 noop.append(fab(sb.env, "configure", "--config", str(roles)))
-                change(repo, 100 * k + n)
+                code_change(repo, 100 * k + n)
                 quick.append(fab(sb.env, QUICK[0], "--config", str(roles), *QUICK[1:]))
             rows.append((f"{nodes} app node(s): configure, no-op (every host)", figures(noop, nodes + 2)))
             rows.append((f"{nodes} app node(s): quick-update, code only (the app nodes and the proxy)",

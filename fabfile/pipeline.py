@@ -65,6 +65,7 @@ def build(cfg: Config, ec2, deploy: Callable[..., float], out: Callable[[str], N
     `deploy(held=..., db_ready=...)` is whip-up's own deploy and check. What `deploy` returned."""
     nodes = find_nodes(ec2, cfg.cluster.name)
     behind, ahead = split(cfg, nodes)
+    out("== configure" + (f" ({', '.join(behind)} alongside, until the deploy needs them)" if behind else ""))
     with cluster_lock(cfg, nodes, out=out, action=ACTION, shared=True) as lock:
         background = Background(lambda: _background(cfg, ec2, nodes, lock, behind))
         try:

@@ -149,27 +149,29 @@ def opened(conn) -> None:
     opens it and the others wait for it."""
     if getattr(conn, "is_connected", True) or not hasattr(conn, "open"):
         return
-    with _slots_lock:
-        lock = getattr(conn, "_whipup_open_lock", None)
-        if lock is None:
-            lock = threading.Lock()
-            object.__setattr__(conn, "_whipup_open_lock", lock)    # an attribute, not fabric's config
-    with lock:
+    with _own(conn, "_whipup_open_lock", threading.Lock):
         if not conn.is_connected:
             conn.open()
 
 
 def channel_slot(conn) -> threading.BoundedSemaphore:
     """The semaphore bounding how many commands run at once over `conn` (made on first use)."""
+    return _own(conn, "_whipup_channel_slots", lambda: threading.BoundedSemaphore(CHANNELS_PER_CONNECTION))
+
+
+def _own(conn, name: str, make: Callable[[], T]) -> T:
+    """`conn`'s attribute `name`, made on first use, shared by every thread using `conn`. Set as the object's
+    own attribute: fabric's Connection turns others into config entries, which copies them (a lock cannot be
+    copied). An object that takes no attributes gets a fresh one each time: nothing to share."""
     with _slots_lock:
-        slots = getattr(conn, "_whipup_channel_slots", None)
-        if slots is None:
-            slots = threading.BoundedSemaphore(CHANNELS_PER_CONNECTION)
+        value = getattr(conn, name, None)
+        if value is None:
+            value = make()
             try:
-                object.__setattr__(conn, "_whipup_channel_slots", slots)    # an attribute, not fabric's config
-            except AttributeError:  # an object that takes no attributes: nothing to share
+                object.__setattr__(conn, name, value)
+            except AttributeError:
                 pass
-        return slots
+        return value
 
 
 class LineStream:

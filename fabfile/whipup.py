@@ -79,10 +79,7 @@ def whip_up_full_system(c, cfg: Config, dry_run=False, python: str | None = None
         print("== deploy")
         return _deploy_and_check(cfg, ec2, source, held=held, db_ready=db_ready)
 
-    background, _ = pipeline.split(cfg, find_nodes(ec2, cfg.cluster.name))
-    print("== configure" + (f" ({', '.join(background)} alongside, until the deploy needs them)"
-                            if background else ""))
-    deployed, address = pipeline.build(cfg, ec2, certify_and_deploy)
+    deployed, address = pipeline.build(cfg, ec2, certify_and_deploy)     # prints "== configure ..."
     marks.append(("deploy", deployed - start))
     print(f"done in {time.monotonic() - start:.0f} s (" + ", ".join(
         f"{name} at {secs:.0f} s" for name, secs in marks) + ")")
