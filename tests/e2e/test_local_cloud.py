@@ -18,6 +18,8 @@ import boto3
 import pytest
 import yaml
 
+from fabfile.sandbox import net
+
 from .conftest import fab, sandbox_env
 
 pytestmark = pytest.mark.e2e
@@ -248,11 +250,14 @@ def test_sandbox_down_leaves_nothing(cloud):
     assert len(daemons) == 8  # api, proxy, S3 gate, git server, DNS (dnsmasq + its zone sync), ACME (pebble), materializer
     fab("sandbox.down", env=cloud.env)
     bridge = cloud.env["WHIPUP_SANDBOX_BRIDGE"]
-    assert bridge not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
+    # exact names: another module's sandbox may be called whiptest12 while this one is whiptest1
+    namespaces = net.parse_netns_list(subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout)
+    assert [n for n in namespaces if n.startswith(bridge + "-")] == []
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    assert bridge not in links
-    for veth in (cloud.state["ids"]):
-        assert veth not in links
+    names = set(net.parse_link_names(links))
+    assert bridge not in names
+    for iid in cloud.state["ids"]:
+        assert net.veth_name(bridge, iid) not in names
     assert str(state) not in Path("/proc/mounts").read_text()
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert f"whipup-{bridge}\n" not in tables, "sandbox.down must remove the security groups' table"
