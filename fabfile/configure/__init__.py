@@ -11,5 +11,6 @@
   anything is installed;
 - `apply`: thin, one command per stage with work; `run`: all hosts in parallel; `report`: text;
 - `lock`: the run under the cluster's deploy lock (refused or waited for while a deploy holds it), audited;
+- `dbsize`: PostgreSQL's max_connections for the cluster's shape (the db node's conf.d file);
 - `tasks`: `fab configure [--role ROLE] [--dry-run] [--wait [--wait-timeout S]] [--break-lock]`.
 """

@@ -32,6 +32,7 @@ from ..tls.commands import template_context as site_context
 from ..media import MediaSite, nginx_media, rehearsal_site, site_of
 from ..monitor.context import monitor_context, receiver_url
 from ..nodes import Node
+from . import dbsize
 from .facts import HOST_VALUES
 from .want import DesiredFile
 
@@ -90,6 +91,7 @@ def context(cfg: Config, node: Node, nodes: list[Node], media: MediaSite | None 
         "monitor": monitor_context(cfg, by_role, receiver_url(cfg)),
     }
     ctx["db"]["clients"] = _port_clients(cfg, DB_ROLE, DB_PORT, by_role)
+    ctx["db"]["max_connections"] = dbsize.for_cluster(cfg, by_role)
     ctx["broker"]["clients"] = _port_clients(cfg, BROKER_ROLE, BROKER_PORT, by_role)
     # the first db / broker node, when there is one (a template using them on a cluster without is an error)
     if by_role.get(DB_ROLE):

@@ -21,6 +21,7 @@ from ..appenv import Store
 from ..boundary import cluster_task
 from ..cloud import open_cloud
 from ..config import Config
+from ..configure import dbsize
 from ..nodes import find_nodes
 from ..vault import mask
 from . import envchange
@@ -66,6 +67,9 @@ def change(cfg: Config, action: str, before: Store, after: Store, notes: list[st
         out(f"{action}: the app's environment does not change; no node touched")
         return
     nodes = find_nodes(cloud().client("ec2"), cfg.cluster.name)
+    resize = dbsize.resize_note(cfg, nodes, before, after)
+    if resize is not None:
+        out(resize)
     if not any(n.role in ROLES for n in nodes):
         _store_only(cfg, ch, opts, out)
         return
