@@ -57,3 +57,10 @@ for _name in requested(sys.argv) or (*TASKS, *COLLECTIONS):
         ns.add_collection(_item)
     else:
         ns.add_task(_item)
+
+if requested(sys.argv) is not None:
+    # a fab process is short: what the imports made lives to its end, so the collector need not look at it
+    # again, neither during the run nor in the interpreter's last collection (~25 ms of a no-op configure)
+    import gc
+
+    gc.freeze()

@@ -12,16 +12,19 @@ import json
 import os
 import pickle
 import threading
+import time
 from dataclasses import asdict, fields
 from typing import Callable, Generic, TypeVar
 
 from .cloud import CloudError
-from .config import Config
+from .config import Config, ConfigError
 from .nodes import Node
 from .state import cluster_dir, ensure_cluster_dir, write_public
 
 T = TypeVar("T")
 VERSION = 1
+TRUST_VARIABLE = "WHIPUP_NODES_TTL"
+TRUST_SECONDS = 60.0     # a list the cloud confirmed this recently is not asked again by `fab configure`
 
 
 def path(cfg: Config):
@@ -56,6 +59,56 @@ def load(cfg: Config) -> list[Node] | None:
         return loads(cfg, path(cfg).read_text(encoding="utf-8"))
     except OSError:
         return None
+
+
+def trust_seconds(environ=os.environ) -> float:
+    """How long a list the cloud confirmed is trusted as it is (WHIPUP_NODES_TTL seconds; 0: always ask)."""
+    raw = environ.get(TRUST_VARIABLE, "")
+    if raw == "":
+        return TRUST_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:
+        raise ConfigError(f"{TRUST_VARIABLE}: expected seconds from 0 to 86400, got {raw!r}")
+    return seconds
+
+
+def fresh(cfg: Config, seconds: float, now: float | None = None) -> bool:
+    """The saved list was written (from the cloud's answer) less than `seconds` ago."""
+    try:
+        age = (time.time() if now is None else now) - path(cfg).stat().st_mtime
+    except OSError:
+        return False
+    return 0 <= age < seconds
+
+
+def _facts_path(cfg: Config):
+    return cluster_dir(cfg) / "cloud-facts.json"
+
+
+def remember(cfg: Config, name: str, value: str) -> None:
+    """A fact the cloud told alongside the node list (the backups bucket exists), kept with the time."""
+    try:
+        known = json.loads(_facts_path(cfg).read_text(encoding="utf-8"))
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    known[name] = {"value": value, "at": time.time()}
+    ensure_cluster_dir(cfg)
+    write_public(_facts_path(cfg), json.dumps(known, indent=1) + "\n")
+
+
+def recall(cfg: Config, name: str, seconds: float, now: float | None = None) -> str | None:
+    """What `remember` kept of `name` less than `seconds` ago, else None."""
+    try:
+        entry = json.loads(_facts_path(cfg).read_text(encoding="utf-8"))[name]
+        value, at = entry["value"], float(entry["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    age = (time.time() if now is None else now) - at
+    return value if isinstance(value, str) and 0 <= age < seconds else None
 
 
 def same(a: list[Node], b: list[Node]) -> bool:

@@ -45,6 +45,11 @@ class PooledConnection(PinnedConnection):
                 PinnedConnection.open(self)
             except Exception as exc:  # raised again by the caller's first open(), as its own would be
                 self._pool_error = exc
+                return
+            try:        # sshd answers a connection's first session ~40 ms after the login: open it now
+                self.client.get_transport().open_session(timeout=self.connect_timeout).close()
+            except Exception:  # the caller's first command opens its own, and says what goes wrong
+                pass
 
     def open(self):
         with self._pool_lock:

@@ -127,7 +127,6 @@ class ClusterLock:
         while True:
             try:
                 self.guard = acquire(self.cl, "", self.action, break_lock=self.break_lock)
-                self.current = self._current()      # read under the lock: a deploy waited for may have moved it
                 return
             except LockHeld as exc:
                 if deadline is None:
@@ -164,6 +163,8 @@ class ClusterLock:
         a run that changed nothing and failed nowhere (as a deploy with nothing to do writes none)."""
         if self.dry_run or not any(r.changed or r.error for r in results):
             return
+        if self.guard is not None and self.current is None:
+            self.current = self._current()     # under the lock: what a deploy waited for left (none moves it now)
         record = AuditRecord(at=iso(utc_now()), who=whoami(), action=ACTION,
                              result="failed" if any(r.error for r in results) else "ok",
                              from_release=self.current, to_release=self.current, from_sha=None, to_sha=None,

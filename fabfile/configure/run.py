@@ -214,8 +214,8 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
                                                               connect_to=ssh_to))
         results, failed = _results(outcomes, dry_run)
         try:
-            if confirm is not None:
-                confirm()                    # the cloud's list: NodesChanged (start again) if it is not `nodes`
+            if confirm is not None:          # the cloud's list: NodesChanged (start again) if it is not `nodes`
+                confirm(settled=not failed)  # (a trusted list's run that changed nothing asks nothing)
             changed = web_program_changed(cfg, results)
             if not dry_run and not failed and changed:   # a changed web program reaches gunicorn by a slot switch
                 refresh_changed(cfg, ec2 if ec2 is not None or connect is None else connect(), changed, out)

@@ -32,7 +32,8 @@ def configure(c, role=None, dry_run=False, wait=False, wait_timeout=None, break_
     if role is not None:
         cfg.role(role)   # an unknown role exits before the cloud is contacted
     seconds = wait_seconds(wait, wait_timeout)   # a bad --wait-timeout too
-    bucket = None if dry_run or "db" not in cfg.role_names else Alongside(lambda: bucket_ready(cfg))
+    bucket = None if dry_run or "db" not in cfg.role_names else Alongside(lambda: bucket_ready(cfg),
+                                                                                 key="backups-bucket")
     with Connections(cfg) as pool:                    # each host's connection opened once, for every step
         results = configure_seen(cfg, lambda: connect_ec2(cfg)[0], configure_cluster, role=role, dry_run=dry_run,
                                  wait=seconds, break_lock=break_lock, connections=pool, also=bucket,

@@ -297,3 +297,43 @@ def test_the_bucket_asked_alongside_configure_is_read_only(aws, cfg, monkeypatch
     assert s3.list_buckets()["Buckets"] == []
     store = BackupStore.open(on_aws)
     assert store.ensure() == "created" and nightly.bucket_ready(on_aws) == store.bucket
+
+
+def test_the_nightly_job_is_checked_in_one_command_when_it_is_in_place(tmp_path):
+    """files_same: one command that says `same` only when every file holds its text (a path such as
+    `x; whoami` stays one word); ensure() then runs nothing else."""
+    import shlex
+    import subprocess
+
+    a, b = tmp_path / "x; whoami", tmp_path / "b"
+    a.write_text("one\n")
+    b.write_text("two\n")
+    command = nightly.files_same([(str(a), "0755", "one\n"), (str(b), "0644", "two\n")])
+    script = shlex.split(command)[-1]
+    assert shlex.quote(str(a)) in script and command.startswith("sudo -n -- sh -c ")
+    assert subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout == "same\n"
+    b.write_text("changed\n")
+    assert subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout == "differs\n"
+    b.unlink()
+    assert subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout == "differs\n"
+
+
+def test_ensure_in_place_is_one_command_and_a_difference_installs_each_file(cfg):
+    from types import SimpleNamespace
+
+    class Conn:
+        host = "10.0.0.20"
+
+        def __init__(self, same: bool):
+            self.same, self.commands = same, []
+
+        def run(self, command, **kw):
+            self.commands.append(command)
+            out = ("same" if self.same else "differs") if "echo same" in command else "changed"
+            return SimpleNamespace(exited=0, stdout=out + "\n", stderr="")
+
+    ok = Conn(same=True)
+    assert nightly.ensure(ok, cfg, "b-1") == "already ok" and len(ok.commands) == 1
+    differs = Conn(same=False)
+    assert nightly.ensure(differs, cfg, "b-1") == "changed"
+    assert len(differs.commands) == 4 and nightly.CRON in differs.commands[-1]   # the cron line last

@@ -173,3 +173,17 @@ def test_the_script_runs_under_sh_and_its_output_parses(tmp_path):
     assert f.services["whipup-no-such-service"].state == "absent"
     assert "dpkg" in f.packages
     assert f.pending == frozenset()   # no /var/lib/whipup/pending here (or an empty one)
+
+
+def test_the_slow_facts_run_side_by_side_and_print_in_order(tmp_path):
+    """Each service's status and psql's login start at once, in the background, each into a file of a
+    temporary directory: the output keeps the request's order, and the directory is gone at the end."""
+    names = ("whipup-no-such-b", "whipup-no-such-a", "whipup-no-such-c")
+    script = facts_script(FactsRequest(services=names, postgres=("demo", "demo")))
+    assert script.count(") > \"$w/") == 4 and script.index("&\necho \"init $init\"") > 0
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}).stdout
+    section = out.split("@@services\n")[1].split("@@pending")[0]
+    assert [line.split("\t")[0] for line in section.splitlines()] == list(names)
+    assert "@@postgres\nstatus\t" in out
+    assert list(tmp_path.iterdir()) == []

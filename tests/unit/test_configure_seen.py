@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -115,11 +116,94 @@ def test_only_the_named_tasks_modules_are_imported():
 def test_a_question_asked_alongside_is_answered_by_the_forked_lookup(cfg, cloud):
     inventory.save(cfg, [APP, PROXY])
     also = seen_mod.Alongside(lambda: f"bucket of {os.getpid()}")
+    forks = threading.active_count() == 1          # another test's thread left running: the lookup's own thread
     assert seen_mod.configure_seen(cfg, cloud.connect, Recorder(), role=None, also=also) == "done"
-    assert also.answer.startswith("bucket of ") and also.answer != f"bucket of {os.getpid()}"   # the child's
+    assert also.answer.startswith("bucket of ")
+    assert (also.answer != f"bucket of {os.getpid()}") == forks                 # the child's, when it forked
     failing = seen_mod.Alongside(lambda: 1 / 0)
     seen_mod.configure_seen(cfg, cloud.connect, Recorder(), role=None, also=failing)
     assert failing.answer is None                   # the caller asks the cloud itself, as before
     unasked = seen_mod.Alongside(lambda: "bucket")
     seen_mod.configure_seen(cfg, cloud.connect, Recorder(), role="db", also=unasked)   # no db node listed
     assert unasked.answer is None
+
+
+def counting(monkeypatch, nodes):
+    """find_nodes counting its calls (each is a DescribeInstances)."""
+    calls = []
+    monkeypatch.setattr(seen_mod, "find_nodes", lambda ec2, name: calls.append(ec2) or list(nodes))
+    return calls
+
+
+def test_a_list_the_cloud_confirmed_a_moment_ago_is_trusted_and_a_no_op_asks_nothing(cfg, monkeypatch):
+    inventory.save(cfg, [APP, PROXY])
+    inventory.remember(cfg, "backups-bucket", "b-1")
+    asked = counting(monkeypatch, [APP, PROXY])
+    also = seen_mod.Alongside(lambda: 1 / 0, key="backups-bucket")     # never asked: no child, no cloud
+    assert seen_mod.configure_seen(cfg, lambda: "ec2", Recorder(change=False), role=None, also=also) == "done"
+    assert asked == [] and also.answer == "b-1"
+    seen_mod.configure_seen(cfg, lambda: "ec2", Recorder(change=True), role=None)   # a change: asked first
+    assert asked == ["ec2"]
+
+
+def test_the_trust_ends_with_its_time_or_with_ttl_zero(cfg, monkeypatch):
+    inventory.save(cfg, [APP, PROXY])
+    assert inventory.fresh(cfg, 60) and not inventory.fresh(cfg, 60, now=inventory.path(cfg).stat().st_mtime + 61)
+    monkeypatch.setenv("WHIPUP_NODES_TTL", "0")
+    also = seen_mod.Alongside(lambda: "b-2", key="backups-bucket")
+    monkeypatch.setattr(seen_mod, "find_nodes", lambda ec2, name: [APP, PROXY])
+    seen_mod.configure_seen(cfg, lambda: "ec2", Recorder(change=False), role=None, also=also)
+    assert also.answer == "b-2"                                         # the forked lookup asked it
+    monkeypatch.setenv("WHIPUP_NODES_TTL", "60")
+    assert inventory.recall(cfg, "backups-bucket", 60) == "b-2"         # and it is remembered
+    assert inventory.recall(cfg, "backups-bucket", 60, now=10 ** 10) is None
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "100000"])
+def test_a_bad_ttl_names_the_variable(monkeypatch, raw):
+    from fabfile.config import ConfigError
+
+    monkeypatch.setenv("WHIPUP_NODES_TTL", raw)
+    with pytest.raises(ConfigError, match=f"WHIPUP_NODES_TTL: expected seconds from 0 to 86400, got '{raw}'"):
+        inventory.trust_seconds()
+
+
+class Failing:
+    """configure_cluster's stand-in that fails on its first call, as an unreachable node does."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cfg, ec2, nodes=None, confirm=None, connect=None, **kw):
+        from fabfile.remote import HostFailures
+
+        self.calls.append((ec2, nodes))
+        if len(self.calls) == 1:
+            raise HostFailures("configure", [])
+        return "done"
+
+
+def test_a_host_failing_on_a_trusted_list_asks_the_cloud(cfg, monkeypatch, capsys):
+    from fabfile.remote import HostFailures
+
+    inventory.save(cfg, [APP, PROXY])
+    asked = counting(monkeypatch, [NEW_APP, PROXY])                      # app-0 was replaced outside whipup
+    run = Failing()
+    assert seen_mod.configure_seen(cfg, lambda: "ec2", run, role=None) == "done"
+    assert run.calls == [(None, [APP, PROXY]), ("ec2", None)] and asked == ["ec2"]
+    assert "changed since" in capsys.readouterr().out and inventory.load(cfg) == [NEW_APP, PROXY]
+    counting(monkeypatch, [NEW_APP, PROXY])                              # the same nodes: the failure stands
+    with pytest.raises(HostFailures):
+        seen_mod.configure_seen(cfg, lambda: "ec2", Failing(), role=None)
+
+
+def test_trusted_confirm_skips_only_a_settled_end(cfg, monkeypatch):
+    asked = counting(monkeypatch, [NEW_APP])
+    trusted = seen_mod.Trusted(cfg, [APP], lambda: "ec2")
+    trusted(settled=True)                      # nothing changed, nothing failed: the cloud is not asked
+    assert asked == []
+    with pytest.raises(NodesChanged):
+        trusted()                              # before a change: asked
+    with pytest.raises(NodesChanged):
+        trusted(settled=True)                  # and the end keeps its answer
+    assert asked == ["ec2"]

@@ -94,3 +94,33 @@ def test_on_the_sandbox_an_address_not_routed_to_its_bridge_is_refused_before_an
         with pytest.raises(NotInSandbox, match="10.0.0.12 is not routed"):
             pool.connect(cfg, DB)
     assert "10.0.0.12" not in counts
+
+
+def test_the_handshake_thread_opens_the_first_session_while_the_caller_renders(cfg, opened, monkeypatch):
+    """sshd answers a connection's first session late (~40 ms after the login): the pool's thread opens and
+    closes one, so the caller's first command does not wait for it; a refusal there is left to that command."""
+    sessions = []
+
+    class Channel:
+        def close(self):
+            sessions.append("closed")
+
+    class Transport:
+        def __init__(self, refuse=False):
+            self.refuse = refuse
+
+        def open_session(self, timeout=None):
+            sessions.append(("open", timeout))
+            if self.refuse:
+                raise OSError("administratively prohibited")
+            return Channel()
+
+    with sshpool.Connections(cfg, route=lambda addresses: {a: "whipbr0" for a in addresses}) as pool:
+        monkeypatch.setattr(type(pool.connect(cfg, APP).client), "get_transport", lambda client: Transport())
+        conn = pool.connect(cfg, APP)
+        conn.handshake()
+        assert sessions == [("open", conn.connect_timeout), "closed"]
+        monkeypatch.setattr(type(conn.client), "get_transport", lambda client: Transport(refuse=True))
+        conn.prepare()
+        conn.handshake()                              # no error here: the caller's command meets it
+        assert conn._pool_error is None
