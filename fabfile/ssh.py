@@ -11,6 +11,7 @@ import socket
 
 from fabric import Config as FabricConfig
 from fabric import Connection
+from fabric.runners import Remote
 from paramiko import RejectPolicy, SSHConfig
 from paramiko.ssh_exception import NoValidConnectionsError
 
@@ -47,6 +48,17 @@ def sandbox_bridge() -> str:
     from .sandbox.settings import load_settings
 
     return load_settings().bridge
+
+
+class BriskRemote(Remote):
+    """fabric's runner, told at once that the command ended (paramiko's exit-status event) rather than at
+    invoke's next 10 ms poll, and passing stdin's end on within 2 ms: 5-20 ms of each command's round trip."""
+
+    input_sleep = 0.002          # the stdin loop's nap (only commands given stdin run that loop)
+
+    def wait(self) -> None:
+        while not (self.process_is_finished or self.has_dead_threads):
+            self.channel.status_event.wait(0.05)   # set by the exit status; a dead IO thread is seen within 50 ms
 
 
 class PinnedConnection(Connection):
@@ -88,7 +100,8 @@ def connect(cfg: Config, node: Node, *, port: int = 22, connect_timeout: float |
         host=connect_address(cfg, node),
         user=cfg.cluster.ssh.user,
         port=port,
-        config=FabricConfig(ssh_config=SSHConfig()),   # explicit and empty: no ~/.ssh/config
+        config=FabricConfig(ssh_config=SSHConfig(),    # explicit and empty: no ~/.ssh/config
+                            overrides={"runners": {"remote": BriskRemote}}),
         connect_timeout=connect_timeout,
         connect_kwargs={"key_filename": [str(private_key)], "look_for_keys": False, "allow_agent": False},
     )

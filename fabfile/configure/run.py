@@ -206,8 +206,9 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
     held = nullcontext(lock) if lock is not None else cluster_lock(
         cfg, nodes, wait=wait, break_lock=break_lock, dry_run=dry_run, out=say, connect_to=ssh_to)
     with held as lock:
-        if any(includes_upstream(cfg, w.files) for w in wants.values()):   # under the lock: no switch meanwhile
-            wants = desired_for(cfg, targets, nodes, dry_run=dry_run, live=live_slots(cfg, nodes, ssh_to))
+        upstream = [n for n in targets if includes_upstream(cfg, wants[n.instance_id].files)]
+        if upstream:                         # the proxies again, with the live slots read under the lock
+            wants = {**wants, **desired_for(cfg, upstream, nodes, dry_run=dry_run, live=live_slots(cfg, nodes, ssh_to))}
         outcomes = on_hosts(targets, lambda n: converge_host(cfg, n, wants[n.instance_id], dry_run=dry_run,
                                                               progress=progress, secrets=secrets,
                                                               after_stage=lock.after_stage(n), before_change=confirm,

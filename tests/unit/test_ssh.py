@@ -211,3 +211,23 @@ def test_sandbox_connections_only_go_to_addresses_routed_to_the_bridge(cfg, monk
     for address in ("172.31.0.10", "10.9.9.9"):
         with pytest.raises(ssh_mod.NotInSandbox, match="not routed to the local cloud's bridge whipbr0"):
             ssh_mod.check_sandbox_route(address)
+
+
+def test_a_command_is_seen_to_end_by_its_exit_status_event_not_a_poll():
+    """BriskRemote.wait returns when paramiko sets the channel's exit-status event (invoke's own polls every
+    10 ms); every cluster connection runs its commands with it."""
+    from types import SimpleNamespace
+
+    from fabfile.ssh import BriskRemote
+
+    event = threading.Event()
+    runner = BriskRemote.__new__(BriskRemote)
+    runner.channel = SimpleNamespace(status_event=event, exit_status_ready=event.is_set)
+    runner.threads = {}
+    checks = []
+    real_wait = event.wait
+    event.wait = lambda timeout: checks.append(timeout) or real_wait(timeout)
+    threading.Timer(0.2, event.set).start()
+    runner.wait()
+    assert event.is_set() and checks and all(t == 0.05 for t in checks) and len(checks) <= 6
+    assert BriskRemote.input_sleep < 0.01
