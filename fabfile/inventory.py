@@ -54,6 +54,11 @@ def save(cfg: Config, nodes: list[Node]) -> None:
     write_public(path(cfg), dumps(cfg, nodes))
 
 
+def forget(cfg: Config) -> None:
+    """No saved list: the next task asks the cloud (nodes are being terminated)."""
+    path(cfg).unlink(missing_ok=True)
+
+
 def load(cfg: Config) -> list[Node] | None:
     try:
         return loads(cfg, path(cfg).read_text(encoding="utf-8"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+from . import inventory
 from .backup import snapshots
 from .backup.tasks import ERRORS as BACKUP_ERRORS
 from .boundary import cluster_task
@@ -65,6 +66,7 @@ def _retire(ec2, cfg: Config, role: str, out) -> bool:
             return True
         out(f"{node.name} runs but PostgreSQL does not answer: terminating it (its volume is kept)")
         ec2.modify_instance_attribute(InstanceId=node.instance_id, DisableApiTermination={"Value": False})
+        inventory.forget(cfg)          # the list names it: no task starts from that now
         ec2.terminate_instances(InstanceIds=[node.instance_id])
         ec2.get_waiter("instance_terminated").wait(InstanceIds=[node.instance_id],
                                                     WaiterConfig={"Delay": 2, "MaxAttempts": 150})

@@ -16,6 +16,7 @@ import time
 from contextlib import nullcontext
 from typing import Collection
 
+from .. import inventory
 from ..layout import DB_ROLE
 from ..nodes import Node, find_nodes
 from ..remote import HostFailures, HostOutcome, Progress, RemoteError, on_hosts
@@ -192,7 +193,9 @@ def configure_cluster(cfg, ec2, *, role: str | None = None, dry_run: bool = Fals
     out = out or sys.stdout
     if role is not None:
         cfg.role(role)   # ConfigError for an unknown role, before the cloud is asked
-    nodes = nodes if nodes is not None else find_nodes(ec2, cfg.cluster.name)
+    if nodes is None:
+        nodes = find_nodes(ec2, cfg.cluster.name)
+        inventory.save(cfg, nodes)           # the cloud's answer: the next run starts from it
     targets = _targets(cfg, nodes, role, roles, out)
     ssh_to = connections.connect if connections is not None else None
     if connections is not None:

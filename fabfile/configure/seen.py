@@ -4,8 +4,8 @@ A no-op configure should not wait for boto3 to load and DescribeInstances to ans
 byte. `configure_seen` starts from the saved list while a forked child asks the cloud (`inventory.Lookup`);
 the first host with something to change, and the end of the run, wait for that answer (`Confirm`): when it
 differs from the saved list, the run starts again from the cloud's list (the hosts already right cost
-one facts command each). A list with a node not running, or no list, asks the cloud first, as before (and the deploy tasks save
-its answer).
+one facts command each). A list with a node not running, or no list, asks the cloud first, as before
+(configure_cluster saves its answer).
 
 A list the cloud confirmed less than WHIPUP_NODES_TTL seconds ago (60 by default; 0: always ask) is trusted
 as it is (`Trusted`): the cloud is asked only before a first change, or when a host fails (a node the cloud
@@ -149,4 +149,5 @@ def _trusted(cfg, seen: list[Node], connect: Callable[[], object], configure: Ca
             raise
         print(f"the cluster's nodes changed since {inventory.path(cfg)} was written: starting again from the "
               "cloud's list", flush=True)
+        return configure(cfg, connect(), nodes=listed, **kw)
     return configure(cfg, connect(), **kw)

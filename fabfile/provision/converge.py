@@ -147,8 +147,12 @@ def known_hosts_text(cfg: Config, nodes: list[Node]) -> tuple[str, dict[str, str
 
 
 def pin_known_hosts(ec2, cfg: Config) -> tuple[list[Node], dict[str, str]]:
-    """Rewrite the cluster's known_hosts from its live nodes; (nodes, {node name: problem})."""
+    """Rewrite the cluster's known_hosts from its live nodes, and save them as the node list the next task
+    starts from (inventory: a launch or a start changes it); (nodes, {node name: problem})."""
+    from .. import inventory
+
     nodes = find_nodes(ec2, cfg.cluster.name)
+    inventory.save(cfg, nodes)
     text, problems = known_hosts_text(cfg, nodes)
     path = known_hosts_path(cfg)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:

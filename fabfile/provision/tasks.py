@@ -10,6 +10,7 @@ import sys
 
 from invoke import Exit
 
+from .. import inventory
 from ..boundary import cluster_task
 from ..cloud import open_cloud
 from ..config import Config
@@ -165,6 +166,7 @@ def destroy(c, cfg: Config, yes=False):
     try:
         stop_receiver(cfg, print)       # monitor.recover's receiver: no recovery of a cluster being destroyed
         if not plan.empty:
+            inventory.forget(cfg)       # no task may start from the list of a cluster going away
             destroy_plan(ec2, plan, DEFAULT_TIMING)
         for profile, _ in profiles:
             profile.destroy()           # after the instances: none holds it any more

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context, Exit
 
+from fabfile import inventory
 from fabfile.configure import lock as configure_lock
 from fabfile.configure import run as configure_run
 from fabfile.configure import slotsync
@@ -158,6 +159,7 @@ def test_an_up_to_date_cluster_costs_one_command_per_host(shipped, cluster):
     assert [(r.name, r.changed, r.commands, r.error) for r in results] == [
         (n.name, 0, 1, None) for n in NODES]
     assert "[t-db-0] changed 0, ok 13, failed 0 (1 ssh command" in out   # cron too (the nightly backup)
+    assert inventory.load(shipped) == NODES          # the cloud's list it asked for: the next run starts from it
 
 
 def test_a_cold_host_runs_each_stage_once_and_rereads_facts_after_installing(shipped, cluster):

@@ -190,7 +190,7 @@ def test_a_host_failing_on_a_trusted_list_asks_the_cloud(cfg, monkeypatch, capsy
     asked = counting(monkeypatch, [NEW_APP, PROXY])                      # app-0 was replaced outside whipup
     run = Failing()
     assert seen_mod.configure_seen(cfg, lambda: "ec2", run, role=None) == "done"
-    assert run.calls == [(None, [APP, PROXY]), ("ec2", None)] and asked == ["ec2"]
+    assert run.calls == [(None, [APP, PROXY]), ("ec2", [NEW_APP, PROXY])] and asked == ["ec2"]
     assert "changed since" in capsys.readouterr().out and inventory.load(cfg) == [NEW_APP, PROXY]
     counting(monkeypatch, [NEW_APP, PROXY])                              # the same nodes: the failure stands
     with pytest.raises(HostFailures):

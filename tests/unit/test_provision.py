@@ -8,6 +8,7 @@ import stat
 import pytest
 import yaml
 
+from fabfile import inventory
 from fabfile.errors import ProvisionError
 from fabfile.naming import tag_dict
 from fabfile.nodes import find_nodes
@@ -95,6 +96,7 @@ def test_state_dir_holds_keys_private_and_known_hosts_pinned(ec2, cfg, fast):
         for n in sorted(nodes, key=lambda n: n.name)
     )
     assert known_hosts_path(cfg).read_text() == expected
+    assert inventory.load(cfg) == nodes       # the next task starts from the nodes provision left
 
 
 def test_security_groups_hold_exactly_the_roles_rules(ec2, cfg, fast):

@@ -7,7 +7,7 @@ import json
 import pytest
 from invoke import Context, Exit
 
-from fabfile import ns
+from fabfile import inventory, ns
 from fabfile.nodes import find_nodes
 from fabfile.provision import tasks
 from fabfile.provision.converge import provision
@@ -121,8 +121,10 @@ def test_destroy_without_terminal_or_yes_refuses(ec2, cfg, roles_file, fast, mon
 
 def test_destroy_with_yes_removes_the_cluster(ec2, cfg, roles_file, fast, capsys):
     provision(ec2, cfg, wait_ssh=False, timing=fast, log=lambda _m: None)
+    assert inventory.load(cfg) is not None
     tasks.destroy(Context(), config=str(roles_file), target="aws", yes=True)
     assert find_nodes(ec2, "whipup-demo") == []
+    assert inventory.load(cfg) is None        # no task starts from the list of a destroyed cluster
     out = capsys.readouterr().out
     assert "deleted key pair whipup-demo-key" in out
     tasks.destroy(Context(), config=str(roles_file), target="aws", yes=True)
