@@ -51,14 +51,15 @@ def _load(name: str):
 
 
 ns = Collection()
-for _name in requested(sys.argv) or (*TASKS, *COLLECTIONS):
+_named = requested(sys.argv)
+for _name in _named or (*TASKS, *COLLECTIONS):
     _item = _load(_name)
     if isinstance(_item, Collection):
         ns.add_collection(_item)
     else:
         ns.add_task(_item)
 
-if requested(sys.argv) is not None:
+if _named is not None:
     # a fab process is short: what the imports made lives to its end, so the collector need not look at it
     # again, neither during the run nor in the interpreter's last collection (~25 ms of a no-op configure)
     import gc

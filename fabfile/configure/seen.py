@@ -143,11 +143,12 @@ def _trusted(cfg, seen: list[Node], connect: Callable[[], object], configure: Ca
     except NodesChanged as exc:
         print(f"{exc}: starting again from the cloud's list", flush=True)
     except (HostFailures, RemoteError):
-        listed = find_nodes(connect(), cfg.cluster.name)
+        ec2 = connect()
+        listed = find_nodes(ec2, cfg.cluster.name)
         inventory.save(cfg, listed)
         if inventory.same(seen, listed):
             raise
         print(f"the cluster's nodes changed since {inventory.path(cfg)} was written: starting again from the "
               "cloud's list", flush=True)
-        return configure(cfg, connect(), nodes=listed, **kw)
+        return configure(cfg, ec2, nodes=listed, **kw)
     return configure(cfg, connect(), **kw)
