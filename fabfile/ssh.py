@@ -61,10 +61,38 @@ class BriskRemote(Remote):
             self.channel.status_event.wait(0.05)   # set by the exit status; a dead IO thread is seen within 50 ms
 
 
-class PinnedConnection(Connection):
-    """A fabric Connection whose TCP socket has Nagle's algorithm off (TCP_NODELAY), as OpenSSH's own.
+class QuickAckSocket(socket.socket):
+    """A TCP socket that acknowledges what it received at once (TCP_QUICKACK, Linux), after every read.
 
-    paramiko leaves it on: each command's small request then waits for the peer's delayed ACK, about 40 ms
+    Right after the login sshd pushes its host keys (a global request paramiko never answers), then answers
+    the first session's open with Nagle's algorithm still on: that answer waits for our ACK of the keys,
+    which Linux delays by 40 ms. OpenSSH's client answers the keys, so its ACK rides along; ours goes at once.
+    """
+    __slots__ = ()
+
+    def recv(self, *args):
+        data = super().recv(*args)
+        self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return data
+
+
+def session_socket(sock: socket.socket) -> socket.socket:
+    """`sock` (a connected TCP socket) as an SSH connection's: TCP_NODELAY on, and where the system has it
+    (Linux), a QuickAckSocket over the same descriptor and timeout."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not hasattr(socket, "TCP_QUICKACK"):
+        return sock
+    timeout = sock.gettimeout()
+    quick = QuickAckSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    quick.settimeout(timeout)
+    return quick
+
+
+class PinnedConnection(Connection):
+    """A fabric Connection whose TCP socket has Nagle's algorithm off (TCP_NODELAY), as OpenSSH's own, and
+    acknowledges at once (`session_socket`).
+
+    paramiko leaves Nagle on: each command's small request then waits for the peer's delayed ACK, about 40 ms
     a command on Linux. Every (re)open makes a fresh socket, so a dropped connection reopens the same way.
     """
 
@@ -76,7 +104,7 @@ class PinnedConnection(Connection):
         except OSError as exc:    # refused, unreachable, timed out: as paramiko's own connect says it
             raise NoValidConnectionsError({(self.host, self.port): exc}) from None
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = session_socket(sock)
             self.connect_kwargs["sock"] = sock
             return super().open()
         except BaseException:

@@ -119,8 +119,8 @@ class Connections:
     def start(self, nodes: list[Node]) -> None:
         """Start the handshake of every running node not started yet (after the sandbox route check)."""
         with self._starting:
-            self._start([n for n in nodes if n.state == "running" and _key(n) not in self._conns
-                         and _key(n) not in self._refused])
+            todo = {_key(n): n for n in nodes if n.state == "running"}   # a node listed twice: one handshake
+            self._start([n for k, n in todo.items() if k not in self._conns and k not in self._refused])
 
     def _start(self, todo: list[Node]) -> None:
         if not todo:

@@ -35,7 +35,7 @@ from ..deploy.guard import Guard, acquire, read_lock
 from ..deploy.lock import AuditRecord, describe_holder, format_audit, held_message, iso, utc_now, whoami
 from ..layout import Layout
 from ..nodes import Node
-from ..remote import Progress, run, sudo_sh
+from ..remote import ConnectionLost, Progress, RemoteError, run, sudo_sh
 from ..ssh import connect
 from ..state import cluster_dir, ensure_cluster_dir
 from .report import HostResult
@@ -106,6 +106,8 @@ class ClusterLock:
         member = Member(a, self._connect(self.cfg, a))
         self.cl = Cluster(self.cfg, self.layout, [], [member] if a.role == "app" else [],
                           [member] if a.role == "worker" else [], None, None, Progress(quiet=True), self.out)
+        if not self.dry_run and self._took():
+            return
         place = run(member.conn, lock_place(self.layout), step="find the deploy lock").stdout.split()
         if not place or place[0] != "ready":
             self.late = not self.dry_run
@@ -118,6 +120,17 @@ class ClusterLock:
                 self.out(held_message(held, f"{a.name}:{self.layout.lock_dir}"))
             return
         self.take()
+
+    def _took(self) -> bool:
+        """The lock taken at once, as on every configure of a configured cluster (one round trip); False when
+        the anchor could not run the lock's command (no app user or shared/ yet: `open` asks where it is)."""
+        try:
+            self.take()
+        except RemoteError as exc:
+            if not isinstance(exc, ConnectionLost) and exc.step in ("take the deploy lock", "break the deploy lock"):
+                return False
+            raise
+        return True
 
     def take(self) -> None:
         """The lock, now; LockHeld naming the holder, at once or (with `wait`) once the time is up."""

@@ -61,7 +61,7 @@ def desired_for(cfg, targets: list[Node], nodes: list[Node], *, dry_run: bool,
     if not cfg.configure.templates_dir.is_dir():
         raise ConfigureError(f"{cfg.path.name}: configure.templates_dir: {cfg.configure.templates_dir} "
                              "is not a directory")
-    env = environment(cfg.configure.templates_dir)
+    env = environment(cfg.configure.templates_dir, cfg.cluster.state_dir / ".cache")
     password = None
     if any(n.role == DB_ROLE for n in targets):
         # generated once (0600, local); a dry run generates nothing and uses it only if it exists

@@ -18,8 +18,10 @@ stdin and to the app's .env by deploy.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,17 +43,37 @@ class TemplateError(Exception):
     """A template cannot be rendered; the message names the template and line."""
 
 
-def environment(templates_dir: Path) -> jinja2.Environment:
+def environment(templates_dir: Path, cache: Path | None = None) -> jinja2.Environment:
+    """The templates' Jinja2 environment; with `cache` (the state dir's .cache/), each template's compiled
+    code kept in cache/jinja (0700), used again while the template's text is the same (jinja2's own
+    FileSystemBytecodeCache, keyed by the text's checksum): a no-op run does not compile them again."""
     import jinja2
 
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
+        bytecode_cache=_bytecode_cache(cache) if cache is not None else None,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
     )
+
+
+def _bytecode_cache(cache: Path):
+    """jinja2's file cache in cache/jinja, made 0700 (its files are code this process loads); None, and
+    every template compiled as it is read, when it cannot be made or is not this user's alone."""
+    import jinja2
+
+    place = cache / "jinja"
+    try:
+        place.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = place.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) != 0o700:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(place))
 
 
 def _node_entry(node: Node) -> dict:
@@ -171,7 +193,7 @@ def owner_group(owner: str) -> tuple[str, str]:
 def render_role_files(cfg: Config, node: Node, nodes: list[Node], env: jinja2.Environment | None = None,
                       media: MediaSite | None = None) -> tuple[DesiredFile, ...]:
     """Every template of `node`'s role rendered for it: the files configure keeps on that node."""
-    env = env or environment(cfg.configure.templates_dir)
+    env = env or environment(cfg.configure.templates_dir, cfg.cluster.state_dir / ".cache")
     ctx = context(cfg, node, nodes, media)
     role = cfg.role(node.role)
     out: list[DesiredFile] = []

@@ -199,7 +199,9 @@ def test_a_run_that_changes_nothing_writes_no_audit_line_and_frees_the_lock(ship
     up_to_date(shipped, hosts)
     _, out = go()
     assert "already ok" in out and not (anchor.shared / "deploy.lock").exists()
-    assert any("deploy.lock" in c for c, _ in anchor.calls)                     # it was taken, then released
+    # taken at once, then released: two commands on the anchor, no look for its place first
+    taken, released = (c for c, _ in anchor.calls)
+    assert "deploy.lock.new." in taken and "rm -rf /" in released and "deploy.lock" in released
     assert audit_lines(anchor.shared / "deploys.log") == audit_lines(cluster_dir(shipped) / "deploys.log") == []
 
 

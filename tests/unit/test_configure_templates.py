@@ -199,3 +199,32 @@ def test_a_template_that_is_not_utf8_names_the_byte(tmp_path, data, byte, offset
         render_role_files(cfg, NODES[0], NODES)
     assert str(info.value) == (f"tpl/a.j2: not UTF-8 text (byte {byte} at offset {offset}, in it or a template it "
                                f"includes): save it as UTF-8")
+
+
+def test_compiled_templates_are_kept_in_the_state_dir_and_compiled_again_when_the_text_changes(tmp_path, monkeypatch):
+    import jinja2
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.j2").write_text("port {{ port }}\n")
+    cache = tmp_path / "state" / ".cache"
+    compiled = []
+    real = jinja2.Environment._compile
+    monkeypatch.setattr(jinja2.Environment, "_compile", lambda self, *a: compiled.append(a[1]) or real(self, *a))
+
+    assert environment(tmp_path / "t", cache).get_template("a.j2").render(port=80) == "port 80\n"
+    assert environment(tmp_path / "t", cache).get_template("a.j2").render(port=81) == "port 81\n"
+    assert len(compiled) == 1                              # the second run loaded the first one's code
+    assert (cache / "jinja").stat().st_mode & 0o777 == 0o700
+    (tmp_path / "t" / "a.j2").write_text("listen {{ port }}\n")
+    assert environment(tmp_path / "t", cache).get_template("a.j2").render(port=82) == "listen 82\n"
+    assert len(compiled) == 2
+
+
+def test_a_cache_dir_others_can_write_is_not_used(tmp_path, monkeypatch):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.j2").write_text("x\n")
+    (tmp_path / ".cache" / "jinja").mkdir(parents=True)
+    (tmp_path / ".cache" / "jinja").chmod(0o777)
+    env = environment(tmp_path / "t", tmp_path / ".cache")
+    assert env.bytecode_cache is None and env.get_template("a.j2").render() == "x\n"
+    assert list((tmp_path / ".cache" / "jinja").iterdir()) == []

@@ -12,7 +12,7 @@ from fabfile.errors import ProvisionError
 from fabfile.nodes import Node
 from fabfile.provision.keys import ensure_host_key, ensure_identity, generate_ed25519, known_hosts_line
 from fabfile.provision.ready import wait_for_ssh
-from fabfile.ssh import connect
+from fabfile.ssh import QuickAckSocket, connect, session_socket
 from fabfile.state import identity_paths, known_hosts_path, write_public
 
 NODE = Node(role="app", index=0, name="whipup-demo-app-0", instance_id="i-0123", state="running",
@@ -126,6 +126,36 @@ def test_connections_turn_nagle_off_on_every_open(cfg, sshd):
         assert "sock" not in conn.connect_kwargs    # not kept for the next open: that socket is spent
         conn.close()
     assert sock.fileno() == -1
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_connections_acknowledge_what_they_read_at_once(cfg, sshd, monkeypatch):
+    # sshd answers the first session's open with Nagle on, behind its host keys that paramiko never answers:
+    # with Linux's delayed ACK the answer waits 40 ms for ours, so ours goes with every read
+    port, seen, host = _server_for(cfg, sshd)
+    _pin(cfg, port, host.public)
+    acks = []
+    setsockopt = QuickAckSocket.setsockopt
+    monkeypatch.setattr(QuickAckSocket, "setsockopt", lambda self, level, name, value: (
+        acks.append(name == socket.TCP_QUICKACK and value), setsockopt(self, level, name, value)))
+    with connect(cfg, NODE, port=port) as conn:
+        conn.open()
+        logged_in = len(acks)
+        assert conn.run("echo hi", hide=True, in_stream=False).stdout == "ok\n"
+        assert isinstance(conn.transport.sock, QuickAckSocket)
+        assert conn.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    assert logged_in > 3 and len(acks) > logged_in and all(a == 1 for a in acks)
+
+
+def test_the_session_socket_keeps_the_descriptor_and_timeout():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        plain = socket.create_connection(server.getsockname(), timeout=7)
+        fd = plain.fileno()
+        peer, _ = server.accept()
+        with peer, session_socket(plain) as sock:
+            assert sock.fileno() == fd and sock.gettimeout() == 7 and plain.fileno() == -1
+            peer.sendall(b"x; whoami")
+            assert sock.recv(64) == b"x; whoami"
 
 
 def test_unpinned_host_key_is_refused(cfg, sshd):

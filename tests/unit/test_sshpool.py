@@ -67,6 +67,18 @@ def test_each_host_is_opened_once_and_closed_by_the_pool_only(cfg, opened):
     assert sorted(counts["closed"]) == ["10.0.0.10", "10.0.0.12", "10.0.0.13"]
 
 
+def test_a_node_named_twice_in_one_start_gets_one_handshake(cfg, opened):
+    # configure starts its targets and the deploy lock's anchor, which is one of them
+    made = []
+    with sshpool.Connections(cfg, route=lambda addresses: {a: "whipbr0" for a in addresses}) as pool:
+        make = pool._make
+        pool._make = lambda node: made.append(node.name) or make(node)
+        pool.start([APP, DB, APP])
+        pool.connect(cfg, APP).open()
+    assert sorted(made) == ["c-app-0", "c-db-0"]
+    assert sorted(opened[0]["closed"]) == ["10.0.0.10", "10.0.0.12"]
+
+
 def test_a_failed_handshake_is_raised_by_the_callers_first_open_then_tried_again(cfg, opened):
     counts, failing = opened
     failing.add("10.0.0.10")
