@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 packages=(python3 python3-venv python3-pip git openssh-client curl ca-certificates
-          debootstrap tinyproxy iproute2 util-linux mount nftables dnsmasq-base pebble)
+          debootstrap tinyproxy iproute2 util-linux mount nftables dnsmasq-base pebble apt-cacher-ng)
 # --test: the e2e tests' browser (headless Chromium) and its certificate store tool (certutil)
 [ -n "$extras" ] && packages+=(chromium libnss3-tools)
 missing=()
@@ -25,6 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup.sh: installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [[ " ${missing[*]} " == *" apt-cacher-ng "* ]]; then
+        # the local cloud runs its own apt-cacher-ng on its bridge (fabfile/sandbox/aptcache.py): the system's
+        # service, which the package starts listening on every address, is not wanted
+        { systemctl disable --now apt-cacher-ng || { invoke-rc.d apt-cacher-ng stop; update-rc.d apt-cacher-ng disable; }; } \
+            >/dev/null 2>&1 || true
+    fi
 fi
 
 python=${PYTHON:-python3}

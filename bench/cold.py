@@ -8,7 +8,9 @@ from outside, then `fab destroy --yes`. Per run: the wall time, whip-up's own ma
 deploy), the CPU-seconds of `fab` and of the whole machine (every host is a namespace of this machine,
 so the hosts' dpkg, pip and Django share its cores), and each node's bytes in (its veth's counter on the
 bridge side: packages, wheels, the code pushed, SSH). --baseline DIR (another checkout, with its .venv):
-every shape is run by both, alternating (A B, then B A), in the same sandbox.
+every shape is run by both, alternating (A B, then B A), in the same sandbox. The sandbox's package cache
+(apt-cacher-ng, fabfile/sandbox/aptcache.py) is emptied before each whip-up, so each cluster fetches its
+packages from the mirror once; --warm-apt keeps it.
 """
 from __future__ import annotations
 
@@ -21,7 +23,10 @@ from pathlib import Path
 from common import ROOT, Run, fab, load_average, machine, private_sandbox, table
 
 sys.path.insert(0, str(ROOT))
-from fabfile.sandbox.net import veth_name  # noqa: E402  (after the path)
+from fabfile.sandbox import aptcache, procs  # noqa: E402  (after the path)
+from fabfile.sandbox.image import remove_tree  # noqa: E402
+from fabfile.sandbox.net import veth_name  # noqa: E402
+from fabfile.sandbox.settings import load_settings  # noqa: E402
 from tests.e2e.demo import demo_repo  # noqa: E402
 
 SHAPES = {"1 role (app, SQLite)": dict(roles=["app"]),
@@ -50,9 +55,22 @@ def marks(stdout: str) -> str:
     return found.group(0) if found else "?"
 
 
-def one(sb, shape: str, n: int, root: Path) -> tuple[Run, dict[str, int], str]:
-    """A cold whip-up of `shape` by the checkout `root`, its nodes' bytes in, then the cluster destroyed."""
+def empty_apt_cache(sb) -> None:
+    """The sandbox's package cache (fabfile/sandbox/aptcache.py) stopped, emptied and started again by
+    `fab sandbox.up`: every whip-up fetches its cluster's packages from the mirror, once."""
+    settings = load_settings(sb.env)
+    procs.stop_pidfile(aptcache.pidfile(settings))
+    if settings.apt_cache_dir.exists():
+        remove_tree(settings.apt_cache_dir)
+    fab(sb.env, "sandbox.up")
+
+
+def one(sb, shape: str, n: int, root: Path, warm: bool = False) -> tuple[Run, dict[str, int], str]:
+    """A cold whip-up of `shape` by the checkout `root`, its nodes' bytes in, then the cluster destroyed.
+    Unless `warm`, the sandbox's package cache starts empty."""
     name = f"cold{n}"
+    if not warm:
+        empty_apt_cache(sb)
     repo = demo_repo(sb.tmp / f"app-{name}", "BENCH_SESSION")
     roles = sb.roles(name, repo=repo, **SHAPES[shape])
     run = fab(sb.env, "whip-up-full-system", "--config", str(roles), root=root)
@@ -76,6 +94,8 @@ def main() -> None:
     ap.add_argument("--sandbox", type=int, default=None, help="use test sandbox N's names (default: the bench's own)")
     ap.add_argument("--baseline", type=Path, default=None, help="another whipup checkout to compare with")
     ap.add_argument("--output", type=Path, default=None, help="a directory to keep each whip-up's output in")
+    ap.add_argument("--warm-apt", action="store_true",
+                    help="keep the sandbox's package cache between whip-ups (default: emptied before each)")
     ap.add_argument("--shapes", default=",".join(str(i) for i in range(len(SHAPES))),
                     help="which shapes, by index (default all: " + "; ".join(SHAPES) + ")")
     args = ap.parse_args()
@@ -89,7 +109,7 @@ def main() -> None:
                 for label in (list(sides) if (n + i) % 2 == 0 else list(reversed(sides))):
                     loads.append(load_average())
                     k += 1
-                    done[shape + label].append(one(sb, shape, k, sides[label]))
+                    done[shape + label].append(one(sb, shape, k, sides[label], args.warm_apt))
                     if args.output is not None:
                         args.output.mkdir(parents=True, exist_ok=True)
                         (args.output / f"{k:02d}-{shape}{label}.txt".replace(" ", "_")).write_text(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..debian import DEFAULT, RELEASES, DebianRelease, sandbox_image_name
-from . import acme, dns, firewall, hosts, image, net, procs, volumes
+from . import acme, aptcache, dns, firewall, hosts, image, net, procs, volumes
 from .errors import SandboxError
 from .settings import ACCOUNT_ID, SandboxSettings
 
@@ -134,16 +134,9 @@ def start_api(settings: SandboxSettings, log) -> None:
 
 
 def wait_until(ready, settings: SandboxSettings, name: str, what: str, doing: str, seconds: float) -> None:
-    """Wait for a process we just spawned (pidfile `name`) until `ready()`; it exiting first, or the time
-    running out, is an error naming its log."""
-    logfile = settings.state_dir / "logs" / f"{name}.log"
-    deadline = time.monotonic() + seconds
-    while not ready():
-        if not procs.read_pidfile(pidfile(settings, name)):
-            raise SandboxError(f"the {what} exited; see {logfile}")
-        if time.monotonic() > deadline:
-            raise SandboxError(f"the {what} did not {doing} within {seconds:g} s; see {logfile}")
-        time.sleep(0.05)
+    """Wait for a process we just spawned (pidfile `name`) until `ready()` (`procs.wait_ready`)."""
+    procs.wait_ready(ready, pidfile(settings, name), settings.state_dir / "logs" / f"{name}.log", what, doing,
+                     seconds)
 
 
 def register_image_params(release: DebianRelease) -> dict:
@@ -191,6 +184,10 @@ def start_proxy(settings: SandboxSettings, log) -> None:
     if not procs.read_pidfile(pidfile(settings, "proxy")):
         raise SandboxError(f"tinyproxy exited; see {settings.state_dir / 'logs' / 'proxy.log'}")
     log(f"proxy: started at {settings.proxy_url}")
+
+
+def start_apt_cache(settings: SandboxSettings, log) -> None:
+    aptcache.start(settings, log, lambda: listening(settings.bridge_address, settings.apt_cache_port))
 
 
 def s3gate_argv(settings: SandboxSettings) -> list[str]:
@@ -298,6 +295,7 @@ def up(settings: SandboxSettings, log=print) -> None:
         register_image(settings, log, release)
     start_bridge(settings, log)
     start_proxy(settings, log)
+    start_apt_cache(settings, log)
     start_s3gate(settings, log)
     start_git(settings, log)
     start_dns(settings, log)
@@ -335,6 +333,8 @@ def down(settings: SandboxSettings, log=print) -> None:
             log(f"{what}: stopped")
     if procs.stop_pidfile(pidfile(settings, "proxy")):
         log("proxy: stopped")
+    if procs.stop_pidfile(aptcache.pidfile(settings)):
+        log("apt cache: stopped")
     if procs.stop_pidfile(pidfile(settings, "moto")):
         log("api: stopped")
     if settings.hosts_dir.exists():

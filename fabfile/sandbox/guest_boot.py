@@ -77,8 +77,9 @@ def configure_surroundings(meta):
             os.unlink("/etc/resolv.conf")
         write("/etc/resolv.conf", "nameserver %s\noptions timeout:1 attempts:2\n" % meta["nameserver"])
     proxy = meta["proxy_url"]
+    # apt's plain-HTTP fetches through the sandbox's package cache (aptcache.py), HTTPS through the proxy
     write("/etc/apt/apt.conf.d/80whipup-proxy",
-          'Acquire::http::Proxy "%s";\nAcquire::https::Proxy "%s";\n' % (proxy, proxy))
+          'Acquire::http::Proxy "%s";\nAcquire::https::Proxy "%s";\n' % (meta.get("apt_proxy_url", proxy), proxy))
     no_proxy = "localhost,127.0.0.1,::1,.internal," + ",".join(meta.get("no_proxy", []))
     env = ("http_proxy=%s\nhttps_proxy=%s\nHTTP_PROXY=%s\nHTTPS_PROXY=%s\nno_proxy=%s\nNO_PROXY=%s\n"
            "REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt\n"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from . import net, procs
+from . import aptcache, net, procs
 from .errors import SandboxError
 from .image import DEFAULT_USER, remove_tree
 from .settings import SandboxSettings
@@ -81,7 +81,8 @@ def write_seed(settings: SandboxSettings, spec: HostSpec, user_data: bytes | Non
     seed = d / "seed"
     seed.mkdir(parents=True, exist_ok=True)
     meta = {"instance_id": spec.instance_id, "hostname": spec.hostname, "private_ip": spec.private_ip,
-            "proxy_url": settings.proxy_url, "default_user": DEFAULT_USER,
+            "proxy_url": settings.proxy_url, "apt_proxy_url": aptcache.apt_proxy(settings),
+            "default_user": DEFAULT_USER,
             # the bridge address by name too: Python's no_proxy matching knows no CIDR ranges, and the S3
             # gate there is reached directly, not through the proxy
             "no_proxy": [*net.PRIVATE_RANGES, settings.bridge_address],
@@ -170,7 +171,8 @@ def start(settings: SandboxSettings, spec: HostSpec, user_data: bytes | None, lo
 def _refresh_seed(settings: SandboxSettings, spec: HostSpec) -> None:
     seed = host_dir(settings, spec.instance_id) / "seed"
     meta = json.loads((seed / "meta.json").read_text())
-    meta.update(hostname=spec.hostname, private_ip=spec.private_ip, proxy_url=settings.proxy_url)
+    meta.update(hostname=spec.hostname, private_ip=spec.private_ip, proxy_url=settings.proxy_url,
+                apt_proxy_url=aptcache.apt_proxy(settings))
     (seed / "meta.json").write_text(json.dumps(meta))
     (seed / "boot.py").write_bytes((HERE / "guest_boot.py").read_bytes())
 

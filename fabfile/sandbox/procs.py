@@ -53,6 +53,19 @@ def spawn(argv: list[str], log: Path, pidfile: Path, *, env: dict | None = None,
     return p
 
 
+def wait_ready(ready, pidfile: Path, logfile: Path, what: str, doing: str, seconds: float) -> None:
+    """Wait for a process just spawned (its `pidfile`) until `ready()`; it exiting first, or the time
+    running out, is an error naming its log."""
+    from .errors import SandboxError
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if not read_pidfile(pidfile):
+            raise SandboxError(f"the {what} exited; see {logfile}")
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the {what} did not {doing} within {seconds:g} s; see {logfile}")
+        time.sleep(0.05)
+
+
 def wait_gone(pid: int, timeout: float) -> bool:
     start = proc_starttime(pid)
     deadline = time.monotonic() + timeout

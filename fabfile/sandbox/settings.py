@@ -30,6 +30,7 @@ class SandboxSettings:
     dns_port: int = 53       # dnsmasq: the hosted zones (dns.py), the hosts' resolver, on the bridge address
     acme_port: int = 14000   # pebble's ACME directory (acme.py) on the bridge address
     acme_admin_port: int = 15000   # pebble's management endpoint (its root certificate)
+    apt_cache_port: int = 8896     # apt-cacher-ng (aptcache.py): the hosts' apt proxy, on the bridge address
 
     @property
     def acme_directory(self) -> str:
@@ -42,6 +43,16 @@ class SandboxSettings:
     @property
     def proxy_url(self) -> str:
         return f"http://{self.bridge_address}:{self.proxy_port}"
+
+    @property
+    def apt_cache_url(self) -> str:
+        """The hosts' apt proxy over plain HTTP: each package fetched from the mirror once, then served here."""
+        return f"http://{self.bridge_address}:{self.apt_cache_port}"
+
+    @property
+    def apt_cache_dir(self) -> Path:
+        """apt-cacher-ng's cache: kept across sandbox.down, like the hosts' image (remove it to start empty)."""
+        return self.state_dir / "apt-cache"
 
     @property
     def s3_endpoint(self) -> str:
@@ -97,4 +108,5 @@ def load_settings(environ: dict[str, str] | None = None) -> SandboxSettings:
         dns_port=int(env.get("WHIPUP_SANDBOX_DNS_PORT", "53")),
         acme_port=int(env.get("WHIPUP_SANDBOX_ACME_PORT", "14000")),
         acme_admin_port=int(env.get("WHIPUP_SANDBOX_ACME_ADMIN_PORT", "15000")),
+        apt_cache_port=int(env.get("WHIPUP_SANDBOX_APT_CACHE_PORT", "8896")),
     )

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
+import os
 import py_compile
 import re
 from pathlib import Path
 
-from fabfile.sandbox import control, hosts, image, materializer, net
+from fabfile.sandbox import aptcache, control, guest_boot, hosts, image, materializer, net, procs
 from fabfile.sandbox.settings import load_settings
 
 S = load_settings({"WHIPUP_SANDBOX_STATE": "/st", "WHIPUP_CACHE": "/cache", "WHIPUP_SANDBOX_BRIDGE": "whipbr0",
@@ -176,3 +178,36 @@ def test_the_materializer_restores_no_route_of_a_host_it_just_stopped(monkeypatc
     me = SimpleNamespace(settings=SimpleNamespace(bridge="br0", bridge_address="10.255.255.254"))
     mat.Materializer.repair_routes(me, {"i-up", "i-down"})
     assert ran == [mat.net.host_route_cmd("10.0.0.1", "br0", "10.255.255.254")]
+
+
+def test_the_apt_cache_listens_only_on_the_bridge_with_its_own_dirs():
+    conf = aptcache.conf(S)
+    assert "BindAddress: 10.255.255.254\n" in conf and "Port: 8896\n" in conf
+    assert "CacheDir: /st/apt-cache\n" in conf and "SocketPath: /st/run/apt-cacher-ng.socket\n" in conf
+    assert "ForeGround: 1\n" in conf
+    assert aptcache.argv(S) == ["/usr/sbin/apt-cacher-ng", "-c", "/st/run/apt-cacher-ng"]
+
+
+def test_hosts_fetch_packages_through_the_cache_only_while_it_runs(tmp_path):
+    s = load_settings({"WHIPUP_SANDBOX_STATE": str(tmp_path), "WHIPUP_SANDBOX_BRIDGE_ADDRESS": "10.9.9.254"})
+    s.run_dir.mkdir(parents=True)
+    spec = hosts.HostSpec("i-1", "10.0.0.5", "ip-10-0-0-5.ec2.internal")
+    hosts.write_seed(s, spec, None)
+    meta = json.loads((tmp_path / "hosts" / "i-1" / "seed" / "meta.json").read_text())
+    assert meta["apt_proxy_url"] == meta["proxy_url"] == "http://10.9.9.254:8899"    # no cache: the proxy
+    procs.write_pidfile(aptcache.pidfile(s), os.getpid())                           # a cache that runs
+    hosts.write_seed(s, spec, None)
+    meta = json.loads((tmp_path / "hosts" / "i-1" / "seed" / "meta.json").read_text())
+    assert meta["apt_proxy_url"] == "http://10.9.9.254:8896"
+
+
+def test_the_guest_sends_apt_http_to_the_cache_and_the_rest_to_the_proxy(monkeypatch):
+    written = {}
+    monkeypatch.setattr(guest_boot, "write", lambda path, data, *a, **k: written.__setitem__(path, data))
+    guest_boot.configure_surroundings({"hostname": "ip-10-0-0-5.ec2.internal", "private_ip": "10.0.0.5",
+                                       "proxy_url": "http://10.9.9.254:8899",
+                                       "apt_proxy_url": "http://10.9.9.254:8896"})
+    assert written["/etc/apt/apt.conf.d/80whipup-proxy"] == (
+        'Acquire::http::Proxy "http://10.9.9.254:8896";\nAcquire::https::Proxy "http://10.9.9.254:8899";\n')
+    assert "http_proxy=http://10.9.9.254:8899\n" in written["/etc/environment"]
+    assert "proxy = http://10.9.9.254:8899\n" in written["/etc/pip.conf"]
