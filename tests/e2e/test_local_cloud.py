@@ -115,7 +115,7 @@ def cloud(tmp_path_factory):
 def test_sandbox_up_is_idempotent(cloud):
     again = fab("sandbox.up", env=cloud.env).stdout
     for part in ("api: already up", "already registered", f"bridge: {cloud.env['WHIPUP_SANDBOX_BRIDGE']} already up",
-                 "proxy: already up", "materializer: already running"):
+                 "proxy: already up", "apt cache: already up", "materializer: already running"):
         assert part in again
 
 
@@ -181,10 +181,15 @@ def test_hosts_have_no_way_out_but_the_proxy(cloud):
     assert "unreachable" in out
 
 
-def test_apt_get_install_works_through_the_proxy(cloud):
+def test_apt_get_install_works_through_the_package_cache(cloud):
     a = cloud.state["ips"][0]
     cloud.ssh(a, "sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hello")
     assert "Hello, world!" in cloud.ssh(a, "hello").stdout
+    # the package was fetched through the sandbox's apt-cacher-ng, which keeps it for the next host
+    cache = Path(cloud.env["WHIPUP_SANDBOX_STATE"]) / "apt-cache"
+    assert [p.name for p in cache.rglob("hello_*.deb")], f"no hello package in {cache}"
+    conf = cloud.ssh(a, "cat /etc/apt/apt.conf.d/80whipup-proxy").stdout
+    assert f'Acquire::http::Proxy "http://{cloud.env["WHIPUP_SANDBOX_BRIDGE_ADDRESS"]}:8896";' in conf
 
 
 SERVICE = """#!/bin/sh
@@ -247,7 +252,8 @@ def test_sandbox_down_leaves_nothing(cloud):
     assert len(pids) == 2
     state = Path(cloud.env["WHIPUP_SANDBOX_STATE"])
     daemons = [int(p.read_text().split()[0]) for p in (state / "run").glob("*.pid")]
-    assert len(daemons) == 8  # api, proxy, S3 gate, git server, DNS (dnsmasq + its zone sync), ACME (pebble), materializer
+    # api, proxy, apt cache, S3 gate, git server, DNS (dnsmasq + its zone sync), ACME (pebble), materializer
+    assert len(daemons) == 9
     fab("sandbox.down", env=cloud.env)
     bridge = cloud.env["WHIPUP_SANDBOX_BRIDGE"]
     # exact names: another module's sandbox may be called whiptest12 while this one is whiptest1
