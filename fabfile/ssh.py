@@ -60,6 +60,17 @@ class BriskRemote(Remote):
         while not (self.process_is_finished or self.has_dead_threads):
             self.channel.status_event.wait(0.05)   # set by the exit status; a dead IO thread is seen within 50 ms
 
+    def _write_proc_stdin(self, data: bytes) -> None:
+        """stdin for a command that already ended and closed its channel is dropped, as a pipe's gone reader
+        is (subprocess ignores BrokenPipeError): its exit status says what happened. A command that fails at
+        once (the deploy lock's take, before the cluster's first configure) raced its stdin: invoke's stdin
+        thread died with `Socket is closed`, a ThreadException instead of the command's result."""
+        try:
+            super()._write_proc_stdin(data)
+        except OSError:
+            if not (self.channel.closed or self.channel.exit_status_ready()):
+                raise
+
 
 class QuickAckSocket(socket.socket):
     """A TCP socket that acknowledges what it received at once (TCP_QUICKACK, Linux), after every read.

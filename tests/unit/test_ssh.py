@@ -261,3 +261,26 @@ def test_a_command_is_seen_to_end_by_its_exit_status_event_not_a_poll():
     runner.wait()
     assert event.is_set() and checks and all(t == 0.05 for t in checks) and len(checks) <= 6
     assert BriskRemote.input_sleep < 0.01
+
+
+def test_stdin_for_a_command_that_already_ended_is_dropped_not_raised():
+    """A command that exits at once closes its channel while its stdin is still being sent: the write fails
+    with `Socket is closed`, which must leave the command's own result (its exit status) to say what
+    happened. A write that fails while the command still runs is an error."""
+    from types import SimpleNamespace
+
+    from fabfile.ssh import BriskRemote
+
+    def closed_socket(data):
+        raise OSError("Socket is closed")
+
+    runner = BriskRemote.__new__(BriskRemote)
+    runner.channel = SimpleNamespace(sendall=closed_socket, closed=True, exit_status_ready=lambda: True)
+    runner._write_proc_stdin(b"lock info\n")
+    runner.channel = SimpleNamespace(sendall=closed_socket, closed=False, exit_status_ready=lambda: False)
+    with pytest.raises(OSError, match="Socket is closed"):
+        runner._write_proc_stdin(b"lock info\n")
+    sent = []
+    runner.channel = SimpleNamespace(sendall=sent.append, closed=False, exit_status_ready=lambda: False)
+    runner._write_proc_stdin(b"lock info\n")
+    assert sent == [b"lock info\n"]
