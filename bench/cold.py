@@ -75,6 +75,9 @@ def one(sb, shape: str, n: int, root: Path, warm: bool = False) -> tuple[Run, di
     roles = sb.roles(name, repo=repo, **SHAPES[shape])
     run = fab(sb.env, "whip-up-full-system", "--config", str(roles), root=root)
     received = bytes_in(sb, name)
+    if not warm:      # what the cache fetched from the mirror: the cluster's packages, once
+        received["mirror-.debs the apt cache fetched from the mirror"] = sum(f.stat().st_size for f in load_settings(sb.env).apt_cache_dir.rglob("*")
+                                             if f.is_file() and f.suffix == ".deb")
     fab(sb.env, "destroy", "--yes", "--config", str(roles), root=root)
     return run, received, marks(run.stdout)
 
