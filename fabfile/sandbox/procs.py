@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .errors import SandboxError
+
 
 def proc_starttime(pid: int) -> str | None:
     try:
@@ -56,7 +58,6 @@ def spawn(argv: list[str], log: Path, pidfile: Path, *, env: dict | None = None,
 def wait_ready(ready, pidfile: Path, logfile: Path, what: str, doing: str, seconds: float) -> None:
     """Wait for a process just spawned (its `pidfile`) until `ready()`; it exiting first, or the time
     running out, is an error naming its log."""
-    from .errors import SandboxError
     deadline = time.monotonic() + seconds
     while not ready():
         if not read_pidfile(pidfile):
