@@ -7,6 +7,7 @@ removing the host, and `fab sandbox.down` leaving nothing behind.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -190,6 +191,22 @@ def test_apt_get_install_works_through_the_package_cache(cloud):
     assert [p.name for p in cache.rglob("hello_*.deb")], f"no hello package in {cache}"
     conf = cloud.ssh(a, "cat /etc/apt/apt.conf.d/80whipup-proxy").stdout
     assert f'Acquire::http::Proxy "http://{cloud.env["WHIPUP_SANDBOX_BRIDGE_ADDRESS"]}:8896";' in conf
+
+
+def test_hosts_updating_their_package_lists_together_all_get_them(cloud):
+    """Every host of a new cluster runs apt-get update at once. apt-cacher-ng answered some of them 503 for an
+    index that another client had just started fetching, and apt-get update hung; 6 updates per host, from
+    each host at once, after the cached indexes are dropped, must all end."""
+    cache = Path(cloud.env["WHIPUP_SANDBOX_STATE"]) / "apt-cache"
+    for index in [*cache.rglob("InRelease*"), *cache.rglob("Release*")]:
+        index.unlink()
+    each = ("rm -rf /tmp/lists-$i && mkdir -p /tmp/lists-$i/partial && "
+            "timeout 120 apt-get update -qq -o Dir::State::Lists=/tmp/lists-$i > /tmp/update-$i.log 2>&1; "
+            "echo $? > /tmp/update-$i.rc")
+    command = f"sudo sh -c 'for i in 1 2 3 4 5 6; do ({each}) & done; wait; cat /tmp/update-*.rc'"
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        rcs = list(pool.map(lambda ip: cloud.ssh(ip, command, timeout=200).stdout.split(), cloud.state["ips"]))
+    assert rcs == [["0"] * 6] * 3, f"apt-get update exit codes per host (124: it hung): {rcs}"
 
 
 SERVICE = """#!/bin/sh

@@ -185,6 +185,8 @@ def test_the_apt_cache_listens_only_on_the_bridge_with_its_own_dirs():
     assert "BindAddress: 10.255.255.254\n" in conf and "Port: 8896\n" in conf
     assert "CacheDir: /st/apt-cache\n" in conf and "SocketPath: /st/run/apt-cacher-ng.socket\n" in conf
     assert "ForeGround: 1\n" in conf
+    # its "stuck download" check, which answers hosts updating together with 503s, is off
+    assert "ResponseFreezeDetectTime: 2147483647\n" in conf
     assert aptcache.argv(S) == ["/usr/sbin/apt-cacher-ng", "-c", "/st/run/apt-cacher-ng"]
 
 
