@@ -96,6 +96,8 @@ class AptCounts:
 
 
 _SUMMARY = re.compile(r"^(\d+) upgraded, (\d+) newly installed, ")
+# the line configure's packages script prints before trying apt-get update again (`... 2 of 3`)
+APT_UPDATE_RETRY = "apt-get update failed; try"
 
 
 def apt_step(c: AptCounts, line: str) -> AptCounts:
@@ -103,6 +105,8 @@ def apt_step(c: AptCounts, line: str) -> AptCounts:
     summary = _SUMMARY.match(line)
     if summary:
         return replace(c, total=c.total + int(summary.group(1)) + int(summary.group(2)))
+    if line.startswith(APT_UPDATE_RETRY):
+        return replace(c, lists=0)
     if line.startswith(("Get:", "Hit:", "Ign:")):
         if c.total:
             return replace(c, fetched=c.fetched + 1) if line.startswith("Get:") else c

@@ -10,9 +10,13 @@ from __future__ import annotations
 import shlex
 from typing import Iterable
 
+from ..install_progress import APT_UPDATE_RETRY
+
 INIT_SYSTEMS = ("systemd", "sysv")
 DEFAULT_RUNLEVEL = "2"   # sysv: the runlevel a host boots into (Debian's default; the local cloud's boot uses it)
 APT_STAMP = "/var/lib/whipup/apt-updated"
+APT_UPDATE_TRIES = 3
+APT_UPDATE_SECONDS = 300     # one try of apt-get update (a cold one takes 5-20 s)
 PENDING_DIR = "/var/lib/whipup/pending"   # <service>:<action> files: handlers owed by a run that stopped early
 APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a APT_LISTCHANGES_FRONTEND=none"
 APT_OPTIONS = ("-y", "-q", "--no-install-recommends",
@@ -56,9 +60,18 @@ def q(value: str) -> str:
 
 # --- packages ---------------------------------------------------------------------------
 
+def apt_update_tries(tries: int = APT_UPDATE_TRIES, seconds: int = APT_UPDATE_SECONDS) -> str:
+    """`apt-get update` until it succeeds, `tries` times at most, each try bounded to `seconds` (as Ansible's
+    apt module retries update_cache): a mirror or proxy that fails or stops answering for one try (apt-get
+    update can hang after an index answered 503) costs a try, not the step. `exit 1` after the last."""
+    numbers = " ".join(str(n) for n in range(1, tries + 1))
+    return (f"for n in {numbers}; do timeout -k 10 {seconds} apt-get update -q && break; "
+            f'[ "$n" -lt {tries} ] || exit 1; echo "{APT_UPDATE_RETRY} $((n + 1)) of {tries}"; sleep "$n"; done')
+
+
 def apt_update() -> str:
     """Refresh the package lists and stamp the time (apt keeps the mirror's mtimes on its lists)."""
-    return f"apt-get update -q && mkdir -p {q(APT_STAMP.rsplit('/', 1)[0])} && touch {q(APT_STAMP)}"
+    return f"{apt_update_tries()} && mkdir -p {q(APT_STAMP.rsplit('/', 1)[0])} && touch {q(APT_STAMP)}"
 
 
 def apt_install(packages: Iterable[str]) -> str:

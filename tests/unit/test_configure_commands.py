@@ -1,4 +1,5 @@
 """configure's command builders, by exact string; values stay one argument; no secret in a command line."""
+import os
 import shlex
 import subprocess
 
@@ -24,7 +25,34 @@ def test_apt_install_is_noninteractive_and_keeps_config_files():
 
 
 def test_apt_update_stamps_the_time():
-    assert cmd.apt_update() == "apt-get update -q && mkdir -p /var/lib/whipup && touch /var/lib/whipup/apt-updated"
+    assert cmd.apt_update() == (
+        'for n in 1 2 3; do timeout -k 10 300 apt-get update -q && break; [ "$n" -lt 3 ] || exit 1; '
+        'echo "apt-get update failed; try $((n + 1)) of 3"; sleep "$n"; done'
+        " && mkdir -p /var/lib/whipup && touch /var/lib/whipup/apt-updated")
+
+
+def fake_apt_get(tmp_path, body: str) -> dict:
+    """PATH with an `apt-get` that counts its calls in tmp_path/calls and then runs `body`."""
+    (tmp_path / "apt-get").write_text(f"#!/bin/sh\necho x >> {tmp_path}/calls\n{body}\n")
+    (tmp_path / "apt-get").chmod(0o755)
+    return {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+
+
+def test_apt_update_tries_again_after_a_failure_and_after_a_hang(tmp_path):
+    # first try hangs (cut at 1 s), second fails, third succeeds: the loop ends 0, the next command runs
+    env = fake_apt_get(tmp_path, f"case $(wc -l < {tmp_path}/calls) in 1) sleep 30;; 2) exit 100;; esac")
+    script = f"set -e\n{cmd.apt_update_tries(3, 1)} && echo updated"
+    out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=20)
+    assert (out.returncode, out.stdout.splitlines()) == (0, [
+        "apt-get update failed; try 2 of 3", "apt-get update failed; try 3 of 3", "updated"])
+
+
+def test_apt_update_gives_up_after_the_last_try(tmp_path):
+    env = fake_apt_get(tmp_path, "exit 100")
+    out = subprocess.run(["sh", "-c", f"set -e\n{cmd.apt_update_tries(2, 5)} && echo updated; echo after"],
+                         env=env, capture_output=True, text=True, timeout=20)
+    assert out.returncode == 1 and "updated" not in out.stdout and "after" not in out.stdout
+    assert (tmp_path / "calls").read_text().count("x") == 2
 
 
 def test_packages_script_updates_first_or_only_when_the_install_fails():

@@ -90,6 +90,14 @@ def test_apt_counts_lists_then_packages_fetched_unpacked_set_up():
     assert apt_text(upgrade, 1) == "apt: 1 package: 0 fetched, 1 s"
 
 
+def test_apt_lists_count_again_from_zero_when_the_update_is_tried_again():
+    lines = ["Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]",
+             "Ign:2 http://deb.debian.org/debian bookworm-updates InRelease",
+             "apt-get update failed; try 2 of 3",
+             "Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]"]
+    assert apt_text(fold(apt_step, AptCounts(), lines), 3) == "apt: updating package lists (1 sources), 3 s"
+
+
 # --- the reporter and the stream ------------------------------------------------------------------------
 
 class Clock:
