@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -53,6 +55,32 @@ def marking(app: Callable, mark: Path) -> Callable:
     return wrapped
 
 
+# the service a request signed with SigV4 is for: `Credential=KEY/DATE/REGION/SERVICE/aws4_request`
+_SERVICE = re.compile(r"Credential=[^/,]+/[^/,]+/[^/,]+/([^/,]+)/aws4_request")
+ONE_AT_A_TIME = frozenset({"ec2"})
+
+
+def service_of(environ: dict) -> str | None:
+    found = _SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return found.group(1) if found else None
+
+
+def serialized(app: Callable, services: frozenset[str] = ONE_AT_A_TIME) -> Callable:
+    """`app` (WSGI), handling the requests for `services` one at a time. moto's EC2 backend is not safe
+    across threads: two RunInstances in one subnet at once share its address generator ("ValueError:
+    generator already executing", a 500 to one of them; seen in CI as the provision of a db node failing),
+    and a Describe iterates dicts that a Run changes. Each call takes milliseconds; S3 and the rest, whose
+    bodies may be large, are not held up."""
+    lock = threading.Lock()
+
+    def wrapped(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if service_of(environ) not in services:
+            return app(environ, start_response)
+        with lock:
+            return app(environ, start_response)
+    return wrapped
+
+
 def with_instance_limit(limit: int) -> None:
     """DescribeAccountAttributes' max-instances is the local cloud's own limit (moto answers AWS's old default,
     20; this machine holds more hosts than that: bench/scale.py runs 26)."""
@@ -86,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     touch(args.mark)
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True          # as moto.server's own main
-    run_simple(args.host, args.port, marking(app, args.mark), threaded=True, request_handler=MotoRequestHandler)
+    run_simple(args.host, args.port, marking(serialized(app), args.mark), threaded=True,
+               request_handler=MotoRequestHandler)
 
 
 if __name__ == "__main__":
