@@ -22,8 +22,8 @@ class SiteCheckError(ProvisionError):
 class SiteConnection(http.client.HTTPSConnection):
     """HTTPS to `address`, with the site's name as SNI, Host and the name the certificate must hold."""
 
-    def __init__(self, name: str, address: str, context: ssl.SSLContext, timeout: float = 10):
-        super().__init__(name, 443, context=context, timeout=timeout)
+    def __init__(self, name: str, address: str, context: ssl.SSLContext, timeout: float = 10, port: int = 443):
+        super().__init__(name, port, context=context, timeout=timeout)
         self._address = address
 
     def connect(self) -> None:
@@ -31,13 +31,16 @@ class SiteConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def get(name: str, address: str, path: str, context: ssl.SSLContext | None, *, https: bool = True):
+def get(name: str, address: str, path: str, context: ssl.SSLContext | None, *, https: bool = True,
+        port: int | None = None):
     """(status, Location header, body, peer certificate DER) of GET `path` at `address` as `name`."""
-    conn = (SiteConnection(name, address, context) if https else http.client.HTTPConnection(address, 80, timeout=10))
+    conn = (SiteConnection(name, address, context, port=port or 443) if https
+            else http.client.HTTPConnection(address, port or 80, timeout=10))
     try:
+        conn.connect()      # the certificate first: a response with `Connection: close` drops the socket
+        der = conn.sock.getpeercert(binary_form=True) if https else None
         conn.request("GET", path, headers={"Host": name})
         r = conn.getresponse()
-        der = conn.sock.getpeercert(binary_form=True) if https else None
         return r.status, r.getheader("Location"), r.read(), der
     finally:
         conn.close()
