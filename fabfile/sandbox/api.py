@@ -98,17 +98,8 @@ def with_instance_limit(limit: int) -> None:
     AccountAttributes.describe_account_attributes = describe   # type: ignore[method-assign]
 
 
-def application(mark: Path) -> Callable:
-    """The API's WSGI app: moto's, EC2 one request at a time, every user's request moving `mark`."""
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-    app = DomainDispatcherApplication(create_backend_app)
-    app.debug = True          # as moto.server's own main
-    return marking(serialized(app), mark)
-
-
 def main(argv: list[str] | None = None) -> None:
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -121,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     touch(args.mark)
-    run_simple(args.host, args.port, application(args.mark), threaded=True, request_handler=MotoRequestHandler)
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True          # as moto.server's own main
+    run_simple(args.host, args.port, marking(serialized(app), args.mark), threaded=True,
+               request_handler=MotoRequestHandler)
 
 
 if __name__ == "__main__":

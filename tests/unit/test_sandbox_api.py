@@ -16,17 +16,19 @@ from fabfile.sandbox.api import WATCHER_AGENT, due, marking, mark_of, serialized
 
 
 def serve(tmp_path):
-    """The API's WSGI app, as sandbox.up runs it, on an ephemeral loopback port: (endpoint, mark, stop)."""
+    """moto's WSGI app behind `marking`, on an ephemeral loopback port: (endpoint, mark, stop)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
     mark = tmp_path / "api.changed"
-    server = make_server("127.0.0.1", 0, api.application(mark), threaded=True)
+    app = serialized(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, marking(app, mark), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}", mark, server.shutdown
 
 
-def client(endpoint, agent=None, attempts=None):
-    config = BotoConfig(user_agent_extra=agent, retries={"max_attempts": attempts} if attempts else None)
+def client(endpoint, agent=None):
     return boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing", config=config)
+                        aws_secret_access_key="testing", config=BotoConfig(user_agent_extra=agent))
 
 
 def test_a_users_request_moves_the_mark_and_the_materializers_own_requests_do_not(tmp_path):
@@ -126,7 +128,9 @@ def test_instances_launched_at_once_in_one_subnet_all_get_their_own_address(tmp_
     endpoint, mark, stop = serve(tmp_path)
     switch = sys.getswitchinterval()
     try:
-        clients = [client(endpoint, attempts=1) for _ in range(16)]      # boto3 would retry a 500
+        once = BotoConfig(retries={"max_attempts": 1})          # boto3 would retry a 500
+        clients = [boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="t",
+                                aws_secret_access_key="t", config=once) for _ in range(16)]
         vpc = clients[0].create_vpc(CidrBlock="10.7.0.0/16")["Vpc"]["VpcId"]
         subnet = clients[0].create_subnet(VpcId=vpc, CidrBlock="10.7.0.0/20")["Subnet"]["SubnetId"]
         image = clients[0].describe_images()["Images"][0]["ImageId"]
